@@ -1,0 +1,87 @@
+# The words a newcomer expects. Every target installs what it needs first (idempotent, fast when done).
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+PYTHON ?= python3
+UV := .tools/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM := tools/sam.sh
+
+.PHONY: help setup dev demo test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
+
+help:
+	@echo "make dev      run the service locally against real Binance (http://127.0.0.1:3000)"
+	@echo "make demo     run the service locally against the Binance simulator (offline)"
+	@echo "make test     lint, sam validate --lint, sam build, then unit, integration and end-to-end tests"
+	@echo "make build    sam build;  make deploy ENV=dev|prod   sam deploy with samconfig.toml"
+
+# --- set-up --------------------------------------------------------------------------------------
+$(UV):
+	$(PYTHON) -m venv .tools/uv
+	.tools/uv/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+.tools/sam/.installed: $(UV) tools/sam-cli.lock
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .tools/sam
+	VIRTUAL_ENV=.tools/sam $(UV) pip install --quiet --require-hashes -r tools/sam-cli.lock
+	@touch $@
+
+.tools/checkov/.installed: $(UV) tools/checkov.lock
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .tools/checkov
+	VIRTUAL_ENV=.tools/checkov $(UV) pip install --quiet --require-hashes -r tools/checkov.lock
+	@touch $@
+
+setup: $(VENV)/.synced .tools/sam/.installed
+
+# --- run -----------------------------------------------------------------------------------------
+dev: $(VENV)/.synced
+	$(PY) -m local_stack
+
+demo: $(VENV)/.synced
+	$(PY) -m local_stack --simulator
+
+# --- test ----------------------------------------------------------------------------------------
+test: setup lint validate build
+	$(PY) -m pytest tests/unit tests/integration tests/e2e
+
+test-unit: $(VENV)/.synced
+	$(PY) -m pytest tests/unit
+
+test-integration: $(VENV)/.synced
+	$(PY) -m pytest tests/integration
+
+test-e2e: $(VENV)/.synced
+	$(PY) -m pytest tests/e2e
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.synced
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# The layer's requirements are exported from the lock, so the deployed versions are the tested ones.
+layer-requirements: $(UV)
+	$(UV) export --frozen --no-dev --no-hashes --no-header --no-annotate --quiet -o layers/common/requirements.txt
+
+# --- SAM -----------------------------------------------------------------------------------------
+validate: .tools/sam/.installed .tools/checkov/.installed
+	$(SAM) validate --lint
+	tools/checkov.sh
+
+build: .tools/sam/.installed
+	$(SAM) build
+
+ENV ?= dev
+deploy: build
+	$(SAM) deploy --config-env $(ENV)
+
+delete: .tools/sam/.installed
+	$(SAM) delete --config-env $(ENV)
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""The scheduled fetcher: the only caller of the exchange."""

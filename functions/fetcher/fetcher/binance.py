@@ -1,0 +1,188 @@
+"""Binance Spot REST adapter (public market data): the protocol, its errors, its weights.
+
+Only the fetcher imports this module; the read path never reaches an exchange.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from market_data.models import Ticker
+
+EXCHANGE = "binance"
+TICKER_PATH = "/api/v3/ticker/24hr"
+EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
+WEIGHT_HEADER = "x-mbx-used-weight-1m"
+INVALID_SYMBOL = -1121
+# Retry-After is absent on some error paths; Binance bans last at least this long after a 418.
+DEFAULT_RETRY_AFTER_S = 60
+
+
+def ticker_weight(symbol_count: int) -> int:
+    """Request weight of /api/v3/ticker/24hr with ``symbols``: 2 for 1-20, 40 for 21-100, 80 above."""
+    if symbol_count <= 20:
+        return 2
+    if symbol_count <= 100:
+        return 40
+    return 80
+
+
+class ExchangeError(Exception):
+    """A failed exchange call; ``kind`` is what operators count (timeout, http_5xx, bad_body, ...)."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+class RateLimitedError(ExchangeError):
+    """429 (too much weight) or 418 (IP banned): no call may be made before ``retry_after_s``."""
+
+    def __init__(self, status: int, retry_after_s: int, message: str) -> None:
+        super().__init__("rate_limited" if status == 429 else "banned", message, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class InvalidSymbolError(ExchangeError):
+    """-1121: one unknown name fails the whole ``symbols`` request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_symbol", message, status=400)
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    symbol: str
+    base: str
+    quote: str
+    status: str
+
+    @property
+    def pair(self) -> str:
+        return f"{self.base}/{self.quote}"
+
+
+@dataclass(frozen=True)
+class ExchangeInfo:
+    by_pair: dict[str, SymbolInfo]
+    weight_limit_1m: int | None
+
+
+class BinanceClient:
+    """Calls Binance over a shared ``httpx.Client`` (created once per container, with timeouts)."""
+
+    name = EXCHANGE
+
+    def __init__(self, http: httpx.Client, base_url: str) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self.last_used_weight: int | None = None
+
+    def exchange_info(self) -> ExchangeInfo:
+        body = self._get(EXCHANGE_INFO_PATH, {})
+        if not isinstance(body, dict) or not isinstance(body.get("symbols"), list):
+            raise ExchangeError("bad_body", "exchangeInfo without a symbols list")
+        by_pair: dict[str, SymbolInfo] = {}
+        for entry in body["symbols"]:
+            try:
+                info = SymbolInfo(entry["symbol"], entry["baseAsset"], entry["quoteAsset"], entry["status"])
+            except (KeyError, TypeError):
+                continue  # a malformed entry names no pair we could serve
+            by_pair[info.pair] = info
+        limit = next(
+            (
+                int(rule["limit"])
+                for rule in body.get("rateLimits", [])
+                if rule.get("rateLimitType") == "REQUEST_WEIGHT"
+                and rule.get("interval") == "MINUTE"
+                and rule.get("intervalNum") == 1
+            ),
+            None,
+        )
+        return ExchangeInfo(by_pair, limit)
+
+    def tickers(self, symbols: Sequence[str]) -> list[dict[str, Any]]:
+        """Raw 24 h tickers for ``symbols`` in one request."""
+        param = orjson.dumps(list(symbols)).decode()
+        body = self._get(TICKER_PATH, {"symbols": param})
+        if not isinstance(body, list):
+            raise ExchangeError("bad_body", f"ticker/24hr answered {type(body).__name__}, expected a list")
+        return body
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        try:
+            response = self._http.get(self._base_url + path, params=params)
+        except httpx.TimeoutException as exc:
+            raise ExchangeError("timeout", f"{path}: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise ExchangeError("network", f"{path}: {type(exc).__name__}: {exc}") from exc
+        weight = response.headers.get(WEIGHT_HEADER)
+        if weight is not None and weight.isdigit():
+            self.last_used_weight = int(weight)
+        status = response.status_code
+        if status in (429, 418):
+            raise RateLimitedError(status, _retry_after(response), _error_message(response))
+        if status == 451:
+            raise ExchangeError("restricted_location", _error_message(response), status=451)
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            kind = "http_5xx" if status >= 500 else "bad_body"
+            raise ExchangeError(kind, f"{path}: HTTP {status}, body is not JSON", status=status) from exc
+        if status >= 400:
+            code = body.get("code") if isinstance(body, dict) else None
+            if code == INVALID_SYMBOL:
+                raise InvalidSymbolError(str(body.get("msg", "Invalid symbol.")))
+            kind = "http_5xx" if status >= 500 else "http_4xx"
+            raise ExchangeError(kind, f"{path}: HTTP {status} {_error_message(response)}", status=status)
+        return body
+
+
+def _retry_after(response: httpx.Response) -> int:
+    value = response.headers.get("retry-after", "")
+    return int(value) if value.isdigit() else DEFAULT_RETRY_AFTER_S
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+        return f"{body.get('code')} {body.get('msg')}" if isinstance(body, dict) else response.text[:200]
+    except orjson.JSONDecodeError:
+        return response.text[:200]
+
+
+def parse_ticker(raw: dict[str, Any], pair: str, *, fetched_at: int) -> Ticker:
+    """Turn one raw 24 h ticker into a validated Ticker (raises ``ValueError`` when it is bad).
+
+    ``timestamp`` is the exchange's own ``closeTime`` (the end of its rolling 24 h window), and
+    ``change24h`` is computed from lastPrice and openPrice so the MINI shape, which has no
+    priceChangePercent, means the same as the FULL one.
+    """
+    try:
+        price = float(raw["lastPrice"])
+        open_price = float(raw["openPrice"])
+        values = {
+            "pair": pair,
+            "price": price,
+            "volume": float(raw["volume"]),
+            "quoteVolume": float(raw["quoteVolume"]),
+            "timestamp": int(raw["closeTime"]),
+            "fetchedAt": fetched_at,
+            "change24h": round((price - open_price) / open_price * 100, 4)
+            if open_price > 0 and math.isfinite(open_price)
+            else math.nan,
+            "high24h": float(raw["highPrice"]),
+            "low24h": float(raw["lowPrice"]),
+            "exchange": EXCHANGE,
+            "symbol": str(raw["symbol"]),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed ticker for {pair}: {type(exc).__name__} {exc}") from None
+    return Ticker.model_validate(values)

@@ -1,0 +1,117 @@
+"""The invocation loop: tick on wall-clock slots of FETCH_INTERVAL_MS until time runs out.
+
+Slots are ``floor(epoch_ms / interval)``, the same numbers in every invocation, so a claim per
+slot (``SET NX``) makes overlapping invocations fetch each slot once between them, and ticks do
+not drift the way ``sleep(interval)`` after the work would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fetcher.tick import FetcherDeps, run_tick
+from market_data import cache
+from market_data.models import now_ms
+from market_data.observability import logger
+
+# Leave this much of the Lambda timeout unused after the last tick (flush logs, return).
+DEADLINE_MARGIN_MS = 2_000
+
+
+@dataclass
+class LoopSummary:
+    slots: int = 0
+    ticks: int = 0
+    skipped_claimed_elsewhere: int = 0
+    paused: int = 0
+    failed: int = 0
+    pairs_fetched: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "slots": self.slots,
+            "ticks": self.ticks,
+            "skippedClaimedElsewhere": self.skipped_claimed_elsewhere,
+            "paused": self.paused,
+            "failed": self.failed,
+        }
+
+
+def run_fetcher(
+    deps: FetcherDeps,
+    *,
+    invocation_id: str,
+    remaining_ms: Callable[[], int],
+    run_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> LoopSummary:
+    """Tick from the current slot until ``run_seconds`` have passed or the deadline comes near."""
+    interval = deps.settings.fetch_interval_ms
+    started = now_ms()
+    run_until = started + int(run_seconds * 1000)
+    summary = LoopSummary()
+    slot = started // interval  # the current slot first: a fresh container serves data at once
+    while not should_stop():
+        slot_start = slot * interval
+        now = now_ms()
+        # A tick must fit in what is left of the invocation, with room to return.
+        if (
+            slot_start > run_until
+            or remaining_ms() - max(slot_start - now, 0) < interval + DEADLINE_MARGIN_MS
+        ):
+            break
+        if slot_start > now:
+            sleep((slot_start - now) / 1000)
+            if should_stop():
+                break
+        run_slot(deps, slot, invocation_id, summary)
+        summary.slots += 1
+        slot = max(slot + 1, now_ms() // interval + 1)  # a tick that overran skips, never doubles
+    logger.info("fetcher invocation finished", **summary.as_dict())
+    return summary
+
+
+def run_slot(deps: FetcherDeps, slot: int, invocation_id: str, summary: LoopSummary) -> None:
+    """Heartbeat, claim, then fetch unless another invocation owns the slot or a ban pauses us."""
+    now = now_ms()
+    heartbeat: dict[str, object] = {"at": now, "invocationId": invocation_id, "slot": slot}
+    try:
+        start = cache.open_slot(
+            deps.redis,
+            slot=slot,
+            owner=invocation_id,
+            interval_ms=deps.settings.fetch_interval_ms,
+            heartbeat=heartbeat,
+        )
+        if start.ban and start.ban.get("until", 0) > now:
+            # Paused is not dead: the heartbeat says why, and no exchange call is made.
+            summary.paused += 1
+            heartbeat.update(pausedUntil=start.ban["until"], pauseReason=_pause_reason(start.ban))
+            cache.write_heartbeat(deps.redis, heartbeat)
+            return
+        if not start.claimed:
+            summary.skipped_claimed_elsewhere += 1
+            return
+        result = run_tick(deps, start, now)
+        summary.ticks += 1
+        summary.pairs_fetched.append(len(result.tickers))
+        logger.debug(
+            "tick",
+            slot=slot,
+            pairs=len(result.tickers),
+            missing=len(result.missing),
+            requests=result.requests,
+            errors=[error.kind for error in result.errors],
+        )
+    except Exception:  # one bad tick must never end the invocation: the next slot tries again
+        summary.failed += 1
+        logger.exception("tick failed", slot=slot)
+
+
+def _pause_reason(ban: dict[str, object]) -> str:
+    status = ban.get("status")
+    kind = "IP banned (HTTP 418)" if status == 418 else "rate limited (HTTP 429)"
+    return f"exchange {kind}; no request until Retry-After has passed"

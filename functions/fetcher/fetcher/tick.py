@@ -1,0 +1,275 @@
+"""One tick: resolve the listed pairs, fetch their tickers in weight-aware batches, validate, write.
+
+Plain functions over explicit collaborators (``FetcherDeps``), so tests drive them with a real
+redis-server, moto and the exchange simulator.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import ValidationError
+
+from fetcher.binance import BinanceClient, ExchangeError, ExchangeInfo, InvalidSymbolError, RateLimitedError
+from fetcher.binance import parse_ticker as parse_binance_ticker
+from market_data import cache, store
+from market_data.models import Ticker, now_ms
+from market_data.observability import logger
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from market_data.config import Settings
+
+
+@dataclass
+class SymbolDirectory:
+    """exchangeInfo, kept per container and refreshed every ``refresh_ms`` (weight 20 a call).
+
+    Symbols the exchange rejected with -1121 are left out until the next regular refresh, so one
+    stale name costs one bisection, not one per tick.
+    """
+
+    refresh_ms: int
+    info: ExchangeInfo | None = None
+    fetched_at: int = 0
+    refresh_due: bool = True
+    rejected: dict[str, int] = field(default_factory=dict)  # symbol -> when it was rejected
+
+    def current(self, exchange: BinanceClient, now: int) -> ExchangeInfo:
+        if self.info is None or self.refresh_due or now - self.fetched_at >= self.refresh_ms:
+            try:
+                self.info = exchange.exchange_info()
+            except ExchangeError:
+                if self.info is None:
+                    raise
+                logger.warning("exchangeInfo refresh failed; using the previous listing")
+            else:
+                if now - self.fetched_at >= self.refresh_ms:
+                    self.rejected.clear()
+                self.fetched_at, self.refresh_due = now, False
+        return self.info
+
+    def reject(self, symbol: str, now: int) -> None:
+        self.rejected[symbol] = now
+        self.refresh_due = True  # the listing changed under us: read it again next tick
+
+
+@dataclass
+class FetcherDeps:
+    """Everything a tick needs, created once per container (see handler.py)."""
+
+    settings: Settings
+    redis: Redis
+    table: Any
+    exchange: BinanceClient
+    executor: ThreadPoolExecutor
+    directory: SymbolDirectory
+
+
+@dataclass
+class TickResult:
+    tickers: dict[str, Ticker] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # pair -> why it is not served this tick
+    invalid: dict[str, str] = field(default_factory=dict)  # pair -> why its ticker was dropped
+    errors: list[ExchangeError] = field(default_factory=list)
+    requests: int = 0
+    rate_limited: RateLimitedError | None = None
+    lkg_written: int = 0
+
+
+def listed_pairs(deps: FetcherDeps, now: int) -> list[str]:
+    """Active pairs of the registry; an empty registry is seeded from ``TRADING_PAIRS``."""
+    registry = store.list_registry(deps.table)
+    if not registry:
+        seeded = store.seed_registry(deps.table, deps.settings.trading_pairs, now_ms=now)
+        logger.info("pair registry seeded", pairs=seeded)
+        registry = store.list_registry(deps.table)
+    return sorted(entry.pair for entry in registry if entry.status == store.ACTIVE)
+
+
+def resolve_symbols(
+    pairs: Sequence[str], info: ExchangeInfo, directory: SymbolDirectory, exchange_name: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Map pairs to exchange symbols through base/quote assets; never by guessing names."""
+    symbols: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for pair in pairs:
+        listing = info.by_pair.get(pair)
+        if listing is None:
+            missing[pair] = f"not listed on {exchange_name}"
+        elif listing.status != "TRADING":
+            missing[pair] = f"{exchange_name} lists {listing.symbol} with status {listing.status}"
+        elif listing.symbol in directory.rejected:
+            missing[pair] = f"{exchange_name} rejected {listing.symbol}: Invalid symbol"
+        else:
+            symbols[listing.symbol] = pair
+    return symbols, missing
+
+
+def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult) -> None:
+    """Fetch ``symbols`` in batches, at most MAX_CONCURRENT_BATCHES in flight; fills ``result``."""
+    settings = deps.settings
+    names = list(symbols)
+    size = settings.market_data_batch_size
+    batches = [names[start : start + size] for start in range(0, len(names), size)]
+    stop = threading.Event()  # set on 429/418: no further request may leave
+    lock = threading.Lock()
+
+    def run_batch(batch: list[str]) -> None:
+        raws, rejected, requests = [], [], 0
+        error: ExchangeError | None = None
+        try:
+            raws, rejected, requests = _fetch_batch(deps.exchange, batch, stop)
+        except RateLimitedError as exc:
+            stop.set()
+            error, requests = exc, 1
+        except ExchangeError as exc:
+            error, requests = exc, 1
+        fetched_at = now_ms()
+        with lock:
+            result.requests += requests
+            for symbol in rejected:
+                deps.directory.reject(symbol, fetched_at)
+                result.missing[symbols[symbol]] = f"{deps.exchange.name} rejected {symbol}: Invalid symbol"
+            if error is not None:
+                result.errors.append(error)
+                if isinstance(error, RateLimitedError):
+                    result.rate_limited = error
+                for symbol in batch:
+                    if symbol not in rejected:
+                        result.missing.setdefault(symbols[symbol], f"exchange error: {error.kind}")
+            for raw in raws:
+                pair = symbols.get(str(raw.get("symbol")) if isinstance(raw, dict) else "")
+                if pair is None:
+                    continue  # an answer for a name we did not ask for is not trusted
+                try:
+                    result.tickers[pair] = parse_binance_ticker(raw, pair, fetched_at=fetched_at)
+                except (ValidationError, ValueError) as exc:
+                    result.invalid[pair] = _short_reason(exc)
+            answered = {str(raw.get("symbol")) for raw in raws if isinstance(raw, dict)}
+            for symbol in batch:
+                if error is None and symbol not in rejected and symbol not in answered:
+                    result.missing.setdefault(symbols[symbol], "absent from the exchange's answer")
+
+    list(deps.executor.map(run_batch, batches))
+    for pair, reason in result.invalid.items():
+        result.missing[pair] = f"invalid ticker dropped: {reason}"
+
+
+def _fetch_batch(
+    exchange: BinanceClient, batch: list[str], stop: threading.Event
+) -> tuple[list[dict[str, Any]], list[str], int]:
+    """One request for the batch; on -1121 bisect so one unknown name cannot blank the others.
+
+    Returns (raw tickers, rejected symbols, requests made). Bisection costs at most
+    2 * log2(batch) extra requests for one bad name, and only when the listing changed.
+    """
+    if stop.is_set():
+        return [], [], 0
+    try:
+        return exchange.tickers(batch), [], 1
+    except InvalidSymbolError:
+        if len(batch) == 1:
+            return [], batch, 1
+    middle = len(batch) // 2
+    left = _fetch_batch(exchange, batch[:middle], stop)
+    right = _fetch_batch(exchange, batch[middle:], stop)
+    return left[0] + right[0], left[1] + right[1], 1 + left[2] + right[2]
+
+
+def _short_reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "ticker"
+        return f"{where}: {first['msg']}"
+    return str(exc)
+
+
+def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int) -> TickResult:
+    """Fetch every listed pair once and write the results: the body of one claimed slot."""
+    settings = deps.settings
+    result = TickResult()
+    pairs = listed_pairs(deps, started_at)
+    try:
+        info = deps.directory.current(deps.exchange, started_at)
+    except RateLimitedError as exc:
+        result.errors.append(exc)
+        result.rate_limited = exc
+        result.requests += 1
+        info = None
+    except ExchangeError as exc:
+        result.errors.append(exc)
+        result.requests += 1
+        info = None
+    if info is None:
+        result.missing = dict.fromkeys(pairs, "exchange listing unavailable")
+    else:
+        symbols, result.missing = resolve_symbols(pairs, info, deps.directory, deps.exchange.name)
+        fetch_tickers(deps, symbols, result)
+
+    finished_at = now_ms()
+    if result.rate_limited is not None:
+        retry = result.rate_limited
+        until = finished_at + retry.retry_after_s * 1000
+        cache.set_ban(
+            deps.redis, until_ms=until, now_ms=finished_at, status=retry.status or 429, reason=str(retry)
+        )
+        logger.warning("exchange rate limit: pausing", status=retry.status, retry_after_s=retry.retry_after_s)
+
+    fields = {
+        "lastFetchDurationMs": str(finished_at - started_at),
+        "lastTickAt": str(finished_at),
+        "missingPairs": orjson.dumps(result.missing).decode(),
+        "lastTickRequests": str(result.requests),
+    }
+    if deps.exchange.last_used_weight is not None:
+        fields["usedWeight"] = str(deps.exchange.last_used_weight)
+    if info is not None and info.weight_limit_1m is not None:
+        fields["weightLimit"] = str(info.weight_limit_1m)
+    if result.tickers:
+        fields["lastFetchTime"] = str(finished_at)
+    if result.errors:
+        fields["lastError"] = str(result.errors[-1])[:500]
+        fields["lastErrorKind"] = result.errors[-1].kind
+        fields["lastErrorTime"] = str(finished_at)
+    cache.write_tick(
+        deps.redis,
+        cache.TickWrite(
+            tickers={pair: orjson.dumps(ticker.model_dump()) for pair, ticker in result.tickers.items()},
+            listed=pairs,
+            unlisted_copies=slot.cached_pairs - set(pairs),
+            counters={
+                "fetchAttempts": 1,
+                "fetchSuccesses": 0 if result.errors else 1,
+                "fetchErrors": 1 if result.errors else 0,
+                "invalidTickers": len(result.invalid),
+            },
+            fields=fields,
+        ),
+        fresh_ttl_ms=settings.market_data_cache_ttl_ms,
+    )
+    result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
+    return result
+
+
+def write_last_known_good(
+    deps: FetcherDeps, tickers: dict[str, Ticker], written: dict[str, int], now: int
+) -> int:
+    """Write to DynamoDB only the pairs whose last write is older than the write interval.
+
+    Bounded writes: at most one per pair per LAST_KNOWN_GOOD_WRITE_INTERVAL_MS, whatever the tick
+    rate, so the write bill does not grow with the fetch rate.
+    """
+    interval = deps.settings.last_known_good_write_interval_ms
+    due = [ticker for pair, ticker in tickers.items() if now - written.get(pair, 0) >= interval]
+    if not due:
+        return 0
+    count = store.write_last_known_good(deps.table, due, now_ms=now)
+    cache.record_lkg_writes(deps.redis, {ticker.pair: now for ticker in due})
+    return count

@@ -1,0 +1,1 @@
+"""The cache-only read API: prices, health and the OpenAPI description. Never calls an exchange."""

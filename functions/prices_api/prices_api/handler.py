@@ -1,0 +1,95 @@
+"""Lambda entry point of the read API: routing and error mapping only; logic lives beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from market_data.config import get_settings
+from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody, now_ms
+from market_data.observability import logger
+from market_data.pairs import InvalidPairError
+from prices_api.health import get_health
+from prices_api.prices import get_prices
+from prices_api.responses import JSON, ApiResponse, error_response
+
+BASE = "/api/market-data"
+app = APIGatewayHttpResolver()
+
+
+def _to_response(answer: ApiResponse) -> Response:
+    return Response(status_code=answer.status, body=answer.body, headers=answer.headers, content_type=JSON)
+
+
+def _json_content(model: Any, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"model": model}}}
+
+
+@app.get(
+    f"{BASE}/prices",
+    summary="Latest prices of listed pairs, from the cache only",
+    responses={
+        200: _json_content(dict[str, PriceEntry], "Every requested pair is present (fresh or stale)"),
+        206: _json_content(dict[str, PriceEntry], "Some pairs present; X-Missing-Pairs names the others"),
+        400: _json_content(ErrorBody, "Malformed or oversize pairs parameter"),
+        503: _json_content(UnavailableBody, "None of the requested pairs is available; see Retry-After"),
+    },
+)
+def prices() -> Response[str]:
+    raw_pairs = app.current_event.get_query_string_value("pairs")
+    return _to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms()))
+
+
+HEALTH_RESPONSES: dict[int, Any] = {
+    200: _json_content(HealthBody, "The fetcher runs (status ok or degraded, with the reason)"),
+    503: _json_content(HealthBody, "The fetcher is down"),
+}
+
+
+@app.get(f"{BASE}/health", summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)
+def health() -> Response[str]:
+    return _to_response(get_health(settings=get_settings(), now=now_ms()))
+
+
+@app.get(
+    f"{BASE}/init",
+    summary="Same body as /health, kept for source design 002's clients",
+    responses=HEALTH_RESPONSES,
+)
+def init() -> Response[str]:
+    return _to_response(get_health(settings=get_settings(), now=now_ms()))
+
+
+@app.get(f"{BASE}/openapi.json", summary="This description", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(
+        status_code=200,
+        body=app.get_openapi_json_schema(title="Market data API", version="1.0.0"),
+        content_type=JSON,
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@app.exception_handler(InvalidPairError)
+def bad_pairs(exc: InvalidPairError) -> Response:
+    return _to_response(error_response(400, "invalid_pairs", str(exc)))
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    path = app.current_event.path
+    return _to_response(error_response(404, "not_found", f"no route for {path}"))
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _to_response(error_response(500, "internal_error", "unexpected error; it has been logged"))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

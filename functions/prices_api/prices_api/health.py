@@ -1,0 +1,108 @@
+"""GET /api/market-data/health (and /init): the fetcher's heartbeat and stats, read from the cache."""
+
+from __future__ import annotations
+
+import orjson
+from redis.exceptions import RedisError
+
+from market_data import cache
+from market_data.config import Settings
+from market_data.models import FetcherHealth, FetcherStats, FetcherStatus, HealthBody
+from market_data.observability import logger
+from prices_api.responses import ApiResponse, json_response
+
+# The fetcher writes a heartbeat every slot; three missed slots mean it is not running.
+MISSED_HEARTBEATS_FOR_DOWN = 3
+
+
+def get_health(*, settings: Settings, now: int) -> ApiResponse:
+    health = compute_health(settings=settings, now=now)
+    return json_response(
+        503 if health.status == "down" else 200,
+        health.model_dump(),
+        {"Cache-Control": "no-store"},
+    )
+
+
+def compute_health(*, settings: Settings, now: int) -> HealthBody:
+    interval = settings.fetch_interval_ms
+    try:
+        record = cache.read_fetcher_record(cache.get_client(settings))
+    except RedisError as exc:
+        logger.warning("cache unreachable for health", error=type(exc).__name__)
+        stats = FetcherStats()
+        return HealthBody(
+            status="degraded",
+            reason=f"cache unreachable ({type(exc).__name__}): prices are served from last known good",
+            fetcher=FetcherStatus(isRunning=False, stats=stats, health=_health(stats, False, None, settings)),
+        )
+
+    raw = record.stats
+    stats = FetcherStats(
+        lastFetchTime=_int(raw.get("lastFetchTime")),
+        lastFetchDurationMs=_int(raw.get("lastFetchDurationMs")),
+        fetchAttempts=_int(raw.get("fetchAttempts")) or 0,
+        fetchSuccesses=_int(raw.get("fetchSuccesses")) or 0,
+        fetchErrors=_int(raw.get("fetchErrors")) or 0,
+        lastError=raw.get("lastError"),
+    )
+    heartbeat = record.heartbeat or {}
+    last_heartbeat = _int(heartbeat.get("at"))
+    is_running = last_heartbeat is not None and now - last_heartbeat <= MISSED_HEARTBEATS_FOR_DOWN * interval
+    paused_until = _int(heartbeat.get("pausedUntil"))
+    ban_until = _int((record.ban or {}).get("until"))
+    if ban_until is not None and ban_until > now:
+        paused_until = max(paused_until or 0, ban_until)
+    paused = paused_until is not None and paused_until > now
+    pause_reason = heartbeat.get("pauseReason") if paused else None
+    if paused and pause_reason is None and record.ban:
+        pause_reason = str(record.ban.get("reason"))
+    fetcher_health = _health(stats, is_running, now, settings)
+
+    if not is_running:
+        status, reason = "down", "the fetcher has written no heartbeat for over three intervals"
+    elif paused:
+        status, reason = "degraded", f"fetching paused: {pause_reason}"
+    elif fetcher_health.isCacheStale:
+        status, reason = "degraded", "cached prices are stale: the last fetches did not succeed"
+    else:
+        status, reason = "ok", None
+
+    return HealthBody(
+        status=status,
+        reason=reason,
+        fetcher=FetcherStatus(
+            isRunning=is_running,
+            stats=stats,
+            health=fetcher_health,
+            lastHeartbeat=last_heartbeat,
+            pausedUntil=paused_until if paused else None,
+            pauseReason=pause_reason,
+            usedWeight=_int(raw.get("usedWeight")),
+            listedPairs=sorted(record.listed),
+            missingPairs=orjson.loads(raw["missingPairs"]) if raw.get("missingPairs") else {},
+            invalidTickers=_int(raw.get("invalidTickers")) or 0,
+        ),
+    )
+
+
+def _health(stats: FetcherStats, is_running: bool, now: int | None, settings: Settings) -> FetcherHealth:
+    cache_age = now - stats.lastFetchTime if now is not None and stats.lastFetchTime else None
+    return FetcherHealth(
+        isRunning=is_running,
+        cacheAge=cache_age,
+        isCacheStale=cache_age is None or cache_age > settings.market_data_cache_stale_ttl_ms,
+        fetchSuccessRate=round(stats.fetchSuccesses / stats.fetchAttempts, 4)
+        if stats.fetchAttempts
+        else None,
+        lastErrorMessage=stats.lastError,
+    )
+
+
+def _int(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None

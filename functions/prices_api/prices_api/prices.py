@@ -1,0 +1,85 @@
+"""GET /api/market-data/prices: cache first, then the stale copy, then DynamoDB; never an exchange."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import orjson
+from redis.exceptions import RedisError
+
+from market_data import cache
+from market_data.config import Settings
+from market_data.observability import logger
+from market_data.pairs import parse_pairs_param
+from prices_api.responses import ApiResponse, error_response, json_response
+
+CACHE_CONTROL = "public, max-age=1"
+
+
+def get_prices(raw_pairs: str | None, *, settings: Settings, now: int) -> ApiResponse:
+    """Answer a prices request; raises ``InvalidPairError`` (-> 400) for a bad ``pairs`` value."""
+    pairs = parse_pairs_param(raw_pairs)
+    stale_after = settings.market_data_cache_stale_ttl_ms
+    try:
+        found = cache.read_prices(cache.get_client(settings), pairs)
+    except RedisError as exc:
+        logger.warning("cache unreachable; serving last known good", error=type(exc).__name__)
+        return _from_last_known_good(pairs, settings=settings, now=now)
+    entries: dict[str, dict[str, object]] = {}
+    for pair, raw in found.tickers.items():
+        entry = orjson.loads(raw)
+        entry["stale"] = now - entry["timestamp"] > stale_after
+        entry["source"] = "cache"
+        entries[pair] = entry
+    wanted = pairs if pairs is not None else sorted(found.listed)
+    return build_prices_response(wanted, entries, settings=settings)
+
+
+def _from_last_known_good(pairs: Sequence[str] | None, *, settings: Settings, now: int) -> ApiResponse:
+    """The cache is lost: serve DynamoDB's last known good, flagged stale by age."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from market_data import store
+
+    try:
+        table = store.get_table(settings)
+        listed = {entry.pair for entry in store.list_registry(table) if entry.status == store.ACTIVE}
+        tickers = store.read_last_known_good(table, pairs)
+    except (BotoCoreError, ClientError) as exc:
+        logger.error("last known good unreachable too", error=type(exc).__name__)
+        listed, tickers = set(), {}
+    stale_after = settings.market_data_cache_stale_ttl_ms
+    entries: dict[str, dict[str, object]] = {}
+    for pair, ticker in tickers.items():
+        if pair in listed:
+            entry: dict[str, object] = ticker.model_dump()
+            entry["stale"] = now - ticker.timestamp > stale_after
+            entry["source"] = "last_known_good"
+            entries[pair] = entry
+    wanted = pairs if pairs is not None else sorted(listed)
+    return build_prices_response(wanted, entries, settings=settings)
+
+
+def build_prices_response(
+    wanted: Sequence[str], entries: dict[str, dict[str, object]], *, settings: Settings
+) -> ApiResponse:
+    """200 when every wanted pair is present, 206 naming the missing ones, 503 when none is."""
+    body = {pair: entries[pair] for pair in wanted if pair in entries}
+    missing = [pair for pair in wanted if pair not in entries]
+    if body and not missing:
+        return json_response(200, body, {"Cache-Control": CACHE_CONTROL})
+    if body:
+        return json_response(
+            206, body, {"Cache-Control": CACHE_CONTROL, "X-Missing-Pairs": ",".join(missing)}
+        )
+    retry_after = str(math.ceil(settings.fetch_interval_ms / 1000))
+    message = (
+        "price data is not available yet; retry shortly"
+        if wanted
+        else "no pair is listed yet; the fetcher fills the cache within one interval"
+    )
+    response = error_response(503, "unavailable", message, unavailablePairs=list(missing))
+    response.headers["Retry-After"] = retry_after
+    response.headers["Cache-Control"] = "no-store"
+    return response

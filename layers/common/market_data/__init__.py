@@ -1,0 +1,1 @@
+"""Shared code of the market-data functions: configuration, models, cache and DynamoDB access."""

@@ -1,0 +1,223 @@
+"""All Redis/Valkey access: the only module that knows key names and commands.
+
+Every key carries the hash tag ``{md}``, so all of them live in one cluster slot: the same
+pipelines run on ElastiCache Serverless (cluster mode, TLS) and on a single local node, and a
+read is one round trip whatever the number of pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from market_data.config import Settings
+
+TAG = "{md}"
+LISTED_PAIRS = f"{TAG}:listed"  # SET of the pairs the service serves
+LISTED_PAIRS_NEXT = f"{TAG}:listed:next"
+STALE_COPIES = f"{TAG}:last"  # HASH pair -> newest ticker JSON, long-lived (the "stale copy")
+STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
+HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
+BAN = f"{TAG}:ban"  # JSON {until, status, reason}: no exchange call before `until`
+LKG_WRITTEN = f"{TAG}:lkg-written"  # HASH pair -> ms of the last DynamoDB last-known-good write
+
+# The stale copy outlives any outage worth serving through; after a week a price is history.
+STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
+# Heartbeats expire on their own so a dead fetcher leaves no "running" trace behind.
+HEARTBEAT_TTL_MS = 10 * 60_000
+STATS_COUNTERS = ("fetchAttempts", "fetchSuccesses", "fetchErrors", "invalidTickers")
+
+
+def fresh_key(pair: str) -> str:
+    return f"{TAG}:fresh:{pair}"
+
+
+def claim_key(slot: int) -> str:
+    return f"{TAG}:claim:{slot}"
+
+
+_client: Redis | None = None
+
+
+def get_client(settings: Settings) -> Redis:
+    """The process-wide client, created on first use with explicit timeouts.
+
+    ``REDIS_CLUSTER=true`` picks the cluster client (ElastiCache Serverless speaks only that);
+    ``rediss://`` turns TLS on in either.
+    """
+    global _client
+    if _client is None:
+        options: dict[str, Any] = {
+            "socket_timeout": settings.redis_timeout_s,
+            "socket_connect_timeout": settings.redis_timeout_s,
+        }
+        if settings.redis_cluster:
+            from redis.cluster import RedisCluster
+
+            _client = RedisCluster.from_url(settings.redis_url, **options)  # type: ignore[assignment]
+        else:
+            from redis import Redis
+
+            _client = Redis.from_url(settings.redis_url, health_check_interval=30, **options)
+    return _client
+
+
+def reset_client() -> None:
+    """Forget the process-wide client (tests and the local stack point it elsewhere)."""
+    global _client
+    _client = None
+
+
+# --------------------------------------------------------------------------- read side
+
+
+@dataclass(frozen=True)
+class CachedPrices:
+    """What one read returned: listed pairs and, per pair, the newest ticker JSON found."""
+
+    listed: frozenset[str]
+    tickers: dict[str, bytes]
+
+
+def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
+    """One round trip: the listed set plus fresh keys, falling back to the stale copy per pair.
+
+    With ``pairs`` left out the stale copies are the answer: they are written in the same
+    pipeline as the fresh keys, so they are never older than them.
+    """
+    pipe = client.pipeline(transaction=False)
+    if pairs is None:
+        pipe.smembers(LISTED_PAIRS)
+        pipe.hgetall(STALE_COPIES)
+        members, copies = pipe.execute()
+        listed = frozenset(member.decode() for member in members)
+        found = {key.decode(): value for key, value in copies.items()}
+        return CachedPrices(listed, {pair: found[pair] for pair in listed if pair in found})
+
+    pipe.smismember(LISTED_PAIRS, list(pairs))
+    pipe.mget([fresh_key(pair) for pair in pairs])
+    pipe.hmget(STALE_COPIES, list(pairs))
+    membership, fresh, stale = pipe.execute()
+    listed = frozenset(pair for pair, is_member in zip(pairs, membership, strict=True) if is_member)
+    tickers: dict[str, bytes] = {}
+    for pair, fresh_value, stale_value in zip(pairs, fresh, stale, strict=True):
+        value = fresh_value or stale_value
+        if pair in listed and value is not None:
+            tickers[pair] = value
+    return CachedPrices(listed, tickers)
+
+
+@dataclass(frozen=True)
+class FetcherRecord:
+    stats: dict[str, str]
+    heartbeat: dict[str, Any] | None
+    ban: dict[str, Any] | None
+    listed: frozenset[str]
+
+
+def read_fetcher_record(client: Redis) -> FetcherRecord:
+    """Stats, heartbeat, ban and listed pairs in one round trip (for health)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(STATS)
+    pipe.get(HEARTBEAT)
+    pipe.get(BAN)
+    pipe.smembers(LISTED_PAIRS)
+    stats, heartbeat, ban, members = pipe.execute()
+    return FetcherRecord(
+        stats={key.decode(): value.decode() for key, value in stats.items()},
+        heartbeat=orjson.loads(heartbeat) if heartbeat else None,
+        ban=orjson.loads(ban) if ban else None,
+        listed=frozenset(member.decode() for member in members),
+    )
+
+
+# --------------------------------------------------------------------------- fetcher side
+
+
+@dataclass(frozen=True)
+class SlotStart:
+    """What the fetcher learns when it opens a slot."""
+
+    claimed: bool  # this invocation owns the slot's exchange fetch
+    ban: dict[str, Any] | None
+    cached_pairs: frozenset[str]  # pairs that have a stale copy (to drop the unlisted ones)
+    lkg_written: dict[str, int]  # pair -> ms of its last DynamoDB write
+
+
+def open_slot(
+    client: Redis, *, slot: int, owner: str, interval_ms: int, heartbeat: dict[str, Any]
+) -> SlotStart:
+    """Write the heartbeat and try to claim the slot (``SET NX PX``), in one round trip.
+
+    The claim outlives the slot by two intervals so an overlapping invocation whose clock lags
+    a little still finds it taken.
+    """
+    pipe = client.pipeline(transaction=False)
+    pipe.set(HEARTBEAT, orjson.dumps(heartbeat), px=HEARTBEAT_TTL_MS)
+    pipe.set(claim_key(slot), owner, nx=True, px=3 * interval_ms)
+    pipe.get(BAN)
+    pipe.hkeys(STALE_COPIES)
+    pipe.hgetall(LKG_WRITTEN)
+    _, claimed, ban, cached, written = pipe.execute()
+    return SlotStart(
+        claimed=bool(claimed),
+        ban=orjson.loads(ban) if ban else None,
+        cached_pairs=frozenset(key.decode() for key in cached),
+        lkg_written={key.decode(): int(value) for key, value in written.items()},
+    )
+
+
+def write_heartbeat(client: Redis, heartbeat: dict[str, Any]) -> None:
+    client.set(HEARTBEAT, orjson.dumps(heartbeat), px=HEARTBEAT_TTL_MS)
+
+
+def set_ban(client: Redis, *, until_ms: int, now_ms: int, status: int, reason: str) -> None:
+    """Remember a rate-limit ban for every invocation: no exchange call before ``until_ms``."""
+    body = orjson.dumps({"until": until_ms, "status": status, "reason": reason, "since": now_ms})
+    client.set(BAN, body, px=max(until_ms - now_ms, 1))
+
+
+@dataclass(frozen=True)
+class TickWrite:
+    tickers: dict[str, bytes]  # pair -> validated ticker JSON
+    listed: Sequence[str]
+    unlisted_copies: Iterable[str]  # stale copies of pairs no longer listed
+    counters: dict[str, int]  # increments of STATS_COUNTERS
+    fields: dict[str, str]  # other STATS fields, replaced
+
+
+def record_lkg_writes(client: Redis, written: dict[str, int]) -> None:
+    client.hset(LKG_WRITTEN, mapping={pair: str(at) for pair, at in written.items()})
+
+
+def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
+    """Everything one tick produced, in one pipeline (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for pair, body in write.tickers.items():
+        pipe.set(fresh_key(pair), body, px=fresh_ttl_ms)
+    if write.tickers:
+        pipe.hset(STALE_COPIES, mapping=write.tickers)
+    pipe.pexpire(STALE_COPIES, STALE_COPY_TTL_MS)
+    unlisted = list(write.unlisted_copies)
+    if unlisted:
+        pipe.hdel(STALE_COPIES, *unlisted)
+        pipe.hdel(LKG_WRITTEN, *unlisted)
+    # Build the new set aside and swap it in atomically: a reader never sees it half-written.
+    if write.listed:
+        pipe.delete(LISTED_PAIRS_NEXT)
+        pipe.sadd(LISTED_PAIRS_NEXT, *write.listed)
+        pipe.rename(LISTED_PAIRS_NEXT, LISTED_PAIRS)
+    else:
+        pipe.delete(LISTED_PAIRS)
+    for name, increment in write.counters.items():
+        if increment:
+            pipe.hincrby(STATS, name, increment)
+    if write.fields:
+        pipe.hset(STATS, mapping=write.fields)
+    pipe.execute()

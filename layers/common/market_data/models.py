@@ -1,0 +1,118 @@
+"""The data the service stores and serves, as pydantic models."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# A ticker time further in the future than this is a broken clock upstream, not a price.
+MAX_CLOCK_SKEW_MS = 60_000
+# The oldest ticker time accepted: a 24 h ticker whose close is older than this is not "current".
+MAX_TICKER_AGE_MS = 24 * 3_600_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Ticker(BaseModel):
+    """One pair's 24 h ticker as the fetcher validated it; stored in the cache and in DynamoDB.
+
+    Field names are the HTTP contract's (camelCase) so the read path can serve what it reads.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pair: str
+    price: float = Field(gt=0)
+    volume: float = Field(ge=0)
+    quoteVolume: float = Field(ge=0)
+    timestamp: int = Field(gt=0, description="The exchange's own time for this ticker, ms since epoch")
+    fetchedAt: int = Field(gt=0, description="When the fetcher received it, ms since epoch")
+    change24h: float = Field(description="Rolling 24 h change of the last price, percent")
+    high24h: float = Field(gt=0)
+    low24h: float = Field(gt=0)
+    exchange: str
+    symbol: str
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Ticker:
+        for name in ("price", "volume", "quoteVolume", "change24h", "high24h", "low24h"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} is not a finite number")
+        if self.high24h < self.low24h:
+            raise ValueError(f"high24h {self.high24h} is below low24h {self.low24h}")
+        if self.timestamp > self.fetchedAt + MAX_CLOCK_SKEW_MS:
+            raise ValueError(f"timestamp {self.timestamp} is in the future (fetched at {self.fetchedAt})")
+        if self.timestamp < self.fetchedAt - MAX_TICKER_AGE_MS:
+            raise ValueError(f"timestamp {self.timestamp} is more than 24 h old")
+        return self
+
+
+class PriceEntry(BaseModel):
+    """One pair in a prices response: the ticker plus how fresh it is and where it came from."""
+
+    pair: str
+    price: float
+    volume: float
+    quoteVolume: float
+    timestamp: int
+    fetchedAt: int
+    change24h: float
+    high24h: float
+    low24h: float
+    exchange: str
+    symbol: str
+    stale: bool = Field(description="True when now - timestamp exceeds MARKET_DATA_CACHE_STALE_TTL_MS")
+    source: Literal["cache", "last_known_good"]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class UnavailableBody(ErrorBody):
+    unavailablePairs: list[str]
+
+
+class FetcherStats(BaseModel):
+    """Counters and last results the fetcher keeps, as source design 002's health endpoint shows them."""
+
+    lastFetchTime: int | None = None
+    lastFetchDurationMs: int | None = None
+    fetchAttempts: int = 0
+    fetchSuccesses: int = 0
+    fetchErrors: int = 0
+    lastError: str | None = None
+
+
+class FetcherHealth(BaseModel):
+    isRunning: bool
+    cacheAge: int | None = Field(description="ms since the last successful fetch")
+    isCacheStale: bool
+    fetchSuccessRate: float | None
+    lastErrorMessage: str | None
+
+
+class FetcherStatus(BaseModel):
+    isRunning: bool
+    stats: FetcherStats
+    health: FetcherHealth
+    lastHeartbeat: int | None = None
+    pausedUntil: int | None = None
+    pauseReason: str | None = None
+    circuitState: str = "closed"
+    usedWeight: int | None = None
+    listedPairs: list[str] = []
+    missingPairs: dict[str, str] = Field(default_factory=dict, description="pair -> why it is not served")
+    invalidTickers: int = 0
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    reason: str | None = None
+    fetcher: FetcherStatus

@@ -1,0 +1,42 @@
+"""Trading pairs as users write them (``BTC/USDT``): parsing and normalisation in one place."""
+
+from __future__ import annotations
+
+import re
+
+MAX_PAIRS_PER_REQUEST = 100
+# Letters and digits on both sides, bounded so a key or a header can never grow without limit.
+PAIR_PATTERN = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
+
+
+class InvalidPairError(ValueError):
+    """A pair (or list of pairs) that is not ``BASE/QUOTE``; the message names the bad value."""
+
+
+def normalise_pair(raw: str) -> str:
+    """Return the canonical upper-case ``BASE/QUOTE`` form, or raise naming the bad value."""
+    pair = raw.strip().upper()
+    if not PAIR_PATTERN.fullmatch(pair):
+        raise InvalidPairError(
+            f"invalid pair {raw!r}: expected BASE/QUOTE with letters and digits, e.g. BTC/USDT"
+        )
+    return pair
+
+
+def parse_pairs_param(raw: str | None) -> list[str] | None:
+    """Parse the ``pairs`` query parameter: comma-separated, duplicates collapsed, empties ignored.
+
+    ``None`` (parameter left out) means every listed pair. A parameter that holds nothing but
+    empty entries is an error rather than "everything", so a client bug cannot become a full dump.
+    """
+    if raw is None:
+        return None
+    entries = [entry for entry in raw.split(",") if entry.strip()]
+    if not entries:
+        raise InvalidPairError(f"invalid pairs {raw!r}: no pair given; expected e.g. pairs=BTC/USDT,ETH/USDT")
+    pairs = list(dict.fromkeys(normalise_pair(entry) for entry in entries))
+    if len(pairs) > MAX_PAIRS_PER_REQUEST:
+        raise InvalidPairError(
+            f"too many pairs: {len(pairs)} requested, at most {MAX_PAIRS_PER_REQUEST} per request"
+        )
+    return pairs

@@ -1,0 +1,92 @@
+"""Shared fixtures: real servers on free loopback ports, fresh state for every test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+# No test may reach real AWS: dummy credentials, a region, no instance metadata.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="eu-west-1",
+    AWS_EC2_METADATA_DISABLED="true",
+    POWERTOOLS_SERVICE_NAME="market-data-test",
+    POWERTOOLS_LOG_LEVEL="WARNING",
+)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    from local_stack.servers import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: object) -> Iterator[str]:
+    import redis
+
+    from local_stack.servers import RedisServer
+
+    assert isinstance(redis_server, RedisServer)
+    if redis_server.process is None:  # a test stopped it to simulate cache loss
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from local_stack.servers import MotoServer
+
+    server = MotoServer().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def table_name(moto_endpoint: str) -> Iterator[str]:
+    """A fresh table built from template.yaml's own definition, deleted afterwards."""
+    import boto3
+
+    from local_stack.servers import create_table_from_template
+
+    name = f"market-data-{uuid.uuid4().hex[:8]}"
+    create_table_from_template(moto_endpoint, name)
+    yield name
+    boto3.client("dynamodb", endpoint_url=moto_endpoint).delete_table(TableName=name)
+
+
+@pytest.fixture
+def service_env(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, moto_endpoint: str, table_name: str
+) -> Iterator[dict[str, str]]:
+    """The environment the template gives the functions, pointed at this test's servers."""
+    from market_data import cache, store
+    from market_data.config import get_settings
+
+    env = {
+        "REDIS_URL": redis_url,
+        "MARKET_DATA_TABLE_NAME": table_name,
+        "DYNAMODB_ENDPOINT_URL": moto_endpoint,
+        "FETCH_INTERVAL_MS": "2000",
+        "MARKET_DATA_CACHE_STALE_TTL_MS": "5000",
+        "TRADING_PAIRS": '["BTC/USDT","ETH/USDT"]',
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    cache.reset_client()
+    store.reset_table()
+    yield env
+    get_settings.cache_clear()
+    cache.reset_client()
+    store.reset_table()

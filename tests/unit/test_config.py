@@ -1,0 +1,83 @@
+"""Configuration is validated once: a bad value stops start-up with a message naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from market_data.config import ConfigurationError, load_settings
+
+REQUIRED = {"REDIS_URL": "redis://127.0.0.1:6379/0", "MARKET_DATA_TABLE_NAME": "market-data"}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_defaults_are_the_designs(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.market_data_cache_ttl_ms == 15_000
+    assert settings.market_data_cache_stale_ttl_ms == 5_000
+    assert settings.fetch_interval_ms == 4_000
+    assert settings.market_data_batch_size == 20
+    assert settings.market_data_max_concurrent_batches == 3
+    assert settings.last_known_good_write_interval_ms == 60_000
+    assert settings.trading_pairs == ("BTC/USDT", "ETH/USDT")
+    assert settings.binance_api_base_url == "https://api.binance.com"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MARKET_DATA_CACHE_TTL_MS", "9999"),
+        ("FETCH_INTERVAL_MS", "1999"),
+        ("FETCH_INTERVAL_MS", "10001"),
+        ("MARKET_DATA_BATCH_SIZE", "0"),
+        ("MARKET_DATA_BATCH_SIZE", "101"),
+        ("MARKET_DATA_MAX_CONCURRENT_BATCHES", "11"),
+        ("TRADING_PAIRS", "BTC/USDT"),
+        ("TRADING_PAIRS", '["BTCUSDT"]'),
+        ("BINANCE_API_BASE_URL", "api.binance.com"),
+        ("REDIS_URL", "localhost:6379"),
+    ],
+)
+def test_bad_value_stops_start_up_naming_variable_and_value(
+    env: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert name in str(raised.value)
+    assert value in str(raised.value)
+
+
+def test_missing_required_store_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("MARKET_DATA_TABLE_NAME", raising=False)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert "REDIS_URL" in str(raised.value) and "MARKET_DATA_TABLE_NAME" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"MARKET_DATA_CACHE_STALE_TTL_MS": "4000"}, "MARKET_DATA_CACHE_STALE_TTL_MS"),  # not > interval
+        ({"MARKET_DATA_CACHE_STALE_TTL_MS": "15000"}, "MARKET_DATA_CACHE_STALE_TTL_MS"),  # not < ttl
+        ({"LAST_KNOWN_GOOD_WRITE_INTERVAL_MS": "3000"}, "LAST_KNOWN_GOOD_WRITE_INTERVAL_MS"),
+    ],
+)
+def test_relations_between_settings_are_enforced(
+    env: pytest.MonkeyPatch, overrides: dict[str, str], named: str
+) -> None:
+    for name, value in overrides.items():
+        env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=named):
+        load_settings()
+
+
+def test_trading_pairs_are_normalised_and_deduplicated(env: pytest.MonkeyPatch) -> None:
+    env.setenv("TRADING_PAIRS", '["btc/usdt", "ETH/USDT", "BTC/USDT"]')
+    assert load_settings().trading_pairs == ("BTC/USDT", "ETH/USDT")
