@@ -5,6 +5,7 @@ Used by the local stack and by the test suite, so both exercise the same real se
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -85,6 +86,7 @@ class MotoServer:
     def __init__(self, port: int | None = None) -> None:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access line per call is noise
         self.port = port or free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 

@@ -90,3 +90,24 @@ def service_env(
     get_settings.cache_clear()
     cache.reset_client()
     store.reset_table()
+
+
+@pytest.fixture
+def simulator() -> Iterator[object]:
+    """The Binance-protocol simulator over real HTTP on a free loopback port."""
+    from local_stack.binance_simulator import BinanceSimulator
+
+    with BinanceSimulator(seed=7) as sim:
+        yield sim
+
+
+@pytest.fixture
+def fetcher_env(
+    service_env: dict[str, str], simulator: object, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    from market_data.config import get_settings
+
+    base_url = simulator.base_url  # type: ignore[attr-defined]
+    monkeypatch.setenv("BINANCE_API_BASE_URL", base_url)
+    get_settings.cache_clear()
+    return {**service_env, "BINANCE_API_BASE_URL": base_url}

@@ -1,0 +1,77 @@
+"""Overlapping invocations and deadlines: each wall-clock slot is fetched exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from fetcher.handler import build_deps
+from fetcher.loop import LoopSummary, run_fetcher
+from local_stack.binance_simulator import BinanceSimulator
+from market_data import cache, store
+from market_data.config import load_settings
+from market_data.models import now_ms
+
+INTERVAL_MS = 2000
+
+
+@pytest.mark.usefixtures("fetcher_env")
+def test_two_overlapping_invocations_fetch_each_slot_once_between_them(simulator: BinanceSimulator) -> None:
+    # Given two containers (separate clients, separate memory) against one Redis
+    containers = []
+    for _ in range(2):
+        cache.reset_client()
+        store.reset_table()
+        containers.append(build_deps(load_settings()))
+    summaries: list[LoopSummary] = []
+
+    def invoke(index: int) -> None:
+        deps = containers[index]
+        summaries.append(
+            run_fetcher(
+                deps, invocation_id=f"invocation-{index}", remaining_ms=lambda: 60_000, run_seconds=7.0
+            )
+        )
+
+    # When the second starts half a slot after the first and both tick for ~7 s
+    started = now_ms()
+    first = threading.Thread(target=invoke, args=(0,))
+    second = threading.Thread(target=invoke, args=(1,))
+    first.start()
+    time.sleep(INTERVAL_MS / 2000)
+    second.start()
+    first.join(30)
+    second.join(30)
+
+    # Then the exchange saw exactly one ticker request per slot, over every slot they covered
+    slots = Counter(
+        int(record.wall_time * 1000) // INTERVAL_MS
+        for record in simulator.requests
+        if record.path == "/api/v3/ticker/24hr"
+    )
+    assert len(slots) >= 3
+    assert set(slots.values()) == {1}, slots
+    assert sum(s.ticks for s in summaries) == len(slots)
+    assert sum(s.skipped_claimed_elsewhere for s in summaries) >= 2  # both ran, one skipped
+    assert all(s.failed == 0 for s in summaries)
+    # and ticks stayed on wall-clock slot boundaries (no drift): one per slot from the first on
+    first_slot = started // INTERVAL_MS
+    assert min(slots) == first_slot
+
+
+@pytest.mark.usefixtures("fetcher_env")
+def test_a_fetcher_near_its_deadline_stops_without_overrunning() -> None:
+    deps = build_deps(load_settings())
+    deadline = time.monotonic() + 5.0
+
+    def remaining_ms() -> int:
+        return int((deadline - time.monotonic()) * 1000)
+
+    run_fetcher(deps, invocation_id="short", remaining_ms=remaining_ms, run_seconds=120)
+
+    assert remaining_ms() > 0  # returned with time to spare, although run_seconds asked for more
+    beat = deps.redis.get(cache.HEARTBEAT)
+    assert beat is not None

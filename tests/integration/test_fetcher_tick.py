@@ -1,0 +1,211 @@
+"""A fetcher tick against the exchange simulator over HTTP, a real redis-server and moto."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+import redis
+
+from fetcher.handler import build_deps
+from fetcher.loop import LoopSummary, run_slot
+from fetcher.tick import FetcherDeps
+from local_stack.binance_simulator import BinanceSimulator
+from market_data import cache, store
+from market_data.config import Settings, load_settings
+from market_data.models import now_ms
+
+TICKER = "/api/v3/ticker/24hr"
+
+
+@pytest.fixture
+def make_deps(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., FetcherDeps]:
+    """Collaborators as a fresh container would build them, with environment overrides."""
+
+    def make(**env: str) -> FetcherDeps:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        cache.reset_client()
+        store.reset_table()
+        return build_deps(load_settings())
+
+    return make
+
+
+def ticker_requests(sim: BinanceSimulator) -> list[Any]:
+    return [record for record in sim.requests if record.path == TICKER]
+
+
+_slots = itertools.count(1)
+
+
+def tick(deps: FetcherDeps) -> LoopSummary:
+    """Run one slot as the loop would; each call is a new slot so its claim is free."""
+    summary = LoopSummary()
+    run_slot(deps, next(_slots), "test-invocation", summary)
+    return summary
+
+
+def stats(deps: FetcherDeps) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in deps.redis.hgetall(cache.STATS).items()}
+
+
+def seed(settings: Settings, pairs: list[str]) -> None:
+    table = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url).Table(
+        settings.market_data_table_name
+    )
+    store.seed_registry(table, pairs, now_ms=now_ms())
+
+
+def test_a_tick_writes_fresh_tickers_stale_copies_listed_set_and_stats(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+
+    summary = tick(deps)
+
+    assert summary.ticks == 1 and summary.failed == 0
+    client: redis.Redis = deps.redis
+    btc = orjson.loads(client.get(cache.fresh_key("BTC/USDT")))
+    assert btc["symbol"] == "BTCUSDT" and btc["exchange"] == "binance" and btc["price"] > 0
+    assert 0 < client.pttl(cache.fresh_key("BTC/USDT")) <= 15_000  # MARKET_DATA_CACHE_TTL_MS
+    assert client.pttl(cache.STALE_COPIES) > 24 * 3_600_000  # the long-lived stale copy
+    assert {m.decode() for m in client.smembers(cache.LISTED_PAIRS)} == {"BTC/USDT", "ETH/USDT"}
+    assert stats(deps)["fetchSuccesses"] == "1"
+    # One ticker request for both pairs, symbols asked by their exchange names.
+    requests = ticker_requests(simulator)
+    assert len(requests) == 1
+    assert sorted(requests[0].params["symbols"]) == ["BTCUSDT", "ETHUSDT"]
+
+
+def test_the_registry_is_seeded_from_trading_pairs_only_when_empty(
+    make_deps: Callable[..., FetcherDeps],
+) -> None:
+    deps = make_deps(TRADING_PAIRS='["SOL/USDT"]')
+    seed(deps.settings, ["BNB/USDT"])  # an existing registry wins over TRADING_PAIRS
+
+    tick(deps)
+
+    assert {m.decode() for m in deps.redis.smembers(cache.LISTED_PAIRS)} == {"BNB/USDT"}
+    assert [entry.pair for entry in store.list_registry(deps.table)] == ["BNB/USDT"]
+
+
+def test_pairs_the_exchange_does_not_list_are_missing_with_a_reason_never_guessed(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps(TRADING_PAIRS='["BTC/USDT","BTC/USD","ETH/BTC"]')
+
+    tick(deps)
+
+    missing = orjson.loads(stats(deps)["missingPairs"])
+    assert missing["BTC/USD"] == "not listed on binance"
+    assert "BREAK" in missing["ETH/BTC"]
+    assert deps.redis.get(cache.fresh_key("BTC/USD")) is None
+    asked = {symbol for record in ticker_requests(simulator) for symbol in record.params["symbols"]}
+    assert asked == {"BTCUSDT"}  # no BTCUSD guessed, no halted symbol fetched
+
+
+def test_one_invalid_symbol_does_not_blank_the_rest_of_its_batch(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps(TRADING_PAIRS='["BTC/USDT","ETH/USDT","BNB/USDT","SOL/USDT","XRP/USDT"]')
+    tick(deps)  # exchangeInfo is now cached with SOLUSDT in it
+    simulator.remove_symbol("SOLUSDT")  # delisted between two exchangeInfo refreshes
+    deps.redis.delete(*[cache.fresh_key(p) for p in ("BTC/USDT", "ETH/USDT", "BNB/USDT", "XRP/USDT")])
+    simulator.reset_requests()
+
+    tick(deps)
+
+    for pair in ("BTC/USDT", "ETH/USDT", "BNB/USDT", "XRP/USDT"):
+        assert deps.redis.get(cache.fresh_key(pair)) is not None, pair
+    missing = orjson.loads(stats(deps)["missingPairs"])
+    assert "SOLUSDT" in missing["SOL/USDT"]
+    assert len(ticker_requests(simulator)) <= 1 + 2 * 3  # bisection stays bounded
+    # The next tick re-reads the listing and asks for the remaining symbols in one request.
+    simulator.reset_requests()
+    tick(deps)
+    assert len(ticker_requests(simulator)) == 1
+
+
+def test_invalid_tickers_are_dropped_and_counted_and_the_last_good_value_stays(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    good = deps.redis.hget(cache.STALE_COPIES, "BTC/USDT")
+
+    for kind in ("zero", "negative", "nan", "high_below_low"):
+        simulator.set_bad_ticker("BTCUSDT", kind)
+        deps.redis.delete(cache.fresh_key("BTC/USDT"))
+        tick(deps)
+        assert deps.redis.get(cache.fresh_key("BTC/USDT")) is None, kind
+        assert deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == good, kind
+        assert deps.redis.get(cache.fresh_key("ETH/USDT")) is not None  # the other pair is unaffected
+
+    assert stats(deps)["invalidTickers"] == "4"
+    assert "invalid ticker" in orjson.loads(stats(deps)["missingPairs"])["BTC/USDT"]
+
+
+def test_pairs_are_fetched_in_batches_of_batch_size_with_bounded_concurrency(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    symbols = simulator.add_generated_symbols(45)
+    pairs = [f"{symbol[:-4]}/USDT" for symbol in symbols]
+    deps = make_deps(TRADING_PAIRS=orjson.dumps(pairs).decode(), MARKET_DATA_MAX_CONCURRENT_BATCHES="2")
+
+    tick(deps)
+
+    sizes = sorted(len(record.params["symbols"]) for record in ticker_requests(simulator))
+    assert sizes == [5, 20, 20]
+    assert all(record.weight == 2 for record in ticker_requests(simulator))
+    assert deps.redis.hlen(cache.STALE_COPIES) == 45
+
+
+def test_last_known_good_is_written_at_most_once_per_pair_per_interval(
+    make_deps: Callable[..., FetcherDeps], moto_endpoint: str
+) -> None:
+    deps = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="60000")
+    tick(deps)
+    first = store.read_last_known_good(deps.table, None)
+    time.sleep(0.05)
+
+    tick(deps)
+    tick(deps)
+
+    second = store.read_last_known_good(deps.table, None)
+    assert set(first) == {"BTC/USDT", "ETH/USDT"}
+    assert second["BTC/USDT"].fetchedAt == first["BTC/USDT"].fetchedAt  # not rewritten within the interval
+    # A new container (no memory) still honours the interval: the write times live in the cache.
+    fresh_container = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="60000")
+    tick(fresh_container)
+    assert store.read_last_known_good(deps.table, None)["BTC/USDT"].fetchedAt == first["BTC/USDT"].fetchedAt
+
+
+def test_after_429_no_exchange_call_until_retry_after_has_passed(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)  # warm: exchangeInfo cached
+    simulator.set_fault("rate_limit", path=TICKER, count=1, retry_after=2)
+    simulator.reset_requests()
+
+    tick(deps)  # answered 429 Retry-After: 2
+    assert len(simulator.requests) == 1
+    ban = orjson.loads(deps.redis.get(cache.BAN))
+    assert ban["status"] == 429
+
+    summary = tick(deps)  # inside the window: paused, heartbeat says why, no request
+    assert summary.paused == 1
+    assert len(simulator.requests) == 1
+    heartbeat = orjson.loads(deps.redis.get(cache.HEARTBEAT))
+    assert "429" in heartbeat["pauseReason"]
+
+    time.sleep(2.1)
+    tick(deps)  # window over: fetching resumes
+    assert len(simulator.requests) == 2
+    assert simulator.requests[-1].status == 200

@@ -1,0 +1,135 @@
+"""Health follows the fetcher's heartbeat; the read path never reaches the exchange."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+
+from fetcher.handler import build_deps
+from fetcher.loop import LoopSummary, run_slot
+from local_stack.binance_simulator import BinanceSimulator
+from local_stack.lambda_context import LocalLambdaContext
+from market_data import cache, store
+from market_data.config import load_settings
+from market_data.models import now_ms
+from prices_api.handler import lambda_handler
+from tests.support import REPO_ROOT, load_event
+
+
+def invoke(name: str) -> dict[str, Any]:
+    return lambda_handler(load_event(name), LocalLambdaContext("prices", 6))
+
+
+def one_tick() -> None:
+    cache.reset_client()
+    store.reset_table()
+    deps = build_deps(load_settings())
+    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "health-test", LoopSummary())
+
+
+@pytest.mark.usefixtures("fetcher_env")
+def test_health_is_ok_after_a_tick_and_init_answers_the_same_body() -> None:
+    one_tick()
+
+    health = invoke("health_get.json")
+    init = invoke("init_get.json")
+
+    assert health["statusCode"] == 200
+    body = json.loads(health["body"])
+    assert body["status"] == "ok"
+    fetcher = body["fetcher"]
+    assert fetcher["isRunning"] is True and fetcher["health"]["isRunning"] is True
+    assert set(fetcher["stats"]) == {
+        "lastFetchTime", "lastFetchDurationMs", "fetchAttempts", "fetchSuccesses", "fetchErrors", "lastError",
+    }  # fmt: skip
+    assert fetcher["stats"]["fetchSuccesses"] == 1
+    assert fetcher["health"]["fetchSuccessRate"] == 1.0
+    assert fetcher["health"]["isCacheStale"] is False
+    assert set(json.loads(init["body"])) == set(body)
+    assert json.loads(init["body"])["fetcher"]["isRunning"] is True
+
+
+@pytest.mark.usefixtures("service_env")
+def test_no_heartbeat_means_down_with_503() -> None:
+    response = invoke("health_get.json")
+
+    assert response["statusCode"] == 503
+    body = json.loads(response["body"])
+    assert body["status"] == "down" and body["fetcher"]["isRunning"] is False
+
+
+@pytest.mark.usefixtures("fetcher_env")
+def test_a_paused_fetcher_is_running_and_health_says_why(simulator: BinanceSimulator) -> None:
+    one_tick()
+    simulator.set_fault("rate_limit", path="/api/v3/ticker/24hr", count=1, retry_after=30)
+    deps = build_deps(load_settings())
+    slot = now_ms() // deps.settings.fetch_interval_ms
+    run_slot(deps, slot + 1, "health-test", LoopSummary())  # answered 429
+    run_slot(deps, slot + 2, "health-test", LoopSummary())  # paused: heartbeat only
+
+    body = json.loads(invoke("health_get.json")["body"])
+
+    assert body["status"] == "degraded"
+    assert body["fetcher"]["isRunning"] is True
+    assert "429" in body["fetcher"]["pauseReason"]
+    assert body["fetcher"]["pausedUntil"] > now_ms()
+    assert body["fetcher"]["stats"]["fetchErrors"] == 1
+
+
+@pytest.mark.usefixtures("fetcher_env")
+def test_hammering_the_read_api_sends_nothing_to_the_exchange(simulator: BinanceSimulator) -> None:
+    one_tick()
+    before = len(simulator.requests)
+
+    statuses = {
+        invoke(name)["statusCode"]
+        for _ in range(100)
+        for name in ("prices_get.json", "prices_all.json", "health_get.json")
+    }
+
+    assert statuses == {200}
+    assert len(simulator.requests) == before
+
+
+def test_the_read_path_imports_no_boto3_and_no_exchange_client(service_env: dict[str, str]) -> None:
+    # A fresh interpreter, as a cold Lambda container. (Powertools imports the bare botocore package
+    # to tag its user agent; the costly parts, boto3 and botocore's session and clients, must not load.)
+    one_tick_script = textwrap.dedent(
+        """
+        import json, sys
+        from local_stack.lambda_context import LocalLambdaContext
+        from prices_api.handler import lambda_handler
+        from tests.support import load_event
+        response = lambda_handler(load_event("prices_get.json"), LocalLambdaContext("prices", 6))
+        print(json.dumps({
+            "status": response["statusCode"],
+            "loaded": sorted(
+                m for m in sys.modules
+                if m.split(".")[0] in {"boto3", "httpx", "fetcher"} or m in {"botocore.session", "botocore.client"}
+            ),
+        }))
+        """
+    )
+    paths = ["layers/common", "functions/prices_api", "."]
+    env = {
+        **service_env,
+        "PYTHONPATH": ":".join(str(REPO_ROOT / p) for p in paths),
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", one_tick_script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 503  # cold cache in this test: still no 500
+    assert answer["loaded"] == []
