@@ -5,7 +5,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 runtime_python="python3.13"
-if ! command -v "$runtime_python" >/dev/null 2>&1; then
+# A pyenv shim may exist for an inactive version and fail when run: test that it really runs.
+if ! "$runtime_python" -c "" >/dev/null 2>&1; then
   if command -v pyenv >/dev/null 2>&1 && prefix="$(pyenv prefix 3.13 2>/dev/null || pyenv prefix 3.13.0 2>/dev/null)"; then
     export PATH="$prefix/bin:$PATH"
   fi

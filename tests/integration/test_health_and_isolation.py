@@ -110,7 +110,8 @@ def test_the_read_path_imports_no_boto3_and_no_exchange_client(service_env: dict
             "status": response["statusCode"],
             "loaded": sorted(
                 m for m in sys.modules
-                if m.split(".")[0] in {"boto3", "httpx", "fetcher"} or m in {"botocore.session", "botocore.client"}
+                if m.split(".")[0] in {"boto3", "httpx", "fetcher"}
+                or m in {"botocore.session", "botocore.client"}
             ),
         }))
         """

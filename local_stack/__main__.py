@@ -1,0 +1,220 @@
+"""``make dev`` / ``make demo``: the whole service on one machine, no AWS account, no Docker.
+
+- the real handlers behind a local HTTP API on http://127.0.0.1:3000 (``PORT`` changes it),
+  routes read from template.yaml, requests turned into API Gateway v2 events;
+- the fetcher invoked every minute as EventBridge would, with a Lambda-like context;
+- Redis from ``REDIS_URL``, else a local ``redis-server`` started here (an in-process stand-in
+  only where no redis-server exists); DynamoDB from ``DYNAMODB_ENDPOINT_URL``, else a fresh
+  moto server, the table made from template.yaml;
+- the exchange at ``BINANCE_API_BASE_URL`` (real Binance by default), or with ``--simulator``
+  the project's Binance-protocol simulator, for offline use.
+Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from local_stack.lambda_context import LocalLambdaContext
+from local_stack.servers import MotoServer, RedisServer, create_table_from_template, free_port, port_in_use
+from local_stack.template import REPO_ROOT, function_definition, http_routes, load_template
+
+SCHEDULE_SECONDS = 60  # rate(1 minute)
+DEFAULT_TABLE = "market-data-local"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--simulator", action="store_true", help="use the Binance simulator (offline)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    parser.add_argument("--host", default="127.0.0.1")
+    return parser.parse_args(argv)
+
+
+def say(message: str) -> None:
+    print(f"[local] {message}", flush=True)
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if RedisServer.available():
+        server = RedisServer().start()
+        say(f"redis-server started on {server.url}")
+        try:
+            yield server.url
+        finally:
+            server.close()
+        return
+    from fakeredis import TcpFakeServer  # only where no redis-server binary exists
+
+    port = free_port()
+    fake = TcpFakeServer(("127.0.0.1", port))
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    say(f"no redis-server on PATH: using an in-process stand-in on port {port}")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        fake.shutdown()
+
+
+@contextlib.contextmanager
+def dynamodb(table_name: str) -> Iterator[str]:
+    import boto3
+
+    if os.environ.get("DYNAMODB_ENDPOINT_URL"):
+        endpoint = os.environ["DYNAMODB_ENDPOINT_URL"]
+        if table_name not in boto3.client("dynamodb", endpoint_url=endpoint).list_tables()["TableNames"]:
+            create_table_from_template(endpoint, table_name)
+        yield endpoint
+        return
+    server = MotoServer().start()
+    create_table_from_template(server.url, table_name)
+    say(f"DynamoDB stand-in (moto) on {server.url}, table {table_name} from template.yaml")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def exchange(use_simulator: bool) -> Iterator[str]:
+    if not use_simulator:
+        yield os.environ.get("BINANCE_API_BASE_URL", "https://api.binance.com")
+        return
+    from local_stack.binance_simulator import BinanceSimulator
+
+    simulator = BinanceSimulator(port=int(os.environ.get("SIMULATOR_PORT", "0")))
+    url = simulator.start()
+    say(f"Binance simulator on {url} (faults: POST {url}/_simulator/faults)")
+    try:
+        yield url
+    finally:
+        simulator.stop()
+
+
+def function_environment(template: dict[str, Any], local: dict[str, str]) -> dict[str, str]:
+    """What the functions see: the template's literal values, then the local endpoints; anything
+    already set in this shell wins, so every setting of DESIGN.md can be tried locally."""
+    merged: dict[str, str] = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            merged.update(function_definition(template, logical_id).environment)
+    merged.update(local)
+    return {name: value for name, value in merged.items() if name not in os.environ}
+
+
+class Scheduler:
+    """EventBridge ``rate(1 minute)``: a fetcher invocation every minute, overlapping like on AWS."""
+
+    def __init__(self, handler: Any, timeout_s: int) -> None:
+        self._handler, self._timeout_s = handler, timeout_s
+        self._stop = threading.Event()
+        self._running: list[tuple[threading.Thread, LocalLambdaContext]] = []
+        self._thread = threading.Thread(target=self._run, name="schedule", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            context = LocalLambdaContext("FetcherFunction", self._timeout_s)
+            event = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+            thread = threading.Thread(target=self._invoke, args=(event, context), daemon=True)
+            self._running = [(t, c) for t, c in self._running if t.is_alive()] + [(thread, context)]
+            thread.start()
+            self._stop.wait(SCHEDULE_SECONDS)
+
+    def _invoke(self, event: dict[str, Any], context: LocalLambdaContext) -> None:
+        try:
+            self._handler(event, context)
+        except Exception as exc:  # as on AWS, a failed invocation is logged and the next one comes
+            say(f"fetcher invocation failed: {type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for _, context in self._running:
+            context.cancel()  # no time left: the loop returns after its current slot
+        for thread, _ in self._running:
+            thread.join(timeout=15)
+
+
+def run(args: argparse.Namespace) -> int:
+    if port_in_use(args.port, args.host):
+        say(f"error: port {args.port} on {args.host} is in use; free it or choose another, e.g. PORT=3001")
+        return 2
+    template = load_template()
+    routes = http_routes(template)
+    for code_dir in {r.code_uri for r in routes} | {"functions/fetcher", "layers/common"}:
+        sys.path.insert(0, str(REPO_ROOT / code_dir))
+    table_name = os.environ.get("MARKET_DATA_TABLE_NAME", DEFAULT_TABLE)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+    with contextlib.ExitStack() as stack:
+        local = {
+            "REDIS_URL": stack.enter_context(redis_url()),
+            "REDIS_CLUSTER": "false",
+            "DYNAMODB_ENDPOINT_URL": stack.enter_context(dynamodb(table_name)),
+            "MARKET_DATA_TABLE_NAME": table_name,
+            "BINANCE_API_BASE_URL": stack.enter_context(exchange(args.simulator)),
+            "POWERTOOLS_SERVICE_NAME": "market-data-local",
+        }
+        os.environ.update(function_environment(template, local))
+
+        from market_data.config import ConfigurationError, get_settings
+
+        try:
+            settings = get_settings()
+        except ConfigurationError as exc:
+            say(f"error: {exc}")
+            return 2
+
+        from local_stack.gateway import LocalHttpApi, make_server
+
+        origins = [o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "*").split(",") if o]
+        api = LocalHttpApi(routes, cors_origins=origins)
+        fetcher = function_definition(template, "FetcherFunction")
+        from fetcher.handler import lambda_handler as fetcher_handler
+
+        scheduler = Scheduler(fetcher_handler, fetcher.timeout_seconds)
+        server = make_server(api, args.host, args.port)
+        stack.callback(server.server_close)
+        stack.callback(scheduler.stop)
+        scheduler.start()
+
+        base = f"http://{args.host}:{args.port}"
+        say(f"exchange: {settings.binance_api_base_url}; TRADING_PAIRS: {list(settings.trading_pairs)}")
+        say(f"serving on {base}  (Ctrl-C stops everything)")
+        for route in api.routes:
+            say(f"  {route.route.method} {base}{route.route.path}")
+        say(f"try: curl '{base}/api/market-data/prices?pairs=BTC/USDT,ETH/USDT'")
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            say("stopping")
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

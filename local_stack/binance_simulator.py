@@ -1,0 +1,685 @@
+"""Binance Spot REST simulator: the public market-data endpoints over real HTTP, with switchable faults.
+
+It speaks the protocol as shared/fixtures/binance shows it (numbers as strings, -1121 when any name in
+`symbols` is unknown, request weight per wall-clock minute with 429 and then 418), so the fetcher and the
+end-to-end tests exercise the real wire format offline. Stdlib only: the offline demo stack runs it too.
+"""
+
+import argparse
+import json
+import math
+import random
+import re
+import socketserver
+import threading
+import time
+from collections import deque
+from dataclasses import InitVar, asdict, dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+DAY_MS = 86_400_000
+STEP_S = 0.25  # at most one random-walk step per symbol per 250 ms, however often it is read
+STEP_SIGMA = 0.0005  # relative size of one step: visible at 8 decimals, small like real ticks
+MAX_CATCHUP_STEPS = 240  # after an idle gap, move like at most a minute of steps (one draw, bounded work)
+REVERSION = 0.002  # per-step pull towards the starting price, so 24 h changes stay plausible in long demos
+LOG_LIMIT = 10_000  # request records kept
+STATUSES = {"PRE_TRADING", "TRADING", "POST_TRADING", "END_OF_DAY", "HALT", "AUCTION_MATCH", "BREAK"}
+SYMBOL_RE = re.compile(r"[A-Z0-9\-_.]{1,20}")
+ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"]
+DEFAULT_SYMBOLS = [  # binance.com lists no USD pairs; ETHBTC is in BREAK as in the exchangeInfo fixture
+    ("BTCUSDT", "BTC", "USDT", "TRADING", 67_000.0),
+    ("ETHUSDT", "ETH", "USDT", "TRADING", 3_500.0),
+    ("BNBUSDT", "BNB", "USDT", "TRADING", 590.0),
+    ("SOLUSDT", "SOL", "USDT", "TRADING", 150.0),
+    ("XRPUSDT", "XRP", "USDT", "TRADING", 0.52),
+    ("ADAUSDT", "ADA", "USDT", "TRADING", 0.45),
+    ("DOGEUSDT", "DOGE", "USDT", "TRADING", 0.16),
+    ("ETHBTC", "ETH", "BTC", "BREAK", 0.052),
+]
+
+ILLEGAL = "Illegal characters found in parameter '{}'; legal range is '{}'."
+INVALID_SYMBOL = {"code": -1121, "msg": "Invalid symbol."}
+COMBINATION = {"code": -1128, "msg": "Combination of optional parameters invalid."}
+ILLEGAL_SYMBOL = {"code": -1100, "msg": ILLEGAL.format("symbol", "^[A-Z0-9-_.]{1,20}$")}
+ILLEGAL_SYMBOLS = {
+    "code": -1100,
+    "msg": ILLEGAL.format("symbols", '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'),
+}
+ILLEGAL_TYPE = {"code": -1100, "msg": ILLEGAL.format("type", "^(FULL|MINI)$")}
+EMPTY_SYMBOLS = {
+    "code": -1102,
+    "msg": "Mandatory parameter 'symbols' was not sent, was empty/null, or malformed.",
+}
+DUPLICATES = {"code": -1101, "msg": "Duplicate values for a parameter detected."}
+RESTRICTED = {  # HTTP 451, exactly as the fixture
+    "code": 0,
+    "msg": "Service unavailable from a restricted location according to 'b. Eligibility' in "
+    "https://www.binance.com/en/terms. Please contact customer service if you believe you received this "
+    "message in error.",
+}
+TOO_MUCH_WEIGHT = (
+    "Too much request weight used; current limit is {} request weight per 1 MINUTE. "
+    "Please use WebSocket Streams for live updates to avoid polling the API."
+)
+NOT_FOUND = {"code": -1000, "msg": "Unknown endpoint."}
+SERVER_ERRORS = {  # Binance answers 500/503 itself; 502/504 come from its CDN as HTML
+    500: {"code": -1000, "msg": "An unknown error occurred while processing the request."},
+    503: {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+}
+CDN_PAGE = (
+    "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr>CloudFront</body></html>"
+)
+RESPONSE_FAULTS = {"rate_limit", "ban", "restricted", "server_error", "invalid_json", "truncated"}
+DELAY_FAULTS = {"latency", "timeout"}
+BAD_TICKER_KINDS = {"zero", "negative", "nan", "high_below_low"}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json;charset=UTF-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(status: int, obj: Any, **headers: str) -> Reply:
+    return Reply(status, json.dumps(obj, separators=(",", ":")).encode(), headers=headers)
+
+
+def _f8(x: float) -> str:
+    return f"{x:.8f}"
+
+
+def _to_tick(x: float, tick: float) -> float:
+    return max(tick, round(x / tick) * tick)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    monotonic: float
+    wall_time: float
+    method: str
+    path: str
+    params: dict[str, Any]  # query parameters; `symbols` decoded to a list when it parsed
+    status: int
+    weight: int  # request weight charged (0 for rejected or fault answers)
+
+
+@dataclass
+class Fault:
+    kind: str
+    path: str | None = None  # None: every API path
+    remaining: int | None = None  # None: until cleared
+    status: int = 503
+    retry_after: float = 1.0
+    seconds: float = 0.0
+
+
+@dataclass
+class SymbolState:
+    """One market: a random walk of the last price plus 24 h statistics kept consistent with it."""
+
+    symbol: str
+    base: str
+    quote: str
+    status: str
+    anchor: float  # the starting price; the walk is pulled gently back towards it
+    rng: InitVar[random.Random]
+    bad: str | None = None  # a data fault for validation tests, applied when rendering
+    tick: float = field(init=False)
+    open: float = field(init=False)
+    prev_close: float = field(init=False)
+    high: float = field(init=False)
+    low: float = field(init=False)
+    last: float = field(init=False)
+    last_qty: float = field(init=False)
+    volume: float = field(init=False)
+    # Sum of qty * price: weightedAvgPrice = quote_volume / volume then stays within [low, high].
+    quote_volume: float = field(init=False)
+    first_id: int = field(init=False)
+    last_id: int = field(init=False)
+    avg_trade_qty: float = field(init=False)
+    stepped_at: float = field(init=False)
+
+    def __post_init__(self, rng: random.Random) -> None:
+        price = self.anchor
+        self.tick = tick = max(1e-8, min(0.01, 10 ** (math.floor(math.log10(price)) - 4)))
+        self.last = last = _to_tick(price, tick)
+        self.open = open_ = _to_tick(price * (1 + rng.uniform(-0.03, 0.03)), tick)
+        self.prev_close = max(tick, open_ - tick * rng.randint(0, 9))
+        self.high = _to_tick(max(open_, last) * (1 + rng.uniform(0.002, 0.02)), tick)
+        self.low = _to_tick(min(open_, last) * (1 - rng.uniform(0.002, 0.02)), tick)
+        count, self.volume = rng.randint(50_000, 2_000_000), rng.uniform(1e6, 5e8) / price
+        spread = self.high - self.low
+        self.quote_volume = self.volume * rng.uniform(self.low + spread / 4, self.high - spread / 4)
+        self.first_id = rng.randint(10**8, 4 * 10**9)
+        self.last_id = self.first_id + count - 1
+        self.avg_trade_qty = self.last_qty = self.volume / count
+        self.stepped_at = time.monotonic()
+
+    def advance(self, rng: random.Random, now: float) -> None:
+        elapsed = now - self.stepped_at
+        if elapsed < STEP_S:
+            return
+        self.stepped_at = now
+        if self.status != "TRADING":  # a halted or broken market does not trade
+            return
+        steps = min(elapsed / STEP_S, MAX_CATCHUP_STEPS)
+        drift = -REVERSION * steps * math.log(self.last / self.anchor)
+        self.last = _to_tick(self.last * math.exp(rng.gauss(drift, STEP_SIGMA * math.sqrt(steps))), self.tick)
+        self.high, self.low = max(self.high, self.last), min(self.low, self.last)
+        trades = rng.randint(1, 20)
+        qty = self.avg_trade_qty * trades * rng.uniform(0.5, 1.5)
+        self.volume += qty
+        self.quote_volume += qty * self.last
+        self.last_id += trades
+        self.last_qty = qty / trades
+
+    def ticker(self, rng: random.Random, now_ms: int, full: bool) -> dict[str, Any]:
+        last, high, low, open_ = _f8(self.last), _f8(self.high), _f8(self.low), _f8(self.open)
+        if self.bad == "zero":
+            last = "0.00000000"
+        elif self.bad == "negative":
+            last = "-" + last
+        elif self.bad == "nan":
+            last = "NaN"
+        elif self.bad == "high_below_low":
+            high, low = _f8(self.low * 0.99), _f8(self.high * 1.01)
+        tail = {
+            "openTime": now_ms - DAY_MS,
+            "closeTime": now_ms,
+            "firstId": self.first_id,
+            "lastId": self.last_id,
+            "count": self.last_id - self.first_id + 1,
+        }
+        volumes = {"volume": _f8(self.volume), "quoteVolume": _f8(self.quote_volume)}
+        if not full:
+            ohlc = {"openPrice": open_, "highPrice": high, "lowPrice": low, "lastPrice": last}
+            return {"symbol": self.symbol, **ohlc, **volumes, **tail}
+        change = Decimal(_f8(self.last)) - Decimal(open_)
+        return {
+            "symbol": self.symbol,
+            "priceChange": f"{change:.8f}",
+            "priceChangePercent": f"{(change * 100 / Decimal(open_)).quantize(Decimal('0.001')):.3f}",
+            "weightedAvgPrice": _f8(self.quote_volume / self.volume),
+            "prevClosePrice": _f8(self.prev_close),
+            "lastPrice": last,
+            "lastQty": _f8(self.last_qty),
+            "bidPrice": _f8(self.last - self.tick),
+            "bidQty": _f8(self.avg_trade_qty * rng.uniform(0.1, 20)),
+            "askPrice": _f8(self.last + self.tick),
+            "askQty": _f8(self.avg_trade_qty * rng.uniform(0.1, 20)),
+            **{"openPrice": open_, "highPrice": high, "lowPrice": low},
+            **volumes,
+            **tail,
+        }
+
+    def info(self) -> dict[str, Any]:
+        price_filter = {
+            "filterType": "PRICE_FILTER",
+            "minPrice": _f8(self.tick),
+            "maxPrice": _f8(self.anchor * 1000),
+            "tickSize": _f8(self.tick),
+        }
+        return {
+            "symbol": self.symbol,
+            "status": self.status,
+            "baseAsset": self.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": self.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "orderTypes": ORDER_TYPES,
+            "isSpotTradingAllowed": True,
+            "filters": [price_filter],
+            "permissionSets": [["SPOT"]],
+        }
+
+
+def _parse_symbols(params: dict[str, str]) -> tuple[list[str] | None, dict | None]:
+    """The requested names (None: all symbols) or the error Binance gives for the parameters."""
+    if "symbol" in params and "symbols" in params:
+        return None, COMBINATION
+    if "symbol" in params:
+        return ([params["symbol"]], None) if SYMBOL_RE.fullmatch(params["symbol"]) else (None, ILLEGAL_SYMBOL)
+    if "symbols" not in params:
+        return None, None
+    try:
+        names = json.loads(params["symbols"])  # tolerates spaces, as Binance does
+    except ValueError:
+        return None, ILLEGAL_SYMBOLS
+    if not isinstance(names, list) or not all(isinstance(n, str) and SYMBOL_RE.fullmatch(n) for n in names):
+        return None, ILLEGAL_SYMBOLS
+    if not names:
+        return None, EMPTY_SYMBOLS
+    return (names, None) if len(set(names)) == len(names) else (None, DUPLICATES)
+
+
+def _ticker_weight(names: list[str] | None, error: dict | None) -> int:
+    if names is None:
+        return 2 if error else 80  # no symbol parameter at all means every symbol
+    return 2 if len(names) <= 20 else 40 if len(names) <= 100 else 80
+
+
+class BinanceSimulator:
+    """`with BinanceSimulator() as sim: httpx.get(sim.base_url + "/api/v3/ticker/24hr", ...)`.
+
+    Control over HTTP (no weight, not logged): POST /_simulator/faults {"fault": kind, "path", "count", ...
+    set_fault's keywords} or {"fault": "bad_ticker", "symbol", "kind"}; DELETE /_simulator/faults;
+    GET|DELETE /_simulator/requests; GET /_simulator/symbols; POST /_simulator/symbols {"action": "add" |
+    "set_status" | "remove" | "generate", ...the method's keywords}; POST /_simulator/reset.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        weight_limit: int = 6000,
+        ban_seconds: float = 120.0,
+        weight_window_s: float = 60.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.weight_limit, self.ban_seconds, self.weight_window_s = weight_limit, ban_seconds, weight_window_s
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()  # guards everything below; handler threads and tests share it
+        self._symbols: dict[str, SymbolState] = {}
+        self._faults: list[Fault] = []
+        self._log: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
+        self._window, self._used = -1, 0
+        self._retry_until = self._banned_until = 0.0  # wall time a 429's Retry-After / an IP ban ends
+        self._generated = 0
+        self._stopping = threading.Event()  # wakes latency/timeout sleeps on stop()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._base_url: str | None = None
+        self._routes = {  # path -> (weight from parsed params, handler)
+            "/api/v3/ticker/24hr": (_ticker_weight, self._ticker),
+            "/api/v3/exchangeInfo": (lambda names, error: 20, self._exchange_info),
+        }
+        for symbol, base, quote, status, price in DEFAULT_SYMBOLS:
+            self.add_symbol(symbol, base, quote, status, price)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> str:
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), _Handler)
+        self._server.sim = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="binance-simulator",
+            daemon=True,
+        )
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self._base_url = f"http://{host}:{port}"
+        return self._base_url
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "BinanceSimulator":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("simulator not started")
+        return self._base_url
+
+    # --- inspection and control ----------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._log)
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    @property
+    def used_weight(self) -> int:
+        with self._lock:
+            return self._used_at(time.time())
+
+    def reset_limits(self) -> None:
+        """Forget used weight, a pending Retry-After and any ban."""
+        with self._lock:
+            self._used, self._retry_until, self._banned_until = 0, 0.0, 0.0
+
+    def set_fault(
+        self,
+        kind: str,
+        *,
+        path: str | None = None,
+        count: int | None = None,
+        status: int = 503,
+        retry_after: float | None = None,
+        seconds: float = 30.0,
+        latency_ms: float = 0.0,
+    ) -> None:
+        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared).
+
+        Response faults answer in the order they were set; latency and timeout delays add up.
+        """
+        if kind not in RESPONSE_FAULTS | DELAY_FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {sorted(RESPONSE_FAULTS | DELAY_FAULTS)}")
+        if (count is not None and count < 1) or not 500 <= status <= 599:
+            raise ValueError("count must be >= 1 and status a 5xx")
+        if retry_after is None:
+            retry_after = self.ban_seconds if kind == "ban" else 1.0
+        delay = (
+            latency_ms / 1000 if kind == "latency" else min(float(seconds), 120.0) if kind == "timeout" else 0
+        )
+        with self._lock:
+            self._faults.append(Fault(kind, path, count, status, float(retry_after), delay))
+
+    def set_bad_ticker(self, symbol: str, kind: str | None) -> None:
+        """Corrupt one symbol's ticker (zero, negative, nan, high_below_low); None restores it."""
+        if kind is not None and kind not in BAD_TICKER_KINDS:
+            raise ValueError(f"unknown bad ticker kind {kind!r}; known: {sorted(BAD_TICKER_KINDS)}")
+        with self._lock:
+            self._symbols[symbol].bad = kind
+
+    def clear_faults(self) -> None:
+        """Remove all faults and bad tickers, and forgive a pending Retry-After or ban: healthy again."""
+        with self._lock:
+            self._faults.clear()
+            for state in self._symbols.values():
+                state.bad = None
+            self._retry_until = self._banned_until = 0.0
+
+    @property
+    def symbols(self) -> list[str]:
+        with self._lock:
+            return list(self._symbols)
+
+    def add_symbol(
+        self, symbol: str, base: str, quote: str, status: str = "TRADING", price: float = 1.0
+    ) -> None:
+        if not SYMBOL_RE.fullmatch(symbol) or status not in STATUSES or not 0 < price < 1e12:
+            raise ValueError(f"bad symbol {symbol!r}, status {status!r} or price {price!r}")
+        with self._lock:
+            if symbol in self._symbols:
+                raise ValueError(f"{symbol} exists")
+            self._symbols[symbol] = SymbolState(symbol, base, quote, status, float(price), self._rng)
+
+    def set_status(self, symbol: str, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self._lock:
+            self._symbols[symbol].status = status
+
+    def remove_symbol(self, symbol: str) -> None:
+        with self._lock:
+            del self._symbols[symbol]
+
+    def add_generated_symbols(self, n: int) -> list[str]:
+        """Add n TRADING symbols SYM0001USDT, SYM0002USDT, ... (numbering continues across calls)."""
+        if not 0 <= n <= 10_000:
+            raise ValueError("n must be within 0..10000")
+        with self._lock:
+            start, self._generated = self._generated + 1, self._generated + n
+            names = [f"SYM{i:04d}" for i in range(start, start + n)]
+            for base in names:
+                self.add_symbol(
+                    f"{base}USDT", base, "USDT", "TRADING", round(self._rng.uniform(0.01, 500), 4)
+                )
+            return [f"{base}USDT" for base in names]
+
+    # --- request handling ----------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: str = "", body: bytes = b"") -> Reply:
+        if path.startswith("/_simulator/"):
+            return self._control(method, path, body)
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        names, error = _parse_symbols(params)
+        with self._lock:
+            delay = sum(f.seconds for f in self._take_faults(path, DELAY_FAULTS, first_only=False))
+        if delay:
+            self._stopping.wait(delay)  # outside the lock; stop() cuts it short
+        now = time.time()
+        with self._lock:
+            reply, weight = self._decide(method, path, params, names, error, now)
+            used = str(self._used_at(now))
+            reply.headers.update({"X-MBX-USED-WEIGHT": used, "X-MBX-USED-WEIGHT-1M": used})
+            logged = dict(params, symbols=names) if names is not None and "symbols" in params else params
+            self._log.append(RequestRecord(time.monotonic(), now, method, path, logged, reply.status, weight))
+        return reply
+
+    def _decide(self, method, path, params, names, error, now) -> tuple[Reply, int]:
+        if now < self._banned_until:
+            return self._banned(now, self._banned_until - now), 0
+        faults = self._take_faults(path, RESPONSE_FAULTS, first_only=True)
+        if faults:
+            return self._fault_reply(faults[0], path, params, names, error, now), 0
+        route = self._routes.get(path) if method == "GET" else None
+        if route is None:
+            return _json(404, NOT_FOUND), 0
+        weight = route[0](names, error)
+        if now < self._retry_until:  # kept calling while a 429's Retry-After was pending: banned
+            self._banned_until = now + self.ban_seconds
+            return self._banned(now, self.ban_seconds), 0
+        if self._used_at(now) + weight > self.weight_limit:
+            self._retry_until = (math.floor(now / self.weight_window_s) + 1) * self.weight_window_s
+            return self._too_much_weight(self._retry_until - now), 0
+        self._used += weight  # charged even when the parameters then fail, as on Binance
+        return route[1](params, names, error, now), weight
+
+    def _take_faults(self, path: str, kinds: set[str], first_only: bool) -> list[Fault]:
+        taken = []
+        for fault in list(self._faults):
+            if fault.kind in kinds and fault.path in (None, path):
+                taken.append(fault)
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                if first_only:
+                    break
+        return taken
+
+    def _fault_reply(self, fault: Fault, path, params, names, error, now) -> Reply:
+        if fault.kind == "rate_limit":  # a real 429: calling again before Retry-After ends earns a ban
+            self._retry_until = max(self._retry_until, now + fault.retry_after)
+            return self._too_much_weight(fault.retry_after)
+        if fault.kind == "ban":
+            return self._banned(now, fault.retry_after)
+        if fault.kind == "restricted":
+            return _json(451, RESTRICTED)
+        if fault.kind == "server_error":
+            if fault.status in SERVER_ERRORS:
+                return _json(fault.status, SERVER_ERRORS[fault.status])
+            return Reply(fault.status, CDN_PAGE.format(f"{fault.status} ERROR").encode(), "text/html")
+        if fault.kind == "invalid_json":
+            return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
+        route = self._routes.get(path)  # truncated: the real answer cut mid-JSON, Content-Length matching
+        body = route[1](params, names, error, now).body if route else json.dumps(NOT_FOUND).encode()
+        return Reply(200, body[: len(body) // 2])
+
+    def _used_at(self, now: float) -> int:
+        window = math.floor(now / self.weight_window_s)  # wall-clock minutes, as Binance counts
+        if window != self._window:
+            self._window, self._used = window, 0
+        return self._used
+
+    def _too_much_weight(self, retry_after: float) -> Reply:
+        msg = TOO_MUCH_WEIGHT.format(self.weight_limit)
+        return _json(429, {"code": -1003, "msg": msg}, **{"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+    def _banned(self, now: float, seconds: float) -> Reply:
+        msg = f"Way too much request weight used; IP banned until {int((now + seconds) * 1000)}."
+        return _json(418, {"code": -1003, "msg": msg}, **{"Retry-After": str(max(1, math.ceil(seconds)))})
+
+    def _select(self, names: list[str] | None) -> list[SymbolState] | None:
+        if names is None:
+            return list(self._symbols.values())
+        states = [self._symbols.get(name) for name in names]
+        return None if None in states else states  # type: ignore[return-value]
+
+    def _ticker(self, params, names, error, now) -> Reply:
+        if error:
+            return _json(400, error)
+        if params.get("type", "FULL") not in ("FULL", "MINI"):
+            return _json(400, ILLEGAL_TYPE)
+        states = self._select(names)
+        if states is None:  # one unknown name fails the whole request
+            return _json(400, INVALID_SYMBOL)
+        mono, now_ms, full = time.monotonic(), int(now * 1000), params.get("type", "FULL") == "FULL"
+        for state in states:
+            state.advance(self._rng, mono)
+        rows = [state.ticker(self._rng, now_ms, full) for state in states]
+        return _json(200, rows[0] if "symbol" in params else rows)
+
+    def _exchange_info(self, params, names, error, now) -> Reply:
+        if error:
+            return _json(400, error)
+        states = self._select(names)
+        if states is None:
+            return _json(400, INVALID_SYMBOL)
+        limits = [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": self.weight_limit,
+            },
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        ]
+        return _json(
+            200,
+            {
+                "timezone": "UTC",
+                "serverTime": int(now * 1000),
+                "rateLimits": limits,
+                "exchangeFilters": [],
+                "symbols": [state.info() for state in states],
+            },
+        )
+
+    def _control(self, method: str, path: str, body: bytes) -> Reply:
+        """/_simulator/* routes for end-to-end tests: no weight, not logged."""
+        try:
+            data = json.loads(body or b"{}") if method == "POST" else {}
+            if not isinstance(data, dict):
+                raise ValueError("a JSON object is expected")
+            match method, path:
+                case "GET", "/_simulator/requests":
+                    return _json(200, [asdict(record) for record in self.requests])
+                case "DELETE", "/_simulator/requests":
+                    self.reset_requests()
+                case "GET", "/_simulator/faults":
+                    with self._lock:
+                        bad = {s.symbol: s.bad for s in self._symbols.values() if s.bad}
+                        return _json(200, {"faults": [asdict(f) for f in self._faults], "bad_tickers": bad})
+                case "POST", "/_simulator/faults":
+                    kind = data.pop("fault")
+                    if kind == "bad_ticker":
+                        self.set_bad_ticker(data["symbol"], data.get("kind"))
+                    else:
+                        self.set_fault(kind, **data)
+                case "DELETE", "/_simulator/faults":
+                    self.clear_faults()
+                case "POST", "/_simulator/symbols":
+                    actions = {
+                        "add": self.add_symbol,
+                        "set_status": self.set_status,
+                        "remove": self.remove_symbol,
+                        "generate": self.add_generated_symbols,
+                    }
+                    actions[data.pop("action")](**data)
+                case "GET", "/_simulator/symbols":
+                    pass
+                case "POST", "/_simulator/reset":
+                    self.clear_faults()
+                    self.reset_limits()
+                    self.reset_requests()
+                case _:
+                    return _json(404, NOT_FOUND)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _json(400, {"error": f"{type(exc).__name__}: {exc}"})
+        with self._lock:
+            listing = [
+                {"symbol": s.symbol, "baseAsset": s.base, "quoteAsset": s.quote, "status": s.status}
+                for s in self._symbols.values()
+            ]
+        return _json(200, {"ok": True, "symbols": listing} if path.endswith("/symbols") else {"ok": True})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a handler still sleeping in a timeout fault must not block shutdown
+    sim: BinanceSimulator
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # skips HTTPServer's getfqdn(), a DNS lookup
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as pooled clients use the real API
+    timeout = 60  # an idle kept-alive connection frees its thread after this
+    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_DELETE = do_GET
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(min(length, 1_000_000)) if length > 0 else b""
+        reply = self.server.sim.handle(self.command, url.path, url.query, body)
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:  # the client gave up, e.g. during a timeout fault
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read sim.requests instead
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Binance Spot REST simulator (public market data).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--weight-limit", type=int, default=6000)
+    parser.add_argument("--ban-seconds", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    sim = BinanceSimulator(args.host, args.port, args.seed, args.weight_limit, args.ban_seconds)
+    if args.latency_ms:
+        sim.set_fault("latency", latency_ms=args.latency_ms)
+    print(sim.start(), flush=True)
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""A local stand-in for the HTTP API: routes from template.yaml, requests as v2 (HTTP API) events.
+
+Why this is hand-written: the maintained emulators either need Docker (``sam local start-api``,
+LocalStack) or serve one handler with partial v2 events (lambda-gateway: no route keys, no
+source IP, no path parameters). What is here is only the request/event translation and CORS;
+the handlers themselves are the production ones, invoked in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from local_stack.lambda_context import LocalLambdaContext
+from local_stack.template import HttpRoute
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's own payload limit
+
+
+@dataclass(frozen=True)
+class BoundRoute:
+    route: HttpRoute
+    pattern: re.Pattern[str]
+    handler: Callable[[dict[str, Any], Any], Any]
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.route.method} {self.route.path}"
+
+
+def _path_pattern(path: str) -> re.Pattern[str]:
+    """API Gateway path syntax to a regex: {name} is one segment, {name+} is the greedy rest."""
+    regex = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+)", re.escape(path))
+    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
+    return re.compile(f"^{regex}$")
+
+
+def load_handler(dotted: str) -> Callable[[dict[str, Any], Any], Any]:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def bind_routes(routes: list[HttpRoute]) -> list[BoundRoute]:
+    """Import each route's handler once; literal paths win over parameterised ones, as on AWS."""
+    bound = [
+        BoundRoute(r, _path_pattern(r.path), load_handler(r.handler)) for r in routes if r.path != "$default"
+    ]
+    return sorted(bound, key=lambda b: (b.route.path.count("{"), -len(b.route.path)))
+
+
+def build_event(
+    *, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str, route_key: str,
+    path_parameters: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    """The event API Gateway HTTP APIs send with payload format 2.0."""
+    url = urlsplit(target)
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(url.query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value  # v2 joins repeats with ","
+    try:
+        text, is_base64 = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, is_base64 = base64.b64encode(body).decode(), True
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": url.path,
+        "rawQueryString": url.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": headers.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": url.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex[:16],
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": is_base64,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if "cookie" in headers:
+        event["cookies"] = [c.strip() for c in headers["cookie"].split(";")]
+    if body:
+        event["body"] = text
+    return event
+
+
+class LocalHttpApi:
+    """Matches a request to a route, invokes its handler in-process, applies the template's CORS."""
+
+    def __init__(self, routes: list[HttpRoute], *, cors_origins: list[str]) -> None:
+        self.routes = bind_routes(routes)
+        self.cors_origins = cors_origins
+
+    def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(target).path
+        origin = headers.get("origin")
+        if method == "OPTIONS" and origin and "access-control-request-method" in headers:
+            return 204, self._cors_headers(origin, preflight=True), b""
+        for bound in self.routes:
+            match = bound.pattern.match(path)
+            if match and bound.route.method in (method, "ANY"):
+                event = build_event(
+                    method=method, target=target, headers=headers, body=body, source_ip=source_ip,
+                    route_key=bound.route_key, path_parameters=match.groupdict(),
+                )  # fmt: skip
+                status, response_headers, payload = self._invoke(bound, event)
+                return status, {**response_headers, **self._cors_headers(origin)}, payload
+        return 404, {"Content-Type": "application/json"}, b'{"message":"Not Found"}'
+
+    def _invoke(self, bound: BoundRoute, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        context = LocalLambdaContext(bound.route.function_logical_id, bound.route.timeout_seconds)
+        try:
+            result = bound.handler(event, context)
+        except Exception:  # what API Gateway answers when the function itself fails
+            return 500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}'
+        headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+        payload = result.get("body") or ""
+        data = base64.b64decode(payload) if result.get("isBase64Encoded") else str(payload).encode()
+        return int(result.get("statusCode", 200)), headers, data
+
+    def _cors_headers(self, origin: str | None, *, preflight: bool = False) -> dict[str, str]:
+        if not origin or not ("*" in self.cors_origins or origin in self.cors_origins):
+            return {}
+        headers = {
+            "Access-Control-Allow-Origin": "*" if "*" in self.cors_origins else origin,
+            "Access-Control-Expose-Headers": "X-Missing-Pairs,Retry-After",
+        }
+        if preflight:
+            headers.update({
+                "Access-Control-Allow-Methods": "GET,OPTIONS",
+                "Access-Control-Allow-Headers": "Content-Type,Authorization",
+                "Access-Control-Max-Age": "600",
+            })  # fmt: skip
+        return headers
+
+
+def make_server(api: LocalHttpApi, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                self._reply(
+                    413, {"Content-Type": "application/json"}, b'{"message":"Request Entity Too Large"}'
+                )
+                return
+            body = self.rfile.read(length) if length else b""
+            headers: dict[str, str] = {}
+            for name, value in self.headers.items():
+                key = name.lower()
+                headers[key] = f"{headers[key]},{value}" if key in headers else value
+            status, response_headers, payload = api.handle(
+                self.command, self.path, headers, body, self.client_address[0]
+            )
+            self._reply(status, response_headers, payload)
+
+        def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+            self.send_response(
+                status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+            )
+            for name, value in headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the handlers log what matters; one line per poll would drown it
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,374 @@
+"""Named checks on template.yaml: what an operator of the deployed stack would notice if it broke."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local_stack.template import (
+    function_definition,
+    function_properties,
+    http_routes,
+    is_intrinsic,
+    load_template,
+    serverless_functions,
+    table_create_kwargs,
+    table_ttl_attribute,
+)
+
+CURRENT_PYTHON_RUNTIMES = {"python3.12", "python3.13"}
+
+# Actions AWS only grants on Resource "*" (no resource-level permissions exist for them).
+ACTIONS_AWS_REQUIRES_ON_STAR = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "cloudwatch:PutMetricData",
+}
+
+# AWS managed policies reviewed for "*": they grant only logs, VPC network interfaces and tracing.
+REVIEWED_MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole",
+    "AWSLambdaVPCAccessExecutionRole",
+    "AWSXRayDaemonWriteAccess",
+}
+
+# SAM policy templates reviewed for "*": each is scoped to the resource named in its parameters.
+REVIEWED_POLICY_TEMPLATES = {
+    "DynamoDBReadPolicy",
+    "DynamoDBCrudPolicy",
+    "DynamoDBWritePolicy",
+    "SQSSendMessagePolicy",
+    "SQSPollerPolicy",
+    "SNSPublishMessagePolicy",
+    "SSMParameterReadPolicy",
+}
+
+WRITE_VERBS = ("Put", "Update", "Delete", "BatchWrite", "Write", "Create", "TransactWrite", "Restore")
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def _resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == resource_type}
+
+
+def _parameter_default(template: dict[str, Any], value: Any) -> Any:
+    """A literal, or the default of the parameter a ``{"Ref": ...}`` points at."""
+    if isinstance(value, dict) and "Ref" in value:
+        return template["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM statement the stack grants: SAM inline policies and plain IAM resources."""
+    for name in serverless_functions(template):
+        for policy in function_properties(template, name).get("Policies", []):
+            if isinstance(policy, dict) and "Statement" in policy:
+                for statement in _as_list(policy["Statement"]):
+                    yield name, statement
+    for name, res in template["Resources"].items():
+        properties = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::Role":
+            for policy in properties.get("Policies", []):
+                for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+                    yield name, statement
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for statement in _as_list(properties["PolicyDocument"]["Statement"]):
+                yield name, statement
+
+
+def _function_actions(template: dict[str, Any], logical_id: str) -> set[str]:
+    actions: set[str] = set()
+    for policy in function_properties(template, logical_id).get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            for statement in _as_list(policy["Statement"]):
+                if statement.get("Effect", "Allow") == "Allow":
+                    actions.update(_as_list(statement["Action"]))
+    return actions
+
+
+# --- runtime ---------------------------------------------------------------------------------------
+
+
+def test_every_function_and_the_layer_run_a_current_python_on_arm64(template: dict[str, Any]) -> None:
+    functions = serverless_functions(template)
+    assert functions, "the template defines no functions"
+    for name in functions:
+        properties = function_properties(template, name)
+        assert properties["Runtime"] in CURRENT_PYTHON_RUNTIMES, name
+        assert properties["Architectures"] == ["arm64"], name
+
+    layers = _resources_of_type(template, "AWS::Serverless::LayerVersion")
+    assert layers, "the shared layer is missing"
+    for name, layer in layers.items():
+        assert set(layer["Properties"]["CompatibleRuntimes"]) <= CURRENT_PYTHON_RUNTIMES, name
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"], name
+        # sam build must produce arm64 wheels, or the layer's compiled deps fail to import on Lambda.
+        assert layer["Metadata"]["BuildMethod"] in CURRENT_PYTHON_RUNTIMES, name
+        assert layer["Metadata"]["BuildArchitecture"] == "arm64", name
+
+
+def test_every_function_uses_the_shared_layer_and_runs_in_the_vpc(template: dict[str, Any]) -> None:
+    for name in serverless_functions(template):
+        properties = function_properties(template, name)
+        assert {"Ref": "CommonLayer"} in properties["Layers"], name
+        assert properties["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "LambdaSecurityGroup"}], name
+        assert properties["VpcConfig"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}, name
+
+
+# --- the fetcher's schedule ------------------------------------------------------------------------
+
+
+def test_fetcher_runs_every_minute_and_is_never_retried(template: dict[str, Any]) -> None:
+    # Given the fetcher's merged definition
+    properties = function_properties(template, "FetcherFunction")
+    schedules = [event for event in properties["Events"].values() if event["Type"] == "Schedule"]
+
+    # Then one rule fires every minute and neither EventBridge nor Lambda's async queue retries it:
+    # a retry would only start a late duplicate loop.
+    assert len(schedules) == 1
+    assert function_definition(template, "FetcherFunction").schedule_expression == "rate(1 minute)"
+    assert schedules[0]["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def _fetcher_run_seconds_and_timeout(template: dict[str, Any]) -> tuple[float, int]:
+    fetcher = function_definition(template, "FetcherFunction")
+    return float(fetcher.environment["FETCHER_RUN_SECONDS"]), fetcher.timeout_seconds
+
+
+def _interval_parameter(template: dict[str, Any]) -> dict[str, Any]:
+    variables = function_properties(template, "FetcherFunction")["Environment"]["Variables"]
+    return template["Parameters"][variables["FETCH_INTERVAL_MS"]["Ref"]]
+
+
+@pytest.mark.parametrize("bound", ["Default", "MaxValue"])
+def test_fetcher_invocations_overlap_even_when_the_rule_fires_anywhere_in_its_minute(
+    template: dict[str, Any], bound: str
+) -> None:
+    # Given two rule firings up to ~120 s apart (start of one minute, end of the next)
+    run_seconds, _ = _fetcher_run_seconds_and_timeout(template)
+    interval_seconds = float(_interval_parameter(template)[bound]) / 1000
+
+    # Then one run lasts past the next one's latest start plus a slot: no slot goes unfetched.
+    assert run_seconds >= 120 + interval_seconds
+
+
+def test_fetcher_timeout_leaves_room_for_the_last_tick(template: dict[str, Any]) -> None:
+    run_seconds, timeout = _fetcher_run_seconds_and_timeout(template)
+    interval_seconds = float(_interval_parameter(template)["Default"]) / 1000
+    assert timeout > run_seconds + 2 * interval_seconds
+
+
+# --- the HTTP API ----------------------------------------------------------------------------------
+
+
+def test_prices_health_init_and_openapi_routes_are_gets_on_the_prices_function(
+    template: dict[str, Any],
+) -> None:
+    routes = {(route.method, route.path): route for route in http_routes(template)}
+    for path in ("prices", "health", "init", "openapi.json"):
+        route = routes.get(("GET", f"/api/market-data/{path}"))
+        assert route is not None, f"GET /api/market-data/{path} is not routed"
+        assert route.function_logical_id == "PricesApiFunction"
+        assert route.handler == "prices_api.handler.lambda_handler"
+
+
+def test_cors_origins_come_from_the_parameter_and_expose_the_contract_headers(
+    template: dict[str, Any],
+) -> None:
+    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == {"Ref": "CorsAllowedOrigins"}
+    assert template["Parameters"]["CorsAllowedOrigins"]["Type"] == "CommaDelimitedList"
+    # Browsers hide response headers that are not exposed: 206 and 503 clients need these two.
+    assert {"X-Missing-Pairs", "Retry-After"} <= set(cors["ExposeHeaders"])
+    assert "GET" in cors["AllowMethods"]
+
+
+def test_every_route_is_throttled_by_default(template: dict[str, Any]) -> None:
+    settings = template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
+    assert _parameter_default(template, settings["ThrottlingRateLimit"]) > 0
+    assert _parameter_default(template, settings["ThrottlingBurstLimit"]) > 0
+
+
+# --- IAM -------------------------------------------------------------------------------------------
+
+
+def test_no_iam_statement_grants_star_beyond_what_aws_requires(template: dict[str, Any]) -> None:
+    statements = list(_statements(template))
+    assert statements, "no IAM statements found: the check would pass vacuously"
+    for owner, statement in statements:
+        actions = set(_as_list(statement["Action"]))
+        assert not any("*" in action for action in actions), f"{owner}: wildcard action in {actions}"
+        if "*" in _as_list(statement["Resource"]):
+            assert actions <= ACTIONS_AWS_REQUIRES_ON_STAR, f"{owner}: {actions} on Resource '*'"
+
+
+def test_managed_policies_and_policy_templates_are_reviewed_ones(template: dict[str, Any]) -> None:
+    # A managed policy or SAM policy template is opaque here: only reviewed ones may be attached.
+    for name in serverless_functions(template):
+        for policy in function_properties(template, name).get("Policies", []):
+            if isinstance(policy, str):
+                assert policy in REVIEWED_MANAGED_POLICIES, f"{name}: review managed policy {policy}"
+            elif "Statement" not in policy:
+                (template_name,) = policy
+                assert template_name in REVIEWED_POLICY_TEMPLATES, f"{name}: review {template_name}"
+
+
+def test_prices_function_can_only_read_the_table(template: dict[str, Any]) -> None:
+    actions = _function_actions(template, "PricesApiFunction")
+    assert actions, "the prices function needs read access for the cache-loss fallback"
+    writes = {action for action in actions if action.split(":", 1)[1].startswith(WRITE_VERBS)}
+    assert not writes
+    for policy in function_properties(template, "PricesApiFunction")["Policies"]:
+        if isinstance(policy, dict) and "Statement" not in policy:
+            assert next(iter(policy)).endswith("ReadPolicy"), policy
+
+
+def test_table_access_is_scoped_to_the_table(template: dict[str, Any]) -> None:
+    for owner, statement in _statements(template):
+        if any(action.startswith("dynamodb:") for action in _as_list(statement["Action"])):
+            assert _as_list(statement["Resource"]) == [{"Fn::GetAtt": ["MarketDataTable", "Arn"]}], owner
+
+
+# --- data, network, logs, outputs ------------------------------------------------------------------
+
+
+def test_table_is_on_demand_recoverable_and_kept_on_stack_delete(template: dict[str, Any]) -> None:
+    table = template["Resources"]["MarketDataTable"]
+    assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    # It holds the pair registry: deleting or replacing the stack must not delete it.
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+    assert table_ttl_attribute(template, "MarketDataTable") == "expiresAt"
+
+
+def test_cache_accepts_connections_from_the_functions_only(template: dict[str, Any]) -> None:
+    cache = template["Resources"]["Cache"]["Properties"]
+    assert cache["Engine"] == "valkey"
+    assert cache["SecurityGroupIds"] == [{"Ref": "CacheSecurityGroup"}]
+    ingress = _resources_of_type(template, "AWS::EC2::SecurityGroupIngress")
+    into_cache = [
+        rule["Properties"]
+        for rule in ingress.values()
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": ["CacheSecurityGroup", "GroupId"]}
+    ]
+    assert into_cache
+    for rule in into_cache:
+        assert rule["SourceSecurityGroupId"] == {"Fn::GetAtt": ["LambdaSecurityGroup", "GroupId"]}
+        assert "CidrIp" not in rule
+    for group in _resources_of_type(template, "AWS::EC2::SecurityGroup").values():
+        assert not group["Properties"].get("SecurityGroupIngress"), "inline ingress rule found"
+
+
+def test_dynamodb_traffic_uses_a_gateway_endpoint(template: dict[str, Any]) -> None:
+    endpoints = _resources_of_type(template, "AWS::EC2::VPCEndpoint").values()
+    gateways = [e["Properties"] for e in endpoints if e["Properties"]["VpcEndpointType"] == "Gateway"]
+    service = {"Fn::Sub": "com.amazonaws.${AWS::Region}.dynamodb"}
+    dynamodb = [gateway for gateway in gateways if gateway["ServiceName"] == service]
+    assert len(dynamodb) == 1
+    # On the private subnets' route tables, or the functions' DynamoDB calls still go through the NAT.
+    assert dynamodb[0]["RouteTableIds"] == {"Ref": "PrivateRouteTableIds"}
+
+
+def test_every_log_group_has_retention(template: dict[str, Any]) -> None:
+    log_groups = _resources_of_type(template, "AWS::Logs::LogGroup")
+    assert log_groups
+    for name, group in log_groups.items():
+        assert "RetentionInDays" in group["Properties"], name
+
+
+def test_every_function_and_the_api_log_to_a_group_the_stack_creates(template: dict[str, Any]) -> None:
+    log_groups = _resources_of_type(template, "AWS::Logs::LogGroup")
+    for name in serverless_functions(template):
+        target = function_properties(template, name)["LoggingConfig"]["LogGroup"]
+        assert is_intrinsic(target) and target["Ref"] in log_groups, name
+    access_logs = template["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]["DestinationArn"]
+    assert access_logs["Fn::GetAtt"][0] in log_groups
+
+
+def test_outputs_name_the_api_url_table_and_cache_endpoint(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert "${HttpApi}" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert outputs["MarketDataTableName"]["Value"] == {"Ref": "MarketDataTable"}
+    assert "Cache.Endpoint.Address" in str(outputs["CacheEndpoint"]["Value"])
+
+
+# --- the reader itself -----------------------------------------------------------------------------
+
+
+def test_short_tags_read_as_their_long_form(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            Resources:
+              A:
+                Type: X
+                Properties:
+                  Ref: !Ref B
+                  Att: !GetAtt Cache.Endpoint.Address
+                  Sub: !Sub ["${x}", {x: !Ref C}]
+                  If: !If [Cond, 1, !Ref AWS::NoValue]
+            """
+        )
+    )
+    properties = load_template(path)["Resources"]["A"]["Properties"]
+    assert properties["Ref"] == {"Ref": "B"}
+    assert properties["Att"] == {"Fn::GetAtt": ["Cache", "Endpoint.Address"]}
+    assert properties["Sub"] == {"Fn::Sub": ["${x}", {"x": {"Ref": "C"}}]}
+    assert properties["If"] == {"Fn::If": ["Cond", 1, {"Ref": "AWS::NoValue"}]}
+
+
+def test_function_definition_merges_globals_and_keeps_literal_settings_only(template: dict[str, Any]) -> None:
+    fetcher = function_definition(template, "FetcherFunction")
+    assert fetcher.environment["POWERTOOLS_SERVICE_NAME"] == "market-data"  # from Globals
+    assert fetcher.environment["MARKET_DATA_BATCH_SIZE"] == "20"  # from the function
+    assert "REDIS_URL" not in fetcher.environment  # resolved by CloudFormation, not here
+    assert fetcher.handler == "fetcher.handler.lambda_handler"
+    assert fetcher.code_uri == "functions/fetcher"
+
+
+@mock_aws
+def test_table_create_kwargs_make_a_table_with_the_template_schema(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given credentials that can only reach moto
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("dynamodb", region_name="eu-west-1")
+
+    # When the table is created from the template's definition
+    client.create_table(**table_create_kwargs(template, "MarketDataTable", "market-data-test"))
+
+    # Then it has the deployed key schema and billing mode
+    description = client.describe_table(TableName="market-data-test")["Table"]
+    expected = template["Resources"]["MarketDataTable"]["Properties"]["KeySchema"]
+    assert description["KeySchema"] == expected
+    assert {(k["AttributeName"], k["KeyType"]) for k in description["KeySchema"]} == {
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    }
+    assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
