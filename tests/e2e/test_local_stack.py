@@ -1,0 +1,201 @@
+"""``make demo``'s stack over HTTP: a subprocess, as a developer runs it, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from local_stack.servers import free_port, port_in_use
+from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+PAIRS = "BTC/USDT,ETH/USDT"
+# Settings a developer's shell might hold must not leak into the stack under test.
+SCRUBBED = ("REDIS_URL", "DYNAMODB_ENDPOINT_URL", "MARKET_DATA_TABLE_NAME", "BINANCE_API_BASE_URL", "PORT")
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[str]
+    base: str
+    simulator: str
+    output: list[str]
+    started: float
+    reader: threading.Thread
+
+    def wait(self, timeout_s: float) -> int:
+        code = self.process.wait(timeout=timeout_s)
+        self.reader.join(5)  # every line printed before exit is in ``output``
+        return code
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return httpx.get(self.base + path, timeout=5, **kwargs)  # type: ignore[arg-type]
+
+
+def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
+    port, simulator_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    env.update(PORT=str(port), SIMULATOR_PORT=str(simulator_port), **(extra_env or {}))
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack", "--simulator"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True)
+    reader.start()
+    base, simulator = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{simulator_port}"
+    return Stack(process, base, simulator, output, started, reader)
+
+
+def stop_stack(stack: Stack) -> int:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            return stack.wait(30)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
+            stack.process.wait()
+            raise
+    return stack.process.returncode
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Stack]:
+    stack = start_stack()
+    yield stack
+    stop_stack(stack)
+
+
+def wait_for(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not seen within {timeout_s} s; last: {last!r}")
+
+
+def test_demo_serves_prices_and_a_running_fetcher_within_10_s_of_start(demo: Stack) -> None:
+    def prices_ok() -> httpx.Response | None:
+        response = demo.get("/api/market-data/prices", params={"pairs": PAIRS})
+        return response if response.status_code == 200 else None
+
+    response = wait_for(prices_ok, 10 - (time.monotonic() - demo.started), "200 for BTC/USDT and ETH/USDT")
+    body = response.json()
+    assert set(body) == {"BTC/USDT", "ETH/USDT"}
+    assert body["BTC/USDT"]["price"] > 0 and body["BTC/USDT"]["source"] == "cache"
+    health = demo.get("/api/market-data/health").json()
+    assert health["fetcher"]["isRunning"] is True
+    assert time.monotonic() - demo.started < 10
+
+
+def test_prices_move_from_one_tick_to_the_next(demo: Stack) -> None:
+    first = demo.get("/api/market-data/prices", params={"pairs": PAIRS}).json()
+
+    def moved() -> bool:
+        now = demo.get("/api/market-data/prices", params={"pairs": PAIRS}).json()
+        return all(now[p]["timestamp"] > first[p]["timestamp"] for p in first) and any(
+            now[p]["price"] != first[p]["price"] for p in first
+        )
+
+    wait_for(moved, 10, "a newer tick with a different price")
+
+
+def test_many_clients_add_no_exchange_load(demo: Stack) -> None:
+    httpx.delete(demo.simulator + "/_simulator/requests", timeout=5)
+    window_start = time.time()
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def poll() -> None:
+        with httpx.Client(base_url=demo.base, timeout=5) as client:
+            for _ in range(40):
+                status = client.get("/api/market-data/prices", params={"pairs": PAIRS}).status_code
+                with lock:
+                    statuses[status] += 1
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=poll) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    elapsed = time.time() - window_start
+
+    assert statuses == Counter({200: 400})
+    records = httpx.get(demo.simulator + "/_simulator/requests", timeout=5).json()
+    tickers = [r for r in records if r["path"] == "/api/v3/ticker/24hr"]
+    per_slot = Counter(int(r["wall_time"] * 1000) // 4000 for r in tickers)
+    assert set(per_slot.values()) <= {1}  # one request per slot, whatever the number of clients
+    assert len(tickers) <= elapsed / 4 + 2
+
+
+def test_http_errors_are_json_and_cors_follows_the_template(demo: Stack) -> None:
+    bad = demo.get("/api/market-data/prices", params={"pairs": "BTC/USDT,NOT-A-PAIR"})
+    assert bad.status_code == 400 and "NOT-A-PAIR" in bad.json()["message"]
+    assert demo.get("/api/market-data/nowhere").status_code == 404
+    preflight = httpx.options(
+        demo.base + "/api/market-data/prices",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+        timeout=5,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    spec = demo.get("/api/market-data/openapi.json").json()
+    assert "/api/market-data/prices" in spec["paths"]
+    assert demo.get("/api/market-data/init").json()["fetcher"]["isRunning"] is True
+
+
+def test_ctrl_c_stops_everything_it_started() -> None:
+    stack = start_stack()
+    wait_for(lambda: any("serving on" in line for line in stack.output), 20, "the serving banner")
+    found = re.search(r"redis-server started on redis://127.0.0.1:(\d+)", "".join(stack.output))
+    assert found, stack.output
+    redis_port = int(found.group(1))
+    port = int(stack.base.rsplit(":", 1)[1])
+    simulator_port = int(stack.simulator.rsplit(":", 1)[1])
+
+    assert stop_stack(stack) == 0
+
+    for freed in (port, simulator_port, redis_port):
+        assert not port_in_use(freed), freed
+
+
+def test_a_port_in_use_gets_a_clear_message() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED} | {"PORT": str(port)}
+        result = subprocess.run(
+            [sys.executable, "-m", "local_stack", "--simulator"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"port {port}" in result.stdout and "in use" in result.stdout
+
+
+def test_a_bad_setting_stops_start_up_naming_it() -> None:
+    stack = start_stack({"FETCH_INTERVAL_MS": "500"})
+    code = stack.wait(60)
+    output = "".join(stack.output)
+    assert code == 2
+    assert "FETCH_INTERVAL_MS" in output and "500" in output
