@@ -209,3 +209,23 @@ def test_after_429_no_exchange_call_until_retry_after_has_passed(
     tick(deps)  # window over: fetching resumes
     assert len(simulator.requests) == 2
     assert simulator.requests[-1].status == 200
+
+
+def test_no_more_than_max_concurrent_batches_are_in_flight(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    symbols = simulator.add_generated_symbols(100)
+    pairs = [f"{symbol[:-4]}/USDT" for symbol in symbols]
+    deps = make_deps(TRADING_PAIRS=orjson.dumps(pairs).decode(), MARKET_DATA_MAX_CONCURRENT_BATCHES="2")
+    tick(deps)  # exchangeInfo cached
+    simulator.reset_requests()
+    latency_s = 0.3
+    simulator.set_fault("latency", path=TICKER, latency_ms=latency_s * 1000)
+
+    tick(deps)
+
+    # Each request was in flight during the latency before it was answered (logged at the end).
+    spans = [(r.monotonic - latency_s, r.monotonic) for r in ticker_requests(simulator)]
+    assert len(spans) == 5
+    most_in_flight = max(sum(1 for s, e in spans if s < t <= e) for _, t in spans)
+    assert most_in_flight == 2
