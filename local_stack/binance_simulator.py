@@ -14,6 +14,7 @@ import socketserver
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import InitVar, asdict, dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -316,7 +317,7 @@ class BinanceSimulator:
         )
         self._thread.start()
         host, port = self._server.server_address[:2]
-        self._base_url = f"http://{host}:{port}"
+        self._base_url = f"http://{host!s}:{port}"
         return self._base_url
 
     def stop(self) -> None:
@@ -595,7 +596,7 @@ class BinanceSimulator:
                 case "DELETE", "/_simulator/faults":
                     self.clear_faults()
                 case "POST", "/_simulator/symbols":
-                    actions = {
+                    actions: dict[str, Callable[..., object]] = {
                         "add": self.add_symbol,
                         "set_status": self.set_status,
                         "remove": self.remove_symbol,
@@ -626,7 +627,8 @@ class _Server(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # skips HTTPServer's getfqdn(), a DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
+        host, self.server_port = self.server_address[:2]
+        self.server_name = str(host)
 
 
 class _Handler(BaseHTTPRequestHandler):

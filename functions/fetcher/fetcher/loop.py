@@ -29,7 +29,7 @@ class LoopSummary:
     failed: int = 0
     pairs_fetched: list[int] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, int]:
         return {
             "slots": self.slots,
             "ticks": self.ticks,
@@ -70,7 +70,7 @@ def run_fetcher(
         run_slot(deps, slot, invocation_id, summary)
         summary.slots += 1
         slot = max(slot + 1, now_ms() // interval + 1)  # a tick that overran skips, never doubles
-    logger.info("fetcher invocation finished", **summary.as_dict())
+    logger.info("fetcher invocation finished", extra=summary.as_dict())
     return summary
 
 

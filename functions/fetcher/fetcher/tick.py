@@ -122,7 +122,9 @@ def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult
     lock = threading.Lock()
 
     def run_batch(batch: list[str]) -> None:
-        raws, rejected, requests = [], [], 0
+        raws: list[dict[str, Any]] = []
+        rejected: list[str] = []
+        requests = 0
         error: ExchangeError | None = None
         try:
             raws, rejected, requests = _fetch_batch(deps.exchange, batch, stop)

@@ -26,7 +26,7 @@ def _to_response(answer: ApiResponse) -> Response:
     return Response(status_code=answer.status, body=answer.body, headers=answer.headers, content_type=JSON)
 
 
-def _json_content(model: Any, description: str) -> dict[str, Any]:
+def _json_content(model: Any, description: str) -> Any:
     return {"description": description, "content": {JSON: {"model": model}}}
 
 

@@ -65,7 +65,7 @@ def get_client(settings: Settings) -> Redis:
             from redis import Redis
 
             _client = Redis.from_url(settings.redis_url, health_check_interval=30, **options)
-    return _client
+    return _client  # type: ignore[return-value]  # set above; mypy cannot see through the global
 
 
 def reset_client() -> None:

@@ -120,8 +120,8 @@ def read_last_known_good(table: Any, pairs: Sequence[str] | None) -> dict[str, T
 
 
 def _ticker_from_item(item: dict[str, Any]) -> Ticker:
-    values = {name: float(item[name]) for name in _NUMBER_FIELDS}
+    values: dict[str, object] = {name: float(item[name]) for name in _NUMBER_FIELDS}
     values.update({name: int(item[name]) for name in _INT_FIELDS})
-    return Ticker.model_construct(
-        pair=item["sk"], exchange=item.get("exchange", "binance"), symbol=item.get("symbol", ""), **values
-    )
+    values.update(pair=item["sk"], exchange=item.get("exchange", "binance"), symbol=item.get("symbol", ""))
+    # Validated when it was written; constructing without re-validation keeps the fallback fast.
+    return Ticker.model_construct(**values)  # type: ignore[arg-type]
