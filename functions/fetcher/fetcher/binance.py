@@ -173,7 +173,8 @@ def parse_ticker(raw: dict[str, Any], pair: str, *, fetched_at: int) -> Ticker:
             "price": price,
             "volume": float(raw["volume"]),
             "quoteVolume": float(raw["quoteVolume"]),
-            "timestamp": int(raw["closeTime"]),
+            # The exchange's own time; the fetch time only where it gives none.
+            "timestamp": int(raw["closeTime"]) if raw.get("closeTime") is not None else fetched_at,
             "fetchedAt": fetched_at,
             "change24h": round((price - open_price) / open_price * 100, 4)
             if open_price > 0 and math.isfinite(open_price)

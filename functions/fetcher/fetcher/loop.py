@@ -67,16 +67,26 @@ def run_fetcher(
             sleep((slot_start - now) / 1000)
             if should_stop():
                 break
-        run_slot(deps, slot, invocation_id, summary)
+        # No request leaves after the slot ends or when the invocation's time runs short.
+        slot_end = time.monotonic() + (slot_start + interval - now_ms()) / 1000
+        invocation_end = time.monotonic() + (remaining_ms() - DEADLINE_MARGIN_MS) / 1000
+        run_slot(deps, slot, invocation_id, summary, deadline=min(slot_end, invocation_end))
         summary.slots += 1
         slot = max(slot + 1, now_ms() // interval + 1)  # a tick that overran skips, never doubles
     logger.info("fetcher invocation finished", extra=summary.as_dict())
     return summary
 
 
-def run_slot(deps: FetcherDeps, slot: int, invocation_id: str, summary: LoopSummary) -> None:
-    """Heartbeat, claim, then fetch unless another invocation owns the slot or a ban pauses us."""
+def run_slot(
+    deps: FetcherDeps, slot: int, invocation_id: str, summary: LoopSummary, *, deadline: float | None = None
+) -> None:
+    """Heartbeat, claim, then fetch unless another invocation owns the slot or a ban pauses us.
+
+    ``deadline`` (monotonic seconds) bounds the tick's requests; by default one interval from now.
+    """
     now = now_ms()
+    if deadline is None:
+        deadline = time.monotonic() + deps.settings.fetch_interval_ms / 1000
     heartbeat: dict[str, object] = {"at": now, "invocationId": invocation_id, "slot": slot}
     try:
         start = cache.open_slot(
@@ -86,16 +96,19 @@ def run_slot(deps: FetcherDeps, slot: int, invocation_id: str, summary: LoopSumm
             interval_ms=deps.settings.fetch_interval_ms,
             heartbeat=heartbeat,
         )
-        if start.ban and start.ban.get("until", 0) > now:
+        # A ban is honoured from the cache (shared by every invocation) and from this container's
+        # memory, so a cache write that failed cannot make us forget it.
+        ban = max((b for b in (start.ban, deps.ban) if b), key=lambda b: int(b.get("until", 0)), default=None)
+        if ban and int(ban.get("until", 0)) > now:
             # Paused is not dead: the heartbeat says why, and no exchange call is made.
             summary.paused += 1
-            heartbeat.update(pausedUntil=start.ban["until"], pauseReason=_pause_reason(start.ban))
+            heartbeat.update(pausedUntil=ban["until"], pauseReason=_pause_reason(ban))
             cache.write_heartbeat(deps.redis, heartbeat)
             return
         if not start.claimed:
             summary.skipped_claimed_elsewhere += 1
             return
-        result = run_tick(deps, start, now)
+        result = run_tick(deps, start, now, deadline=deadline)
         summary.ticks += 1
         summary.pairs_fetched.append(len(result.tickers))
         logger.debug(

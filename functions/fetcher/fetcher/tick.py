@@ -7,6 +7,7 @@ redis-server, moto and the exchange simulator.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,9 +46,12 @@ class SymbolDirectory:
         if self.info is None or self.refresh_due or now - self.fetched_at >= self.refresh_ms:
             try:
                 self.info = exchange.exchange_info()
+            except RateLimitedError:
+                raise  # a ban must pause the tick, never be followed by a ticker call
             except ExchangeError:
                 if self.info is None:
                     raise
+                self.refresh_due, self.fetched_at = False, now  # retry at the next regular refresh
                 logger.warning("exchangeInfo refresh failed; using the previous listing")
             else:
                 if now - self.fetched_at >= self.refresh_ms:
@@ -70,6 +74,8 @@ class FetcherDeps:
     exchange: BinanceClient
     executor: ThreadPoolExecutor
     directory: SymbolDirectory
+    registry: list[str] | None = None  # the last registry read, used while DynamoDB fails
+    ban: dict[str, Any] | None = None  # the last rate-limit ban seen by this container
 
 
 @dataclass
@@ -84,13 +90,26 @@ class TickResult:
 
 
 def listed_pairs(deps: FetcherDeps, now: int) -> list[str]:
-    """Active pairs of the registry; an empty registry is seeded from ``TRADING_PAIRS``."""
-    registry = store.list_registry(deps.table)
-    if not registry:
-        seeded = store.seed_registry(deps.table, deps.settings.trading_pairs, now_ms=now)
-        logger.info("pair registry seeded", pairs=seeded)
+    """Active pairs of the registry; an empty registry is seeded from ``TRADING_PAIRS``.
+
+    Read every tick (one Query), so a change takes effect from the next slot. While DynamoDB
+    fails, the last registry read keeps the cache fresh: a registry outage must not stop prices.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
         registry = store.list_registry(deps.table)
-    return sorted(entry.pair for entry in registry if entry.status == store.ACTIVE)
+        if not registry:
+            seeded = store.seed_registry(deps.table, deps.settings.trading_pairs, now_ms=now)
+            logger.info("pair registry seeded", pairs=seeded)
+            registry = store.list_registry(deps.table)
+    except (BotoCoreError, ClientError) as exc:
+        if deps.registry is None:
+            raise
+        logger.warning("pair registry unreadable; using the last one read", error=type(exc).__name__)
+        return deps.registry
+    deps.registry = sorted(entry.pair for entry in registry if entry.status == store.ACTIVE)
+    return deps.registry
 
 
 def resolve_symbols(
@@ -112,8 +131,12 @@ def resolve_symbols(
     return symbols, missing
 
 
-def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult) -> None:
-    """Fetch ``symbols`` in batches, at most MAX_CONCURRENT_BATCHES in flight; fills ``result``."""
+def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult, *, deadline: float) -> None:
+    """Fetch ``symbols`` in batches, at most MAX_CONCURRENT_BATCHES in flight; fills ``result``.
+
+    No request leaves after ``deadline`` (monotonic seconds): a slow exchange cannot push a tick
+    into the next slot or past the invocation's time.
+    """
     settings = deps.settings
     names = list(symbols)
     size = settings.market_data_batch_size
@@ -122,17 +145,10 @@ def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult
     lock = threading.Lock()
 
     def run_batch(batch: list[str]) -> None:
-        raws: list[dict[str, Any]] = []
-        rejected: list[str] = []
-        requests = 0
-        error: ExchangeError | None = None
-        try:
-            raws, rejected, requests = _fetch_batch(deps.exchange, batch, stop)
-        except RateLimitedError as exc:
+        outcome = _fetch_batch(deps.exchange, batch, stop, deadline)
+        raws, rejected, requests, error = outcome.raws, outcome.rejected, outcome.requests, outcome.error
+        if isinstance(error, RateLimitedError):
             stop.set()
-            error, requests = exc, 1
-        except ExchangeError as exc:
-            error, requests = exc, 1
         fetched_at = now_ms()
         with lock:
             result.requests += requests
@@ -143,9 +159,12 @@ def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult
                 result.errors.append(error)
                 if isinstance(error, RateLimitedError):
                     result.rate_limited = error
-                for symbol in batch:
-                    if symbol not in rejected:
-                        result.missing.setdefault(symbols[symbol], f"exchange error: {error.kind}")
+            answered = {str(raw.get("symbol")) for raw in raws if isinstance(raw, dict)}
+            for symbol in batch:
+                if symbol in rejected or symbol in answered:
+                    continue
+                reason = f"exchange error: {error.kind}" if error else "absent from the exchange's answer"
+                result.missing.setdefault(symbols[symbol], reason)
             for raw in raws:
                 pair = symbols.get(str(raw.get("symbol")) if isinstance(raw, dict) else "")
                 if pair is None:
@@ -154,35 +173,48 @@ def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult
                     result.tickers[pair] = parse_binance_ticker(raw, pair, fetched_at=fetched_at)
                 except (ValidationError, ValueError) as exc:
                     result.invalid[pair] = _short_reason(exc)
-            answered = {str(raw.get("symbol")) for raw in raws if isinstance(raw, dict)}
-            for symbol in batch:
-                if error is None and symbol not in rejected and symbol not in answered:
-                    result.missing.setdefault(symbols[symbol], "absent from the exchange's answer")
 
     list(deps.executor.map(run_batch, batches))
     for pair, reason in result.invalid.items():
         result.missing[pair] = f"invalid ticker dropped: {reason}"
 
 
+@dataclass
+class BatchOutcome:
+    raws: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # symbols the exchange called invalid
+    requests: int = 0
+    error: ExchangeError | None = None  # the first failure; what was fetched before it is kept
+
+
 def _fetch_batch(
-    exchange: BinanceClient, batch: list[str], stop: threading.Event
-) -> tuple[list[dict[str, Any]], list[str], int]:
+    exchange: BinanceClient, batch: list[str], stop: threading.Event, deadline: float
+) -> BatchOutcome:
     """One request for the batch; on -1121 bisect so one unknown name cannot blank the others.
 
-    Returns (raw tickers, rejected symbols, requests made). Bisection costs at most
-    2 * log2(batch) extra requests for one bad name, and only when the listing changed.
+    Bisection costs at most 2 * log2(batch) extra requests for one bad name, and only when the
+    listing changed under us; a failure half-way keeps the halves already fetched.
     """
     if stop.is_set():
-        return [], [], 0
+        return BatchOutcome()
+    if time.monotonic() >= deadline:
+        return BatchOutcome(error=ExchangeError("deadline", "no time left in this slot"))
     try:
-        return exchange.tickers(batch), [], 1
+        return BatchOutcome(raws=exchange.tickers(batch), requests=1)
     except InvalidSymbolError:
         if len(batch) == 1:
-            return [], batch, 1
+            return BatchOutcome(rejected=list(batch), requests=1)
+    except ExchangeError as exc:
+        return BatchOutcome(requests=1, error=exc)
     middle = len(batch) // 2
-    left = _fetch_batch(exchange, batch[:middle], stop)
-    right = _fetch_batch(exchange, batch[middle:], stop)
-    return left[0] + right[0], left[1] + right[1], 1 + left[2] + right[2]
+    left = _fetch_batch(exchange, batch[:middle], stop, deadline)
+    right = _fetch_batch(exchange, batch[middle:], stop, deadline)
+    return BatchOutcome(
+        raws=left.raws + right.raws,
+        rejected=left.rejected + right.rejected,
+        requests=1 + left.requests + right.requests,
+        error=left.error or right.error,
+    )
 
 
 def _short_reason(exc: Exception) -> str:
@@ -193,7 +225,7 @@ def _short_reason(exc: Exception) -> str:
     return str(exc)
 
 
-def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int) -> TickResult:
+def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadline: float) -> TickResult:
     """Fetch every listed pair once and write the results: the body of one claimed slot."""
     settings = deps.settings
     result = TickResult()
@@ -213,14 +245,28 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int) -> TickR
         result.missing = dict.fromkeys(pairs, "exchange listing unavailable")
     else:
         symbols, result.missing = resolve_symbols(pairs, info, deps.directory, deps.exchange.name)
-        fetch_tickers(deps, symbols, result)
+        fetch_tickers(deps, symbols, result, deadline=deadline)
 
     finished_at = now_ms()
+    # Durable copy first: it must not depend on the cache write below succeeding, since it is
+    # exactly what readers need when the cache is in trouble.
+    try:
+        result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
+    except Exception:
+        logger.exception("last known good write failed; the cache is still written")
     if result.rate_limited is not None:
         retry = result.rate_limited
         until = finished_at + retry.retry_after_s * 1000
+        known = max(int((ban or {}).get("until", 0)) for ban in (slot.ban, deps.ban))
+        # A ban only ever grows: a short 429 window must not replace a longer 418 ban. It is kept
+        # here too, so a failed cache write cannot make this container forget it.
+        deps.ban = {"until": max(until, known), "status": retry.status or 429, "reason": str(retry)}
         cache.set_ban(
-            deps.redis, until_ms=until, now_ms=finished_at, status=retry.status or 429, reason=str(retry)
+            deps.redis,
+            until_ms=deps.ban["until"],
+            now_ms=finished_at,
+            status=retry.status or 429,
+            reason=str(retry),
         )
         logger.warning("exchange rate limit: pausing", status=retry.status, retry_after_s=retry.retry_after_s)
 
@@ -256,7 +302,6 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int) -> TickR
         ),
         fresh_ttl_ms=settings.market_data_cache_ttl_ms,
     )
-    result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
     return result
 
 
@@ -273,5 +318,7 @@ def write_last_known_good(
     if not due:
         return 0
     count = store.write_last_known_good(deps.table, due, now_ms=now)
+    for ticker in due:  # remembered in the cache (for other containers) and here (if it fails)
+        written[ticker.pair] = now
     cache.record_lkg_writes(deps.redis, {ticker.pair: now for ticker in due})
     return count

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-from redis.exceptions import RedisError
 
 from market_data import cache
 from market_data.config import Settings
@@ -28,7 +27,7 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
     interval = settings.fetch_interval_ms
     try:
         record = cache.read_fetcher_record(cache.get_client(settings))
-    except RedisError as exc:
+    except cache.CACHE_ERRORS as exc:
         logger.warning("cache unreachable for health", error=type(exc).__name__)
         stats = FetcherStats()
         return HealthBody(

@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import orjson
-from redis.exceptions import RedisError
 
 from market_data import cache
 from market_data.config import Settings
@@ -23,8 +22,12 @@ def get_prices(raw_pairs: str | None, *, settings: Settings, now: int) -> ApiRes
     stale_after = settings.market_data_cache_stale_ttl_ms
     try:
         found = cache.read_prices(cache.get_client(settings), pairs)
-    except RedisError as exc:
+    except cache.CACHE_ERRORS as exc:
         logger.warning("cache unreachable; serving last known good", error=type(exc).__name__)
+        return _from_last_known_good(pairs, settings=settings, now=now)
+    if not found.populated:
+        # Reachable but empty (flushed, failed over, or never filled): what DynamoDB kept is
+        # better than nothing until the next tick refills the cache.
         return _from_last_known_good(pairs, settings=settings, now=now)
     entries: dict[str, dict[str, object]] = {}
     for pair, raw in found.tickers.items():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.exceptions import RedisClusterException, RedisError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 TAG = "{md}"
 LISTED_PAIRS = f"{TAG}:listed"  # SET of the pairs the service serves
-LISTED_PAIRS_NEXT = f"{TAG}:listed:next"
 STALE_COPIES = f"{TAG}:last"  # HASH pair -> newest ticker JSON, long-lived (the "stale copy")
 STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
 HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
@@ -32,6 +32,9 @@ STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 # Heartbeats expire on their own so a dead fetcher leaves no "running" trace behind.
 HEARTBEAT_TTL_MS = 10 * 60_000
 STATS_COUNTERS = ("fetchAttempts", "fetchSuccesses", "fetchErrors", "invalidTickers")
+# What an unreachable or failing cache raises: the cluster client reports a dead cluster with an
+# exception outside RedisError's family.
+CACHE_ERRORS = (RedisError, RedisClusterException)
 
 
 def fresh_key(pair: str) -> str:
@@ -79,17 +82,19 @@ def reset_client() -> None:
 
 @dataclass(frozen=True)
 class CachedPrices:
-    """What one read returned: listed pairs and, per pair, the newest ticker JSON found."""
+    """What one read returned: listed pairs and, per listed pair, the newest ticker JSON."""
 
+    populated: bool  # False: the cache holds no listed set (cold, flushed or failed over)
     listed: frozenset[str]
     tickers: dict[str, bytes]
 
 
 def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
-    """One round trip: the listed set plus fresh keys, falling back to the stale copy per pair.
+    """One round trip: which pairs are listed, and their newest tickers from the stale copies.
 
-    With ``pairs`` left out the stale copies are the answer: they are written in the same
-    pipeline as the fresh keys, so they are never older than them.
+    The stale-copy hash is written in the same transaction and with the same bytes as the fresh
+    keys, so it always holds the newest ticker: reading it alone serves a fresh key's value when
+    one exists and the stale copy when the fresh key has expired, without a second lookup.
     """
     pipe = client.pipeline(transaction=False)
     if pairs is None:
@@ -98,19 +103,17 @@ def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
         members, copies = pipe.execute()
         listed = frozenset(member.decode() for member in members)
         found = {key.decode(): value for key, value in copies.items()}
-        return CachedPrices(listed, {pair: found[pair] for pair in listed if pair in found})
+        return CachedPrices(bool(listed), listed, {pair: found[pair] for pair in listed if pair in found})
 
+    pipe.exists(LISTED_PAIRS)
     pipe.smismember(LISTED_PAIRS, list(pairs))
-    pipe.mget([fresh_key(pair) for pair in pairs])
     pipe.hmget(STALE_COPIES, list(pairs))
-    membership, fresh, stale = pipe.execute()
+    exists, membership, copies = pipe.execute()
     listed = frozenset(pair for pair, is_member in zip(pairs, membership, strict=True) if is_member)
-    tickers: dict[str, bytes] = {}
-    for pair, fresh_value, stale_value in zip(pairs, fresh, stale, strict=True):
-        value = fresh_value or stale_value
-        if pair in listed and value is not None:
-            tickers[pair] = value
-    return CachedPrices(listed, tickers)
+    tickers = {
+        pair: value for pair, value in zip(pairs, copies, strict=True) if value is not None and pair in listed
+    }
+    return CachedPrices(bool(exists), listed, tickers)
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,11 @@ def record_lkg_writes(client: Redis, written: dict[str, int]) -> None:
 
 
 def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
-    """Everything one tick produced, in one pipeline (one round trip)."""
-    pipe = client.pipeline(transaction=False)
+    """Everything one tick produced, in one MULTI/EXEC (one round trip, all keys in one slot).
+
+    A reader never sees half a tick: the listed set is replaced and the tickers land together.
+    """
+    pipe = client.pipeline(transaction=True)
     for pair, body in write.tickers.items():
         pipe.set(fresh_key(pair), body, px=fresh_ttl_ms)
     if write.tickers:
@@ -208,13 +214,9 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
     if unlisted:
         pipe.hdel(STALE_COPIES, *unlisted)
         pipe.hdel(LKG_WRITTEN, *unlisted)
-    # Build the new set aside and swap it in atomically: a reader never sees it half-written.
+    pipe.delete(LISTED_PAIRS)
     if write.listed:
-        pipe.delete(LISTED_PAIRS_NEXT)
-        pipe.sadd(LISTED_PAIRS_NEXT, *write.listed)
-        pipe.rename(LISTED_PAIRS_NEXT, LISTED_PAIRS)
-    else:
-        pipe.delete(LISTED_PAIRS)
+        pipe.sadd(LISTED_PAIRS, *write.listed)
     for name, increment in write.counters.items():
         if increment:
             pipe.hincrby(STATS, name, increment)
