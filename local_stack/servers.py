@@ -44,11 +44,18 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
+        self.launch()
+        return self.wait_ready(timeout_s)
+
+    def launch(self, extra_args: list[str] | None = None) -> None:
         command = [
             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", self._dir.name, "--loglevel", "warning",
+            "--appendonly", "no", "--dir", self._dir.name, "--loglevel", "warning", *(extra_args or []),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_ready(self, timeout_s: float = 10.0) -> RedisServer:
+        assert self.process is not None
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -112,3 +119,45 @@ def create_table_from_template(endpoint_url: str, table_name: str, template_path
     client = boto3.client("dynamodb", endpoint_url=endpoint_url)
     client.create_table(**table_create_kwargs(template, "MarketDataTable", table_name))
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+
+
+class RedisClusterServers:
+    """A local 3-node Redis Cluster (no replicas), as ElastiCache Serverless speaks cluster mode."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.nodes = [RedisServer() for _ in range(nodes)]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, timeout_s: float = 20.0) -> RedisClusterServers:
+        cluster_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        for node in self.nodes:  # launched together, then awaited: start-up overlaps
+            # The bus port defaults to port + 10000, past 65535 for a high free port: pick one.
+            node.launch([*cluster_args, "--cluster-port", str(free_port())])
+        for node in self.nodes:
+            node.wait_ready(timeout_s)
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=timeout_s,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while True:  # the nodes agree on the slot map a moment after `create` returns
+            states = []
+            for node in self.nodes:
+                client = redis.Redis(port=node.port, socket_connect_timeout=0.5)
+                try:
+                    states.append(client.cluster("info").get("cluster_state"))
+                finally:
+                    client.close()
+            if all(state == "ok" for state in states):
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster did not settle: {states}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

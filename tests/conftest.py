@@ -111,3 +111,35 @@ def fetcher_env(
     monkeypatch.setenv("BINANCE_API_BASE_URL", base_url)
     get_settings.cache_clear()
     return {**service_env, "BINANCE_API_BASE_URL": base_url}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[object]:
+    from local_stack.servers import RedisClusterServers
+
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def cluster_env(
+    fetcher_env: dict[str, str], redis_cluster: object, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The fetcher's environment, with the cache on a 3-node cluster as on ElastiCache Serverless."""
+    import redis
+
+    from local_stack.servers import RedisClusterServers
+    from market_data import cache
+    from market_data.config import get_settings
+
+    assert isinstance(redis_cluster, RedisClusterServers)
+    for node in redis_cluster.nodes:
+        client = redis.Redis(port=node.port)
+        client.flushall()
+        client.close()
+    monkeypatch.setenv("REDIS_URL", redis_cluster.url)
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    get_settings.cache_clear()
+    cache.reset_client()
+    return {**fetcher_env, "REDIS_URL": redis_cluster.url, "REDIS_CLUSTER": "true"}

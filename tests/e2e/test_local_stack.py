@@ -143,7 +143,8 @@ def test_many_clients_add_no_exchange_load(demo: Stack) -> None:
     assert statuses == Counter({200: 400})
     records = httpx.get(demo.simulator + "/_simulator/requests", timeout=5).json()
     tickers = [r for r in records if r["path"] == "/api/v3/ticker/24hr"]
-    per_slot = Counter(int(r["wall_time"] * 1000) // 4000 for r in tickers)
+    # Requests arrive just after their slot's boundary: group with the cut at mid-slot.
+    per_slot = Counter((int(r["wall_time"] * 1000) - 2000) // 4000 for r in tickers)
     assert set(per_slot.values()) <= {1}  # one request per slot, whatever the number of clients
     assert len(tickers) <= elapsed / 4 + 2
 

@@ -36,7 +36,9 @@ def test_two_overlapping_invocations_fetch_each_slot_once_between_them(simulator
             )
         )
 
-    # When the second starts half a slot after the first and both tick for ~7 s
+    # When the first starts just after a slot boundary (so every request it makes lands early in
+    # its slot), the second half a slot later, and both tick for ~7 s
+    time.sleep((INTERVAL_MS - now_ms() % INTERVAL_MS + 50) / 1000)
     started = now_ms()
     first = threading.Thread(target=invoke, args=(0,))
     second = threading.Thread(target=invoke, args=(1,))
@@ -46,9 +48,11 @@ def test_two_overlapping_invocations_fetch_each_slot_once_between_them(simulator
     first.join(30)
     second.join(30)
 
-    # Then the exchange saw exactly one ticker request per slot, over every slot they covered
+    # Then the exchange saw exactly one ticker request per slot, over every slot they covered.
+    # A slot's request arrives shortly after its boundary, so requests are grouped with the cut
+    # half a slot later: a request a few ms into slot N can never be counted in slot N+1.
     slots = Counter(
-        int(record.wall_time * 1000) // INTERVAL_MS
+        (int(record.wall_time * 1000) - INTERVAL_MS // 2) // INTERVAL_MS + 1
         for record in simulator.requests
         if record.path == "/api/v3/ticker/24hr"
     )

@@ -229,3 +229,96 @@ def test_no_more_than_max_concurrent_batches_are_in_flight(
     assert len(spans) == 5
     most_in_flight = max(sum(1 for s, e in spans if s < t <= e) for _, t in spans)
     assert most_in_flight == 2
+
+
+def test_exchange_info_is_cached_and_refreshed_every_few_minutes(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+
+    tick(deps)
+    tick(deps)
+    info_calls = [r for r in simulator.requests if r.path == "/api/v3/exchangeInfo"]
+    assert len(info_calls) == 1  # weight 20 once, not every tick
+
+    deps.directory.fetched_at -= deps.settings.exchange_info_refresh_ms  # the refresh time comes
+    tick(deps)
+    assert len([r for r in simulator.requests if r.path == "/api/v3/exchangeInfo"]) == 2
+
+
+def test_a_429_on_exchange_info_pauses_without_a_ticker_call(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    simulator.set_fault("rate_limit", path="/api/v3/exchangeInfo", count=1, retry_after=30)
+
+    tick(deps)
+    tick(deps)
+
+    assert [r.path for r in simulator.requests] == ["/api/v3/exchangeInfo"]
+    assert orjson.loads(deps.redis.get(cache.BAN))["status"] == 429
+
+
+def test_a_hung_batch_is_cut_off_by_the_timeout_and_the_others_are_written(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    symbols = simulator.add_generated_symbols(40)
+    pairs = [f"{symbol[:-4]}/USDT" for symbol in symbols]
+    deps = make_deps(TRADING_PAIRS=orjson.dumps(pairs).decode(), EXCHANGE_READ_TIMEOUT_S="0.5")
+    tick(deps)  # exchangeInfo cached
+    client = deps.redis
+    client.delete(*[cache.fresh_key(pair) for pair in pairs])
+    simulator.set_fault("timeout", path=TICKER, count=1, seconds=5)  # the first batch hangs
+
+    tick(deps)
+
+    written = [pair for pair in pairs if client.get(cache.fresh_key(pair)) is not None]
+    assert len(written) == 20  # the other batch of 20
+    missing = orjson.loads(stats(deps)["missingPairs"])
+    assert sorted(missing.values()) == ["exchange error: timeout"] * 20
+    assert stats(deps)["fetchErrors"] == "1"
+
+
+def test_a_registry_outage_does_not_stop_fresh_prices(
+    make_deps: Callable[..., FetcherDeps], moto_endpoint: str
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    boto3.client("dynamodb", endpoint_url=moto_endpoint).delete_table(
+        TableName=deps.settings.market_data_table_name
+    )
+    deps.redis.delete(cache.fresh_key("BTC/USDT"))
+
+    summary = tick(deps)
+
+    assert summary.failed == 0
+    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+    boto3.client("dynamodb", endpoint_url=moto_endpoint).create_table(  # for the fixture's clean-up
+        TableName=deps.settings.market_data_table_name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def test_the_handler_runs_the_schedule_event_within_its_context(fetcher_env: dict[str, str]) -> None:
+    import json
+
+    from fetcher import handler
+    from local_stack.lambda_context import LocalLambdaContext
+    from tests.support import load_event
+
+    cache.reset_client()
+    store.reset_table()
+    handler._deps = None
+    from market_data.config import get_settings
+
+    get_settings.cache_clear()
+    context = LocalLambdaContext("FetcherFunction", timeout_s=7)
+
+    result = handler.lambda_handler(load_event("fetcher_schedule.json"), context)
+
+    assert result["ticks"] >= 1 and result["failed"] == 0
+    assert context.get_remaining_time_in_millis() > 0  # returned before its timeout
+    assert json.loads(handler.get_deps().redis.get(cache.HEARTBEAT))["invocationId"] == context.aws_request_id
+    handler._deps = None

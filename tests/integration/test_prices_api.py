@@ -248,3 +248,18 @@ def test_openapi_is_generated_from_the_code_and_describes_the_contract(service_e
     assert prices["parameters"][0]["name"] == "pairs"
     entry = spec["components"]["schemas"]["PriceEntry"]
     assert set(entry["properties"]) == CONTRACT_FIELDS
+
+
+def test_a_reachable_but_empty_cache_serves_last_known_good(service_env: dict[str, str]) -> None:
+    # Given last known good in DynamoDB and a cache that was flushed (or failed over, empty)
+    table = boto3.resource("dynamodb", endpoint_url=service_env["DYNAMODB_ENDPOINT_URL"]).Table(
+        service_env["MARKET_DATA_TABLE_NAME"]
+    )
+    store.seed_registry(table, ["BTC/USDT", "ETH/USDT"], now_ms=now_ms())
+    store.write_last_known_good(table, [make_ticker("BTC/USDT"), make_ticker("ETH/USDT")], now_ms=now_ms())
+    cache.get_client(get_settings()).flushall()
+
+    response = invoke(load_event("prices_get.json"))
+
+    assert response["statusCode"] == 200
+    assert {entry["source"] for entry in json.loads(response["body"]).values()} == {"last_known_good"}

@@ -1,0 +1,58 @@
+"""The same code on a 3-node Redis Cluster, the only mode ElastiCache Serverless speaks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fetcher.handler import build_deps
+from fetcher.loop import LoopSummary, run_slot
+from local_stack.lambda_context import LocalLambdaContext
+from market_data import cache, store
+from market_data.config import load_settings
+from market_data.models import now_ms
+from prices_api.handler import lambda_handler
+from tests.support import load_event
+
+
+@pytest.mark.usefixtures("cluster_env")
+def test_fetcher_writes_and_the_api_reads_through_a_cluster() -> None:
+    store.reset_table()
+    deps = build_deps(load_settings())
+    summary = LoopSummary()
+
+    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "cluster-test", summary)
+
+    assert summary.ticks == 1 and summary.failed == 0
+    context = LocalLambdaContext("prices", 6)
+    prices = lambda_handler(load_event("prices_get.json"), context)
+    assert prices["statusCode"] == 200
+    assert set(json.loads(prices["body"])) == {"BTC/USDT", "ETH/USDT"}
+    assert lambda_handler(load_event("prices_all.json"), context)["statusCode"] == 200
+    health = json.loads(lambda_handler(load_event("health_get.json"), context)["body"])
+    assert health["status"] == "ok" and health["fetcher"]["isRunning"] is True
+    # A second slot is claimed once: the claim works across the cluster client too.
+    assert cache.open_slot(deps.redis, slot=1, owner="a", interval_ms=2000, heartbeat={"at": 1}).claimed
+    assert not cache.open_slot(deps.redis, slot=1, owner="b", interval_ms=2000, heartbeat={"at": 1}).claimed
+
+
+def test_an_unreachable_cluster_is_a_fallback_not_a_500(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local_stack.servers import free_port
+    from market_data.config import get_settings
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    get_settings.cache_clear()
+    cache.reset_client()
+
+    context = LocalLambdaContext("prices", 6)
+    prices = lambda_handler(load_event("prices_get.json"), context)
+    health = lambda_handler(load_event("health_get.json"), context)
+
+    assert prices["statusCode"] == 503  # nothing stored anywhere yet: unavailable, with a body
+    assert json.loads(prices["body"])["unavailablePairs"] == ["BTC/USDT", "ETH/USDT"]
+    assert health["statusCode"] == 200
+    assert "cache unreachable" in json.loads(health["body"])["reason"]
