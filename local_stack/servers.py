@@ -149,7 +149,8 @@ class RedisClusterServers:
             for node in self.nodes:
                 client = redis.Redis(port=node.port, socket_connect_timeout=0.5)
                 try:
-                    states.append(client.cluster("info").get("cluster_state"))
+                    info: dict[str, str] = client.cluster("info")  # type: ignore[assignment]
+                    states.append(info.get("cluster_state"))
                 finally:
                     client.close()
             if all(state == "ok" for state in states):
