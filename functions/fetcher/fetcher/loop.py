@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fetcher.tick import FetcherDeps, run_tick
 from market_data import cache
@@ -27,7 +27,6 @@ class LoopSummary:
     skipped_claimed_elsewhere: int = 0
     paused: int = 0
     failed: int = 0
-    pairs_fetched: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -45,8 +44,6 @@ def run_fetcher(
     invocation_id: str,
     remaining_ms: Callable[[], int],
     run_seconds: float,
-    sleep: Callable[[float], None] = time.sleep,
-    should_stop: Callable[[], bool] = lambda: False,
 ) -> LoopSummary:
     """Tick from the current slot until ``run_seconds`` have passed or the deadline comes near."""
     interval = deps.settings.fetch_interval_ms
@@ -54,7 +51,7 @@ def run_fetcher(
     run_until = started + int(run_seconds * 1000)
     summary = LoopSummary()
     slot = started // interval  # the current slot first: a fresh container serves data at once
-    while not should_stop():
+    while True:
         slot_start = slot * interval
         now = now_ms()
         # A tick must fit in what is left of the invocation, with room to return.
@@ -64,9 +61,7 @@ def run_fetcher(
         ):
             break
         if slot_start > now:
-            sleep((slot_start - now) / 1000)
-            if should_stop():
-                break
+            time.sleep((slot_start - now) / 1000)
         # No request leaves after the slot ends or when the invocation's time runs short.
         slot_end = time.monotonic() + (slot_start + interval - now_ms()) / 1000
         invocation_end = time.monotonic() + (remaining_ms() - DEADLINE_MARGIN_MS) / 1000
@@ -110,7 +105,6 @@ def run_slot(
             return
         result = run_tick(deps, start, now, deadline=deadline)
         summary.ticks += 1
-        summary.pairs_fetched.append(len(result.tickers))
         logger.debug(
             "tick",
             slot=slot,

@@ -272,20 +272,14 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
 
     fields = {
         "lastFetchDurationMs": str(finished_at - started_at),
-        "lastTickAt": str(finished_at),
         "missingPairs": orjson.dumps(result.missing).decode(),
-        "lastTickRequests": str(result.requests),
     }
     if deps.exchange.last_used_weight is not None:
         fields["usedWeight"] = str(deps.exchange.last_used_weight)
-    if info is not None and info.weight_limit_1m is not None:
-        fields["weightLimit"] = str(info.weight_limit_1m)
     if result.tickers:
         fields["lastFetchTime"] = str(finished_at)
     if result.errors:
-        fields["lastError"] = str(result.errors[-1])[:500]
-        fields["lastErrorKind"] = result.errors[-1].kind
-        fields["lastErrorTime"] = str(finished_at)
+        fields["lastError"] = f"{result.errors[-1].kind}: {result.errors[-1]}"[:500]
     cache.write_tick(
         deps.redis,
         cache.TickWrite(

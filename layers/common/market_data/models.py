@@ -52,20 +52,9 @@ class Ticker(BaseModel):
         return self
 
 
-class PriceEntry(BaseModel):
+class PriceEntry(Ticker):
     """One pair in a prices response: the ticker plus how fresh it is and where it came from."""
 
-    pair: str
-    price: float
-    volume: float
-    quoteVolume: float
-    timestamp: int
-    fetchedAt: int
-    change24h: float
-    high24h: float
-    low24h: float
-    exchange: str
-    symbol: str
     stale: bool = Field(description="True when now - timestamp exceeds MARKET_DATA_CACHE_STALE_TTL_MS")
     source: Literal["cache", "last_known_good"]
 
@@ -105,7 +94,6 @@ class FetcherStatus(BaseModel):
     lastHeartbeat: int | None = None
     pausedUntil: int | None = None
     pauseReason: str | None = None
-    circuitState: str = "closed"
     usedWeight: int | None = None
     listedPairs: list[str] = []
     missingPairs: dict[str, str] = Field(default_factory=dict, description="pair -> why it is not served")
