@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     market_data_table_name: str = Field(min_length=3)
     dynamodb_endpoint_url: str | None = None
 
+    # --- whitelist (user submissions, verified by the fetcher) ---
+    whitelist_max_pending: int = Field(100, ge=1, le=10_000)
+    whitelist_max_per_source_per_hour: int = Field(10, ge=1, le=10_000)
+    whitelist_min_quote_volume: float = Field(0.0, ge=0)
+    whitelist_recheck_ms: int = Field(300_000, ge=60_000)
+    admin_token: str | None = Field(None, min_length=16)  # local stack only: the admin routes' bearer token
+
     # --- fetcher invocation: how long one scheduled invocation keeps ticking ---
     fetcher_run_seconds: int = Field(130, ge=10, le=900)
 

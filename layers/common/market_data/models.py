@@ -59,6 +59,42 @@ class PriceEntry(Ticker):
     source: Literal["cache", "last_known_good"]
 
 
+PairStatus = Literal["pending", "active", "rejected", "suspended", "revoked"]
+
+
+class StatusChange(BaseModel):
+    """The last transition of a pair's status, and why."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_status: PairStatus | None = Field(alias="from")
+    to: PairStatus
+    at: int
+    reason: str | None = None
+
+
+class PairRecord(BaseModel):
+    """A pair in the registry: seeded from TRADING_PAIRS or submitted to the whitelist."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    pair: str
+    status: PairStatus
+    reason: str | None = Field(None, description="Why the pair has its status, in words a user understands")
+    exchange: str | None = None
+    symbol: str | None = None
+    submittedAt: int
+    verifiedAt: int | None = None
+    lastStatusChange: StatusChange | None = None
+    origin: Literal["seed", "submission"] = "submission"
+
+
+class SubmitPairRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pair: str = Field(max_length=41, description="BASE/QUOTE, e.g. SOL/USDT")
+
+
 class ErrorBody(BaseModel):
     error: str
     message: str

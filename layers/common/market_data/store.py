@@ -1,26 +1,31 @@
 """All DynamoDB access: the pair registry and the last-known-good prices.
 
-One table, two item families under fixed partition keys:
-  pk="PAIR", sk=<pair>   the registry (which pairs the service lists, and their status)
-  pk="LKG",  sk=<pair>   the last known good ticker, written at most once per pair per interval
+One table, item families under fixed partition keys:
+  pk="PAIR", sk=<pair>              the registry: every pair, its status and why (whitelist records)
+  pk="LKG",  sk=<pair>              the last known good ticker, at most one write per pair per interval
+  pk="COUNTER", sk="pending"        how many pairs are pending (the WHITELIST_MAX_PENDING cap)
+  pk="SOURCE", sk=<ip>#<hour>       submissions per source address per hour (expires by TTL)
 boto3 is imported here, lazily: the prices API needs it only when the cache is lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from market_data.models import Ticker
+from market_data.models import PairRecord, StatusChange, Ticker
 
 if TYPE_CHECKING:
     from market_data.config import Settings
 
 REGISTRY_PK = "PAIR"
 LAST_KNOWN_GOOD_PK = "LKG"
+COUNTER_PK = "COUNTER"
+SOURCE_PK = "SOURCE"
 ACTIVE = "active"
+PENDING = "pending"
+_HOUR_MS = 3_600_000
 _NUMBER_FIELDS = ("price", "volume", "quoteVolume", "change24h", "high24h", "low24h")
 _INT_FIELDS = ("timestamp", "fetchedAt")
 
@@ -45,27 +50,51 @@ def reset_table() -> None:
     _table = None
 
 
-@dataclass(frozen=True)
-class RegistryEntry:
-    pair: str
-    status: str
+class PendingCapReachedError(Exception):
+    """WHITELIST_MAX_PENDING submissions are already waiting for verification."""
 
 
-def list_registry(table: Any) -> list[RegistryEntry]:
-    """Every pair in the registry, whatever its status."""
-    entries: list[RegistryEntry] = []
+class SourceLimitError(Exception):
+    """One source address submitted more than its hourly allowance."""
+
+
+class StatusConflictError(Exception):
+    """The pair's status is not one the change may start from (it changed meanwhile)."""
+
+
+def _record(item: dict[str, Any]) -> PairRecord:
+    values = {k: v for k, v in item.items() if k not in ("pk", "sk")}
+    for name in ("submittedAt", "verifiedAt"):
+        if values.get(name) is not None:
+            values[name] = int(values[name])
+    change = values.get("lastStatusChange")
+    if change:
+        values["lastStatusChange"] = StatusChange(**{**change, "at": int(change["at"])})
+    return PairRecord(pair=item["sk"], **{k: v for k, v in values.items() if k != "pair"})
+
+
+def list_registry(table: Any, status: str | None = None) -> list[PairRecord]:
+    """Every pair in the registry (one partition, paginated), optionally of one status."""
+    records: list[PairRecord] = []
     kwargs: dict[str, Any] = {
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": REGISTRY_PK},
-        "ProjectionExpression": "sk, #s",
-        "ExpressionAttributeNames": {"#s": "status"},
     }
+    if status is not None:
+        kwargs["FilterExpression"] = "#s = :status"
+        kwargs["ExpressionAttributeNames"] = {"#s": "status"}
+        kwargs["ExpressionAttributeValues"][":status"] = status
     while True:
         page = table.query(**kwargs)
-        entries.extend(RegistryEntry(item["sk"], item.get("status", ACTIVE)) for item in page["Items"])
+        records.extend(_record(item) for item in page["Items"])
         if "LastEvaluatedKey" not in page:
-            return entries
+            return records
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def get_record(table: Any, pair: str) -> PairRecord | None:
+    item = table.get_item(Key={"pk": REGISTRY_PK, "sk": pair}, ConsistentRead=True).get("Item")
+    return _record(item) if item else None
 
 
 def seed_registry(table: Any, pairs: Iterable[str], *, now_ms: int) -> list[str]:
@@ -75,13 +104,168 @@ def seed_registry(table: Any, pairs: Iterable[str], *, now_ms: int) -> list[str]
     for pair in pairs:
         try:
             table.put_item(
-                Item={"pk": REGISTRY_PK, "sk": pair, "status": ACTIVE, "source": "seed", "createdAt": now_ms},
+                Item={
+                    "pk": REGISTRY_PK,
+                    "sk": pair,
+                    "pair": pair,
+                    "status": ACTIVE,
+                    "origin": "seed",
+                    "submittedAt": now_ms,
+                    "reason": "listed by configuration (TRADING_PAIRS)",
+                },
                 ConditionExpression="attribute_not_exists(pk)",
             )
             seeded.append(pair)
         except client.exceptions.ConditionalCheckFailedException:
             pass  # another invocation seeded it first: exactly what we wanted
     return seeded
+
+
+def count_submission(table: Any, source: str, *, now_ms: int, limit: int) -> None:
+    """Count one submission from ``source`` in the current hour; raise when over ``limit``.
+
+    HTTP APIs have no per-client throttling, so the app counts: one atomic conditional ADD on an
+    item that expires by itself (DynamoDB TTL) after the hour.
+    """
+    hour = now_ms // _HOUR_MS
+    try:
+        table.update_item(
+            Key={"pk": SOURCE_PK, "sk": f"{source}#{hour}"},
+            UpdateExpression="ADD #n :one SET expiresAt = :expires",
+            ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
+            ExpressionAttributeNames={"#n": "count"},
+            ExpressionAttributeValues={":one": 1, ":limit": limit, ":expires": (hour + 2) * _HOUR_MS // 1000},
+        )
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        raise SourceLimitError(source) from None
+
+
+def create_submission(table: Any, pair: str, *, now_ms: int, max_pending: int) -> tuple[PairRecord, bool]:
+    """Record ``pair`` as pending, or return the record that exists: (record, created).
+
+    One transaction puts the record (only if absent) and counts it against the pending cap, so
+    parallel submissions of one pair leave exactly one record, and the cap cannot be overshot.
+    """
+    existing = get_record(table, pair)
+    if existing is not None:
+        return existing, False
+    item = {
+        "pk": REGISTRY_PK, "sk": pair, "pair": pair, "status": PENDING, "origin": "submission",
+        "submittedAt": now_ms, "reason": "waiting for verification against the exchange",
+        "lastStatusChange": {"from": None, "to": PENDING, "at": now_ms, "reason": "submitted"},
+    }  # fmt: skip
+    try:
+        _transact(
+            table,
+            [
+                {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+                _pending_delta(+1, max_pending),
+            ],
+        )
+    except _Cancelled as cancelled:
+        if cancelled.reasons[0] == "ConditionalCheckFailed":  # created by a parallel submission
+            record = get_record(table, pair)
+            if record is not None:
+                return record, False
+        if cancelled.reasons[1] == "ConditionalCheckFailed":
+            raise PendingCapReachedError(pair) from None
+        raise
+    return _record(item), True
+
+
+def change_status(
+    table: Any,
+    pair: str,
+    *,
+    to: str,
+    reason: str,
+    now_ms: int,
+    allowed_from: Iterable[str],
+    exchange: str | None = None,
+    symbol: str | None = None,
+    verified: bool = False,
+    max_pending: int | None = None,
+) -> PairRecord:
+    """Move ``pair`` to status ``to`` if its current status is one of ``allowed_from``.
+
+    The condition makes the change safe against a concurrent one (an admin revoke while the
+    fetcher verifies); the pending counter moves in the same transaction.
+    """
+    current = get_record(table, pair)
+    if current is None:
+        raise KeyError(pair)
+    allowed = list(allowed_from)
+    if current.status not in allowed:
+        raise StatusConflictError(f"{pair} is {current.status}, not {' or '.join(allowed)}")
+    names = {"#s": "status"}
+    values: dict[str, Any] = {
+        ":to": to, ":reason": reason, ":from": current.status,
+        ":change": {"from": current.status, "to": to, "at": now_ms, "reason": reason},
+    }  # fmt: skip
+    update = "SET #s = :to, reason = :reason, lastStatusChange = :change"
+    if exchange is not None:
+        update += ", exchange = :exchange, symbol = :symbol"
+        values.update({":exchange": exchange, ":symbol": symbol})
+    if verified:
+        update += ", verifiedAt = :now"
+        values[":now"] = now_ms
+    actions: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "Key": {"pk": REGISTRY_PK, "sk": pair},
+                "UpdateExpression": update,
+                "ConditionExpression": "#s = :from",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+    ]
+    if current.status == PENDING and to != PENDING:
+        actions.append(_pending_delta(-1, None))
+    elif current.status != PENDING and to == PENDING:
+        actions.append(_pending_delta(+1, max_pending))
+    try:
+        _transact(table, actions)
+    except _Cancelled as cancelled:
+        if cancelled.reasons[0] == "ConditionalCheckFailed":
+            raise StatusConflictError(f"{pair} changed meanwhile") from None
+        if len(cancelled.reasons) > 1 and cancelled.reasons[1] == "ConditionalCheckFailed":
+            raise PendingCapReachedError(pair) from None
+        raise
+    record = get_record(table, pair)
+    assert record is not None
+    return record
+
+
+def _pending_delta(delta: int, cap: int | None) -> dict[str, Any]:
+    update: dict[str, Any] = {
+        "Key": {"pk": COUNTER_PK, "sk": PENDING},
+        "UpdateExpression": "ADD #n :delta",
+        "ExpressionAttributeNames": {"#n": "count"},
+        "ExpressionAttributeValues": {":delta": delta},
+    }
+    if cap is not None:
+        update["ConditionExpression"] = "attribute_not_exists(#n) OR #n < :cap"
+        update["ExpressionAttributeValues"][":cap"] = cap
+    return {"Update": update}
+
+
+class _Cancelled(Exception):
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(reasons)
+        self.reasons = reasons
+
+
+def _transact(table: Any, actions: list[dict[str, Any]]) -> None:
+    """TransactWriteItems on this table. The resource's own client takes plain Python values (boto3
+    serialises them), so the actions read like the Table calls above."""
+    items = [{kind: {"TableName": table.name, **spec}} for action in actions for kind, spec in action.items()]
+    client = table.meta.client
+    try:
+        client.transact_write_items(TransactItems=items)
+    except client.exceptions.TransactionCanceledException as exc:
+        reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+        raise _Cancelled(reasons) from exc
 
 
 def write_last_known_good(table: Any, tickers: Iterable[Ticker], *, now_ms: int) -> int:
