@@ -1,13 +1,16 @@
-"""Nothing under functions/prices_api reaches an exchange adapter or an HTTP client."""
+"""Nothing under functions/prices_api or functions/whitelist reaches an exchange adapter or an HTTP client."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO_ROOT
 
-SOURCE_ROOTS = [REPO_ROOT / "layers" / "common", REPO_ROOT / "functions" / "prices_api"]
+API_PACKAGES = ["prices_api", "whitelist"]
+SOURCE_ROOTS = [REPO_ROOT / "layers" / "common", *(REPO_ROOT / "functions" / name for name in API_PACKAGES)]
 EXCHANGE_MODULES = {"fetcher", "httpx", "requests", "urllib3", "aiohttp"}
 
 
@@ -33,7 +36,7 @@ def imports_of(path: Path) -> set[str]:
 
 def reachable_from(package: str) -> set[str]:
     """Every module name imported, transitively through project files, from ``package``."""
-    root = REPO_ROOT / "functions" / "prices_api" / package
+    root = REPO_ROOT / "functions" / package / package
     pending = [p for p in root.rglob("*.py")]
     seen_files: set[Path] = set()
     names: set[str] = set()
@@ -50,10 +53,13 @@ def reachable_from(package: str) -> set[str]:
     return names
 
 
-def test_prices_api_reaches_no_exchange_adapter() -> None:
-    reached = reachable_from("prices_api")
+@pytest.mark.parametrize(
+    ("package", "followed"), [("prices_api", "market_data.cache"), ("whitelist", "market_data.store")]
+)
+def test_api_functions_reach_no_exchange_adapter(package: str, followed: str) -> None:
+    reached = reachable_from(package)
 
-    assert "market_data.cache" in reached  # the walk does follow project imports
+    assert followed in reached  # the walk does follow project imports
     assert {name.split(".")[0] for name in reached} & EXCHANGE_MODULES == set()
 
 

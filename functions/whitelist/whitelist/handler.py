@@ -1,0 +1,188 @@
+"""Lambda entry point of the whitelist API: routing and error mapping only; logic lives beside it."""
+
+from __future__ import annotations
+
+import base64
+from functools import cache
+from typing import Any
+
+import orjson
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from market_data.config import get_settings
+from market_data.models import ErrorBody, PairRecord, now_ms
+from market_data.observability import logger
+from market_data.pairs import InvalidPairError
+from market_data.store import PendingCapReachedError, SourceLimitError, StatusConflictError
+from whitelist import submissions
+from whitelist.responses import JSON, ApiResponse, error_response
+from whitelist.submissions import (
+    InvalidRequestError,
+    NotAuthorisedError,
+    PairNotFoundError,
+    PayloadTooLargeError,
+)
+
+BASE = "/api/market-data/whitelist"
+_HOUR_S = 3600
+app = APIGatewayHttpResolver()
+
+
+def _to_response(answer: ApiResponse) -> Response:
+    return Response(status_code=answer.status, body=answer.body, headers=answer.headers, content_type=JSON)
+
+
+def _json_content(model: Any, description: str) -> Any:
+    return {"description": description, "content": {JSON: {"model": model}}}
+
+
+def _raw_body() -> bytes:
+    event = app.current_event
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode()
+
+
+def _require_iam() -> None:
+    """Admin routes are IAM-authorised at the HTTP API; refuse an event that did not pass that."""
+    authorizer = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    if not authorizer.get("iam"):
+        raise NotAuthorisedError("admin routes need IAM authorization (SigV4-signed requests)")
+
+
+_ERRORS = {
+    400: _json_content(ErrorBody, "Malformed body, pair or status; the message names the bad value"),
+    404: _json_content(ErrorBody, "The pair has never been submitted"),
+}
+
+
+@app.post(
+    BASE,
+    summary="Submit a pair for the whitelist; the fetcher verifies it against the exchange",
+    responses={
+        200: _json_content(PairRecord, "The pair is already known: its current record"),
+        202: {"description": "Recorded as pending: {pair, status, submittedAt}"},
+        400: _ERRORS[400],
+        413: _json_content(ErrorBody, "Body over 1024 bytes"),
+        429: _json_content(ErrorBody, "Too many pending pairs, or too many submissions from this address"),
+    },
+)
+def submit() -> Response[str]:
+    source_ip = app.current_event.request_context.http.source_ip
+    return _to_response(
+        submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
+    )
+
+
+@app.get(BASE, summary="Whitelist records, optionally of one status", responses={400: _ERRORS[400]})
+def list_pairs() -> Response[str]:
+    status = app.current_event.get_query_string_value("status")
+    return _to_response(submissions.list_pairs(status, settings=get_settings()))
+
+
+@app.get(
+    f"{BASE}/<pair>",
+    summary="One whitelist record; the pair as BASE-QUOTE, e.g. SOL-USDT",
+    responses={200: _json_content(PairRecord, "The record"), **_ERRORS},
+)
+def get_pair(pair: str) -> Response[str]:
+    return _to_response(submissions.get_pair(pair, settings=get_settings()))
+
+
+@app.delete(
+    f"{BASE}/<pair>",
+    summary="Admin (IAM): revoke a pair; the record is kept and fetching stops from the next slot",
+    responses={200: _json_content(PairRecord, "The revoked record"), **_ERRORS},
+)
+def revoke(pair: str) -> Response[str]:
+    _require_iam()
+    return _to_response(submissions.revoke(pair, settings=get_settings(), now=now_ms()))
+
+
+@app.post(
+    f"{BASE}/<pair>/approve",
+    summary="Admin (IAM): send a rejected or revoked pair back to pending, to be verified again",
+    responses={200: _json_content(PairRecord, "The pending record"), **_ERRORS},
+)
+def approve(pair: str) -> Response[str]:
+    _require_iam()
+    return _to_response(submissions.approve(pair, settings=get_settings(), now=now_ms()))
+
+
+@cache
+def describe_api() -> str:
+    """The OpenAPI description of these routes, generated from the code above."""
+    schema = app.get_openapi_schema(title="Market data whitelist API", version="1.0.0")
+    return orjson.dumps(schema.model_dump(mode="json", by_alias=True, exclude_none=True)).decode()
+
+
+# --- errors: one place maps every domain error to its HTTP answer --------------------------------
+
+
+@app.exception_handler(InvalidPairError)
+def bad_pair(exc: InvalidPairError) -> Response:
+    return _to_response(error_response(400, "invalid_pair", str(exc)))
+
+
+@app.exception_handler(InvalidRequestError)
+def bad_request(exc: InvalidRequestError) -> Response:
+    return _to_response(error_response(400, "invalid_request", str(exc)))
+
+
+@app.exception_handler(PayloadTooLargeError)
+def too_large(exc: PayloadTooLargeError) -> Response:
+    return _to_response(error_response(413, "payload_too_large", str(exc)))
+
+
+@app.exception_handler(SourceLimitError)
+def source_limit(exc: SourceLimitError) -> Response:
+    limit = get_settings().whitelist_max_per_source_per_hour
+    retry_after = _HOUR_S - (now_ms() // 1000) % _HOUR_S
+    message = f"address {exc} has already submitted {limit} pairs this hour; try again in {retry_after} s"
+    answer = error_response(429, "too_many_submissions", message)
+    return _to_response(
+        ApiResponse(answer.status, answer.body, {**answer.headers, "Retry-After": str(retry_after)})
+    )
+
+
+@app.exception_handler(PendingCapReachedError)
+def pending_cap(exc: PendingCapReachedError) -> Response:
+    cap = get_settings().whitelist_max_pending
+    message = (
+        f"cannot queue {exc} for verification: {cap} pairs are already waiting (WHITELIST_MAX_PENDING); "
+        "try again once they are verified"
+    )
+    return _to_response(error_response(429, "too_many_pending", message))
+
+
+@app.exception_handler(StatusConflictError)
+def conflict(exc: StatusConflictError) -> Response:
+    return _to_response(error_response(409, "status_conflict", f"status change refused: {exc}"))
+
+
+@app.exception_handler(PairNotFoundError)
+def pair_not_found(exc: PairNotFoundError) -> Response:
+    return _to_response(error_response(404, "not_found", str(exc)))
+
+
+@app.exception_handler(NotAuthorisedError)
+def forbidden(exc: NotAuthorisedError) -> Response:
+    return _to_response(error_response(403, "forbidden", str(exc)))
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    path = app.current_event.path
+    return _to_response(error_response(404, "not_found", f"no route for {path}"))
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _to_response(error_response(500, "internal_error", "unexpected error; it has been logged"))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,148 @@
+"""Whitelist logic: record submissions, list and read records, admin revoke and approve.
+
+Nothing here calls an exchange: a submission is only recorded as pending; the fetcher verifies it
+with the exchange calls it already makes. Errors are raised as the domain exceptions below (or the
+store's), and the handler maps each one to its HTTP status in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from pydantic import ValidationError
+
+from market_data import store
+from market_data.config import Settings
+from market_data.models import PairRecord, PairStatus, SubmitPairRequest
+from market_data.observability import logger
+from market_data.pairs import InvalidPairError, normalise_pair
+from whitelist.responses import ApiResponse, json_response
+
+MAX_BODY_BYTES = 1024
+STATUSES: tuple[str, ...] = get_args(PairStatus)
+REVOKED, PENDING = "revoked", "pending"
+# Approve sends a pair back to verification; only a refused or revoked pair needs that.
+APPROVABLE_FROM = ("rejected", "revoked")
+REVOCABLE_FROM = tuple(status for status in STATUSES if status != REVOKED)
+
+
+class InvalidRequestError(ValueError):
+    """A malformed body or parameter; the message names the bad value."""
+
+
+class PayloadTooLargeError(ValueError):
+    """A request body over MAX_BODY_BYTES."""
+
+
+class PairNotFoundError(LookupError):
+    """A pair never submitted (nor seeded)."""
+
+
+class NotAuthorisedError(PermissionError):
+    """An admin request that did not pass the HTTP API's IAM authorisation."""
+
+
+def record_body(record: PairRecord) -> dict[str, Any]:
+    """A record as the API serves it (``lastStatusChange`` keeps its contract name ``from``)."""
+    return record.model_dump(mode="json", by_alias=True)
+
+
+def parse_submission(body: bytes) -> str:
+    """The normalised pair of a submission body, or raise naming what is wrong with it."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(
+            f"request body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted"
+        )
+    try:
+        request = SubmitPairRequest.model_validate_json(body or b"")
+    except ValidationError as exc:
+        raise InvalidRequestError(_describe(exc)) from None
+    return normalise_pair(request.pair)
+
+
+def _describe(exc: ValidationError) -> str:
+    """pydantic's first error, as one sentence naming the field and the value."""
+    error = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind.startswith("json_"):
+        return f'request body is not JSON ({error["msg"]}); expected {{"pair": "SOL/USDT"}}'
+    if kind == "model_type":
+        return f'request body must be a JSON object such as {{"pair": "SOL/USDT"}}, got {error["input"]!r}'
+    if kind == "extra_forbidden":
+        return f'unexpected field {field!r}; the body takes only "pair"'
+    if kind == "missing":
+        return 'field "pair" is required, e.g. {"pair": "SOL/USDT"}'
+    return f"invalid {field} {error['input']!r}: {error['msg']}"
+
+
+def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> ApiResponse:
+    """202 with the new pending record, or 200 with the record that already exists."""
+    pair = parse_submission(body)
+    table = store.get_table(settings)
+    store.count_submission(table, source_ip, now_ms=now, limit=settings.whitelist_max_per_source_per_hour)
+    record, created = store.create_submission(
+        table, pair, now_ms=now, max_pending=settings.whitelist_max_pending
+    )
+    if not created:
+        return json_response(200, record_body(record))
+    logger.info("pair submitted", pair=pair, source=source_ip)
+    return json_response(
+        202, {"pair": record.pair, "status": record.status, "submittedAt": record.submittedAt}
+    )
+
+
+def list_pairs(status: str | None, *, settings: Settings) -> ApiResponse:
+    if status is not None and status not in STATUSES:
+        raise InvalidRequestError(f"invalid status {status!r}: expected one of {', '.join(STATUSES)}")
+    records = store.list_registry(store.get_table(settings), status=status)
+    return json_response(200, {"pairs": [record_body(record) for record in records]})
+
+
+def path_pair(raw: str) -> str:
+    """``SOL-USDT`` (the form in paths, where ``/`` cannot appear) to ``SOL/USDT``."""
+    base, dash, quote = raw.partition("-")
+    try:
+        if not dash:
+            raise InvalidPairError(raw)
+        return normalise_pair(f"{base}/{quote}")
+    except InvalidPairError:
+        raise InvalidPairError(
+            f"invalid pair {raw!r}: expected BASE-QUOTE in paths with letters and digits, e.g. SOL-USDT"
+        ) from None
+
+
+def get_pair(raw: str, *, settings: Settings) -> ApiResponse:
+    pair = path_pair(raw)
+    record = store.get_record(store.get_table(settings), pair)
+    if record is None:
+        raise PairNotFoundError(f"pair {pair} has never been submitted")
+    return json_response(200, record_body(record))
+
+
+def revoke(raw: str, *, settings: Settings, now: int) -> ApiResponse:
+    """Admin: stop serving a pair from the next slot; the record is kept, with the change."""
+    return _change(raw, to=REVOKED, allowed_from=REVOCABLE_FROM, reason="revoked by an administrator",
+                   settings=settings, now=now)  # fmt: skip
+
+
+def approve(raw: str, *, settings: Settings, now: int) -> ApiResponse:
+    """Admin: send a rejected or revoked pair back to pending, so the fetcher verifies it again."""
+    return _change(raw, to=PENDING, allowed_from=APPROVABLE_FROM,
+                   reason="approved by an administrator: waiting for verification against the exchange",
+                   settings=settings, now=now)  # fmt: skip
+
+
+def _change(
+    raw: str, *, to: str, allowed_from: tuple[str, ...], reason: str, settings: Settings, now: int
+) -> ApiResponse:
+    pair = path_pair(raw)
+    try:
+        record = store.change_status(
+            store.get_table(settings), pair, to=to, reason=reason, now_ms=now,
+            allowed_from=allowed_from, max_pending=settings.whitelist_max_pending,
+        )  # fmt: skip
+    except KeyError:
+        raise PairNotFoundError(f"pair {pair} has never been submitted") from None
+    logger.info("pair status changed by an administrator", pair=pair, to=to)
+    return json_response(200, record_body(record))

@@ -1,0 +1,293 @@
+"""The whitelist handler in-process, fed with events/whitelist_*.json, against moto over HTTP."""
+
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from local_stack.lambda_context import LocalLambdaContext
+from market_data import store
+from market_data.config import get_settings
+from market_data.models import now_ms
+from tests.support import load_event
+from whitelist.handler import describe_api, lambda_handler
+
+pytestmark = pytest.mark.usefixtures("service_env")
+
+
+def invoke(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = lambda_handler(event, LocalLambdaContext("whitelist", 6))
+    assert response["headers"]["Content-Type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+def submit_event(
+    body: str | None = '{"pair": "SOL/USDT"}', *, source_ip: str = "203.0.113.7"
+) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("whitelist_submit.json"))
+    if body is None:
+        event.pop("body")
+    else:
+        event["body"] = body
+    event["requestContext"]["http"]["sourceIp"] = source_ip
+    return event
+
+
+def submit(pair: str, *, source_ip: str = "203.0.113.7") -> tuple[int, dict[str, Any]]:
+    return invoke(submit_event(json.dumps({"pair": pair}), source_ip=source_ip))
+
+
+def pair_event(name: str, pair: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event(name))
+    event["pathParameters"] = {"pair": pair}
+    for holder in (event, event["requestContext"]["http"]):
+        key = "rawPath" if holder is event else "path"
+        holder[key] = holder[key].replace("SOL-USDT", pair)
+    return event
+
+
+def list_event(status: str | None) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("whitelist_list.json"))
+    if status is None:
+        event.pop("queryStringParameters")
+        event["rawQueryString"] = ""
+    else:
+        event["queryStringParameters"] = {"status": status}
+        event["rawQueryString"] = f"status={status}"
+    return event
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
+# --- submissions -----------------------------------------------------------------------------------
+
+
+def test_a_new_pair_is_202_pending_and_a_second_submission_is_200_with_the_record() -> None:
+    # Given a pair never submitted
+    status, body = invoke(load_event("whitelist_submit.json"))
+
+    # Then it is recorded as pending
+    assert status == 202
+    assert set(body) == {"pair", "status", "submittedAt"}
+    assert (body["pair"], body["status"]) == ("SOL/USDT", "pending")
+    assert abs(body["submittedAt"] - now_ms()) < 60_000
+
+    # When it is submitted again (lower case is the same pair)
+    status, again = submit("sol/usdt")
+
+    # Then the retry is safe: 200 with the full current record
+    assert status == 200
+    assert again["pair"] == "SOL/USDT" and again["status"] == "pending"
+    assert again["submittedAt"] == body["submittedAt"]
+    assert again["lastStatusChange"] == {
+        "from": None, "to": "pending", "at": body["submittedAt"], "reason": "submitted",
+    }  # fmt: skip
+    assert {"reason", "exchange", "symbol", "verifiedAt", "origin"} <= set(again)
+
+
+def test_a_known_pair_of_any_status_is_200_with_its_record() -> None:
+    # BTC/USDT is seeded as active from TRADING_PAIRS
+    table = store.get_table(get_settings())
+    store.seed_registry(table, ["BTC/USDT"], now_ms=now_ms())
+
+    status, body = submit("BTC/USDT")
+
+    assert status == 200
+    assert (body["status"], body["origin"]) == ("active", "seed")
+
+
+def test_ten_parallel_submissions_of_one_pair_leave_one_record_and_one_202() -> None:
+    # Given ten clients submitting the same new pair at once, from different addresses
+    events = [submit_event('{"pair": "AVAX/USDT"}', source_ip=f"198.51.100.{i}") for i in range(10)]
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = sorted(status for status, _ in pool.map(invoke, events))
+
+    # Then exactly one created it; the others got the existing record
+    assert statuses == [200] * 9 + [202]
+    records = store.list_registry(store.get_table(get_settings()))
+    assert [record.pair for record in records if record.pair == "AVAX/USDT"] == ["AVAX/USDT"]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ('{"pair": "SOLUSDT"}', "'SOLUSDT'"),
+        ('{"pair": "SOL/US-DT"}', "'SOL/US-DT'"),
+        ('{"pair": "' + "A" * 30 + '/USDT"}', "A" * 30),
+        ("pair=SOL/USDT", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"pair": "SOL/USDT", "note": "x"}', "'note'"),
+        ("{}", '"pair" is required'),
+        ('{"pair": 5}', "5"),
+    ],
+)
+def test_a_malformed_body_or_pair_is_400_naming_the_value(body: str, named: str) -> None:
+    status, answer = invoke(submit_event(body))
+
+    assert status == 400
+    assert set(answer) == {"error", "message"}
+    assert named in answer["message"]
+
+
+def test_a_missing_body_is_400() -> None:
+    status, answer = invoke(submit_event(None))
+    assert status == 400 and "not JSON" in answer["message"]
+
+
+def test_a_body_over_1024_bytes_is_413() -> None:
+    body = json.dumps({"pair": "SOL/USDT", "padding": "x" * 1100})
+
+    status, answer = invoke(submit_event(body))
+
+    assert status == 413
+    assert set(answer) == {"error", "message"} and "1024" in answer["message"]
+
+
+def test_the_eleventh_submission_from_one_address_in_an_hour_is_429(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given one address that has submitted ten pairs this hour
+    set_env(monkeypatch, WHITELIST_MAX_PER_SOURCE_PER_HOUR="10")
+    for i in range(10):
+        assert submit(f"C{i}/USDT", source_ip="192.0.2.10")[0] == 202
+
+    # When it submits an eleventh
+    status, answer = submit("C10/USDT", source_ip="192.0.2.10")
+
+    # Then it is refused with a message saying why; another address is still served
+    assert status == 429
+    assert answer["error"] == "too_many_submissions"
+    assert "192.0.2.10" in answer["message"] and "10" in answer["message"]
+    assert store.get_record(store.get_table(get_settings()), "C10/USDT") is None
+    assert submit("C10/USDT", source_ip="192.0.2.11")[0] == 202
+
+
+def test_submissions_over_the_pending_cap_are_429(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a cap of two pending pairs, both taken
+    set_env(monkeypatch, WHITELIST_MAX_PENDING="2")
+    assert submit("A1/USDT")[0] == 202
+    assert submit("A2/USDT")[0] == 202
+
+    # When a third pair is submitted
+    status, answer = submit("A3/USDT")
+
+    # Then it is refused, and nothing is recorded; a known pair is still answered 200
+    assert status == 429
+    assert answer["error"] == "too_many_pending" and "WHITELIST_MAX_PENDING" in answer["message"]
+    assert store.get_record(store.get_table(get_settings()), "A3/USDT") is None
+    assert submit("A1/USDT")[0] == 200
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def test_list_with_and_without_a_status_filter() -> None:
+    table = store.get_table(get_settings())
+    store.seed_registry(table, ["BTC/USDT"], now_ms=now_ms())
+    submit("SOL/USDT")
+
+    status, everything = invoke(list_event(None))
+    assert status == 200
+    assert sorted(record["pair"] for record in everything["pairs"]) == ["BTC/USDT", "SOL/USDT"]
+
+    status, pending = invoke(load_event("whitelist_list.json"))  # ?status=pending
+    assert status == 200
+    assert [(r["pair"], r["status"]) for r in pending["pairs"]] == [("SOL/USDT", "pending")]
+
+    assert invoke(list_event("active"))[1]["pairs"][0]["pair"] == "BTC/USDT"
+
+
+def test_list_with_an_unknown_status_is_400_naming_it() -> None:
+    status, answer = invoke(list_event("listed"))
+    assert status == 400 and "'listed'" in answer["message"]
+
+
+def test_get_one_record_by_base_dash_quote() -> None:
+    submit("SOL/USDT")
+
+    status, record = invoke(load_event("whitelist_get.json"))  # /whitelist/SOL-USDT
+
+    assert status == 200
+    assert (record["pair"], record["status"]) == ("SOL/USDT", "pending")
+    assert invoke(pair_event("whitelist_get.json", "sol-usdt"))[0] == 200
+
+
+def test_get_a_pair_never_submitted_is_404_and_a_malformed_one_400() -> None:
+    status, answer = invoke(pair_event("whitelist_get.json", "DOGE-USDT"))
+    assert status == 404 and set(answer) == {"error", "message"} and "DOGE/USDT" in answer["message"]
+
+    status, answer = invoke(pair_event("whitelist_get.json", "SOLUSDT"))
+    assert status == 400 and "'SOLUSDT'" in answer["message"]
+
+
+# --- admin -----------------------------------------------------------------------------------------
+
+
+def test_revoke_keeps_the_record_with_status_revoked_and_the_change() -> None:
+    # Given a pending pair
+    submit("SOL/USDT")
+
+    # When an administrator revokes it
+    status, record = invoke(load_event("whitelist_revoke.json"))
+
+    # Then the record is kept, revoked, with the last change recorded
+    assert status == 200
+    assert record["status"] == "revoked"
+    assert record["lastStatusChange"]["from"] == "pending"
+    assert record["lastStatusChange"]["to"] == "revoked"
+    assert invoke(load_event("whitelist_get.json"))[1]["status"] == "revoked"
+    # Revoking twice is a conflict, revoking an unknown pair a 404
+    assert invoke(load_event("whitelist_revoke.json"))[0] == 409
+    assert invoke(pair_event("whitelist_revoke.json", "DOGE-USDT"))[0] == 404
+
+
+def test_approve_sends_a_revoked_pair_back_to_pending_and_refuses_a_pending_one() -> None:
+    submit("SOL/USDT")
+
+    # A pending pair cannot be approved: it is waiting for verification already
+    status, answer = invoke(load_event("whitelist_approve.json"))
+    assert status == 409 and set(answer) == {"error", "message"} and "pending" in answer["message"]
+
+    # A revoked one goes back to pending, to be verified again
+    invoke(load_event("whitelist_revoke.json"))
+    status, record = invoke(load_event("whitelist_approve.json"))
+    assert status == 200
+    assert record["status"] == "pending"
+    assert (record["lastStatusChange"]["from"], record["lastStatusChange"]["to"]) == ("revoked", "pending")
+
+
+def test_approve_over_the_pending_cap_is_429(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, WHITELIST_MAX_PENDING="1")
+    submit("SOL/USDT")
+    invoke(load_event("whitelist_revoke.json"))
+    submit("ADA/USDT")  # takes the one pending place
+
+    status, answer = invoke(load_event("whitelist_approve.json"))
+
+    assert status == 429 and answer["error"] == "too_many_pending"
+
+
+@pytest.mark.parametrize("name", ["whitelist_revoke.json", "whitelist_approve.json"])
+def test_an_admin_event_without_iam_authorization_is_403(name: str) -> None:
+    submit("SOL/USDT")
+    event = copy.deepcopy(load_event(name))
+    del event["requestContext"]["authorizer"]
+
+    status, answer = invoke(event)
+
+    assert status == 403 and set(answer) == {"error", "message"}
+    assert invoke(load_event("whitelist_get.json"))[1]["status"] == "pending"  # nothing changed
+
+
+def test_the_openapi_description_names_every_route() -> None:
+    paths = json.loads(describe_api())["paths"]
+    assert set(paths["/api/market-data/whitelist"]) == {"get", "post"}
+    assert set(paths["/api/market-data/whitelist/{pair}"]) == {"get", "delete"}
+    assert "post" in paths["/api/market-data/whitelist/{pair}/approve"]
