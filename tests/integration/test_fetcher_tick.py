@@ -103,8 +103,12 @@ def test_pairs_the_exchange_does_not_list_are_missing_with_a_reason_never_guesse
     tick(deps)
 
     missing = orjson.loads(stats(deps)["missingPairs"])
-    assert missing["BTC/USD"] == "not listed on binance"
+    assert missing["BTC/USD"] == "suspended: binance does not list BTC/USD"
     assert "BREAK" in missing["ETH/BTC"]
+    # the registry says so too (the whitelist record shows the status and why)
+    assert {r.pair: r.status for r in store.list_registry(deps.table)} == {
+        "BTC/USDT": "active", "BTC/USD": "suspended", "ETH/BTC": "suspended",
+    }  # fmt: skip
     assert deps.redis.get(cache.fresh_key("BTC/USD")) is None
     asked = {symbol for record in ticker_requests(simulator) for symbol in record.params["symbols"]}
     assert asked == {"BTCUSDT"}  # no BTCUSD guessed, no halted symbol fetched

@@ -9,7 +9,7 @@ from market_data import cache
 
 def test_all_keys_hash_to_one_cluster_slot() -> None:
     keys = [
-        cache.LISTED_PAIRS, cache.STALE_COPIES, cache.STATS, cache.HEARTBEAT,
+        cache.LISTED_PAIRS, cache.SUSPENDED_PAIRS, cache.STALE_COPIES, cache.STATS, cache.HEARTBEAT,
         cache.BAN, cache.LKG_WRITTEN, cache.fresh_key("BTC/USDT"), cache.fresh_key("SYM0400/USDT"),
         cache.claim_key(448_857_712),
     ]  # fmt: skip

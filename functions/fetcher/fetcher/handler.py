@@ -38,7 +38,10 @@ def build_deps(settings: Settings) -> FetcherDeps:
         executor=ThreadPoolExecutor(
             max_workers=settings.market_data_max_concurrent_batches, thread_name_prefix="batch"
         ),
-        directory=SymbolDirectory(refresh_ms=settings.exchange_info_refresh_ms),
+        # The listing is re-read every few minutes: that is also when listed pairs are re-checked.
+        directory=SymbolDirectory(
+            refresh_ms=min(settings.exchange_info_refresh_ms, settings.whitelist_recheck_ms)
+        ),
     )
 
 

@@ -18,8 +18,9 @@ from pydantic import ValidationError
 
 from fetcher.binance import BinanceClient, ExchangeError, ExchangeInfo, InvalidSymbolError, RateLimitedError
 from fetcher.binance import parse_ticker as parse_binance_ticker
+from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store
-from market_data.models import Ticker, now_ms
+from market_data.models import PairRecord, Ticker, now_ms
 from market_data.observability import logger
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class FetcherDeps:
     exchange: BinanceClient
     executor: ThreadPoolExecutor
     directory: SymbolDirectory
-    registry: list[str] | None = None  # the last registry read, used while DynamoDB fails
+    registry: list[PairRecord] | None = None  # the last registry read, used while DynamoDB fails
     ban: dict[str, Any] | None = None  # the last rate-limit ban seen by this container
 
 
@@ -89,8 +90,8 @@ class TickResult:
     lkg_written: int = 0
 
 
-def listed_pairs(deps: FetcherDeps, now: int) -> list[str]:
-    """Active pairs of the registry; an empty registry is seeded from ``TRADING_PAIRS``.
+def read_registry(deps: FetcherDeps, now: int) -> list[PairRecord]:
+    """Every pair of the registry with its status; an empty registry is seeded from ``TRADING_PAIRS``.
 
     Read every tick (one Query), so a change takes effect from the next slot. While DynamoDB
     fails, the last registry read keeps the cache fresh: a registry outage must not stop prices.
@@ -108,7 +109,7 @@ def listed_pairs(deps: FetcherDeps, now: int) -> list[str]:
             raise
         logger.warning("pair registry unreadable; using the last one read", error=type(exc).__name__)
         return deps.registry
-    deps.registry = sorted(entry.pair for entry in registry if entry.status == store.ACTIVE)
+    deps.registry = sorted(registry, key=lambda record: record.pair)
     return deps.registry
 
 
@@ -229,9 +230,18 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     """Fetch every listed pair once and write the results: the body of one claimed slot."""
     settings = deps.settings
     result = TickResult()
-    pairs = listed_pairs(deps, started_at)
+    records = read_registry(deps, started_at)
+    status: dict[str, str] = {record.pair: record.status for record in records}
+    reasons = {record.pair: record.reason for record in records}
+    pending = [record for record in records if record.status == "pending"]
     try:
         info = deps.directory.current(deps.exchange, started_at)
+        if any(deps.directory.fetched_at < pending_since(p) for p in pending):
+            # Verdicts need a listing read after the submission (an older copy may predate a
+            # listing or a halt): one read for all pending pairs of the tick, once per
+            # submission, and the submission caps bound how often that can be.
+            deps.directory.refresh_due = True
+            info = deps.directory.current(deps.exchange, started_at)
     except RateLimitedError as exc:
         result.errors.append(exc)
         result.rate_limited = exc
@@ -241,11 +251,41 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         result.errors.append(exc)
         result.requests += 1
         info = None
+    served = [pair for pair, state in status.items() if state == "active"]
     if info is None:
-        result.missing = dict.fromkeys(pairs, "exchange listing unavailable")
+        result.missing = dict.fromkeys(served, "exchange listing unavailable")
     else:
-        symbols, result.missing = resolve_symbols(pairs, info, deps.directory, deps.exchange.name)
+        # Pending pairs that trade are fetched with the others: their ticker is the liquidity
+        # check, so verification costs no request of its own.
+        candidates = [
+            p.pair for p in pending if (lst := info.by_pair.get(p.pair)) and lst.status == "TRADING"
+        ]
+        symbols, result.missing = resolve_symbols(
+            served + candidates, info, deps.directory, deps.exchange.name
+        )
         fetch_tickers(deps, symbols, result, deadline=deadline)
+        listing_is_fresh = deps.directory.fetched_at >= started_at
+        transitions = decide_pending(
+            pending,
+            info,
+            result.tickers,
+            listing_fetched_at=deps.directory.fetched_at,
+            min_quote_volume=settings.whitelist_min_quote_volume,
+            exchange=deps.exchange.name,
+        )
+        if listing_is_fresh:  # re-checks only on a listing the exchange returned just now
+            listed = [record for record in records if record.status in ("active", "suspended")]
+            transitions += recheck_listed(listed, info, exchange=deps.exchange.name)
+        for transition in apply_transitions(deps, transitions, started_at):
+            status[transition.pair] = transition.to
+            reasons[transition.pair] = transition.reason
+    # Served: active pairs, plus suspended ones from their last copy (flagged stale by age).
+    pairs = sorted(pair for pair, state in status.items() if state in ("active", "suspended"))
+    result.tickers = {pair: t for pair, t in result.tickers.items() if status.get(pair) == "active"}
+    result.missing = {pair: why for pair, why in result.missing.items() if status.get(pair) == "active"}
+    for pair in pairs:
+        if status[pair] == "suspended":
+            result.missing[pair] = f"suspended: {reasons[pair]}"
 
     finished_at = now_ms()
     # Durable copy first: it must not depend on the cache write below succeeding, since it is
@@ -285,6 +325,7 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         cache.TickWrite(
             tickers={pair: orjson.dumps(ticker.model_dump()) for pair, ticker in result.tickers.items()},
             listed=pairs,
+            suspended=[pair for pair in pairs if status[pair] == "suspended"],
             unlisted_copies=slot.cached_pairs - set(pairs),
             counters={
                 "fetchAttempts": 1,
@@ -297,6 +338,34 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         fresh_ttl_ms=settings.market_data_cache_ttl_ms,
     )
     return result
+
+
+def apply_transitions(deps: FetcherDeps, transitions: list[Transition], now: int) -> list[Transition]:
+    """Store each status change; one that lost a race (an admin revoke meanwhile) is dropped."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    applied = []
+    for transition in transitions:
+        try:
+            store.change_status(
+                deps.table,
+                transition.pair,
+                to=transition.to,
+                reason=transition.reason,
+                now_ms=now,
+                allowed_from=transition.allowed_from,
+                exchange=transition.exchange,
+                symbol=transition.symbol,
+                verified=transition.verified,
+            )
+        except store.StatusConflictError:
+            continue
+        except (BotoCoreError, ClientError, KeyError):
+            logger.exception("status change not stored; retried on a later tick", pair=transition.pair)
+            continue
+        logger.info("pair status changed", pair=transition.pair, to=transition.to, reason=transition.reason)
+        applied.append(transition)
+    return applied
 
 
 def write_last_known_good(

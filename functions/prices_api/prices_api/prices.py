@@ -32,8 +32,11 @@ def get_prices(raw_pairs: str | None, *, settings: Settings, now: int) -> ApiRes
     entries: dict[str, dict[str, object]] = {}
     for pair, raw in found.tickers.items():
         entry = orjson.loads(raw)
-        entry["stale"] = now - entry["timestamp"] > stale_after
-        entry["source"] = "cache"
+        if pair in found.suspended:  # the exchange stopped trading it: never a fresh-looking price
+            entry["stale"], entry["source"] = True, "last_known_good"
+        else:
+            entry["stale"] = now - entry["timestamp"] > stale_after
+            entry["source"] = "cache"
         entries[pair] = entry
     wanted = pairs if pairs is not None else sorted(found.listed)
     return build_prices_response(wanted, entries, settings=settings)
@@ -47,17 +50,19 @@ def _from_last_known_good(pairs: Sequence[str] | None, *, settings: Settings, no
 
     try:
         table = store.get_table(settings)
-        listed = {entry.pair for entry in store.list_registry(table) if entry.status == store.ACTIVE}
+        # Served pairs: active ones, and suspended ones from their last copy (stale by age).
+        registry = {record.pair: record.status for record in store.list_registry(table)}
+        listed = {pair for pair, status in registry.items() if status in store.SERVED}
         tickers = store.read_last_known_good(table, pairs)
     except (BotoCoreError, ClientError) as exc:
         logger.error("last known good unreachable too", error=type(exc).__name__)
-        listed, tickers = set(), {}
+        registry, listed, tickers = {}, set(), {}
     stale_after = settings.market_data_cache_stale_ttl_ms
     entries: dict[str, dict[str, object]] = {}
     for pair, ticker in tickers.items():
         if pair in listed:
             entry: dict[str, object] = ticker.model_dump()
-            entry["stale"] = now - ticker.timestamp > stale_after
+            entry["stale"] = registry[pair] == "suspended" or now - ticker.timestamp > stale_after
             entry["source"] = "last_known_good"
             entries[pair] = entry
     wanted = pairs if pairs is not None else sorted(listed)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 TAG = "{md}"
 LISTED_PAIRS = f"{TAG}:listed"  # SET of the pairs the service serves
+SUSPENDED_PAIRS = f"{TAG}:suspended"  # SET of listed pairs the exchange stopped trading
 STALE_COPIES = f"{TAG}:last"  # HASH pair -> newest ticker JSON, long-lived (the "stale copy")
 STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
 HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
@@ -87,6 +88,7 @@ class CachedPrices:
     populated: bool  # False: the cache holds no listed set (cold, flushed or failed over)
     listed: frozenset[str]
     tickers: dict[str, bytes]
+    suspended: frozenset[str] = frozenset()  # served from their last copy, always flagged stale
 
 
 def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
@@ -100,20 +102,27 @@ def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
     if pairs is None:
         pipe.smembers(LISTED_PAIRS)
         pipe.hgetall(STALE_COPIES)
-        members, copies = pipe.execute()
+        pipe.smembers(SUSPENDED_PAIRS)
+        members, copies, suspended = pipe.execute()
         listed = frozenset(member.decode() for member in members)
         found = {key.decode(): value for key, value in copies.items()}
-        return CachedPrices(bool(listed), listed, {pair: found[pair] for pair in listed if pair in found})
+        return CachedPrices(
+            bool(listed),
+            listed,
+            {pair: found[pair] for pair in listed if pair in found},
+            frozenset(member.decode() for member in suspended),
+        )
 
     pipe.exists(LISTED_PAIRS)
     pipe.smismember(LISTED_PAIRS, list(pairs))
     pipe.hmget(STALE_COPIES, list(pairs))
-    exists, membership, copies = pipe.execute()
+    pipe.smembers(SUSPENDED_PAIRS)
+    exists, membership, copies, suspended = pipe.execute()
     listed = frozenset(pair for pair, is_member in zip(pairs, membership, strict=True) if is_member)
     tickers = {
         pair: value for pair, value in zip(pairs, copies, strict=True) if value is not None and pair in listed
     }
-    return CachedPrices(bool(exists), listed, tickers)
+    return CachedPrices(bool(exists), listed, tickers, frozenset(member.decode() for member in suspended))
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,7 @@ class TickWrite:
     unlisted_copies: Iterable[str]  # stale copies of pairs no longer listed
     counters: dict[str, int]  # increments of STATS_COUNTERS
     fields: dict[str, str]  # other STATS fields, replaced
+    suspended: Sequence[str] = ()  # listed pairs served only from their last copy
 
 
 def record_lkg_writes(client: Redis, written: dict[str, int]) -> None:
@@ -214,9 +224,11 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
     if unlisted:
         pipe.hdel(STALE_COPIES, *unlisted)
         pipe.hdel(LKG_WRITTEN, *unlisted)
-    pipe.delete(LISTED_PAIRS)
+    pipe.delete(LISTED_PAIRS, SUSPENDED_PAIRS)
     if write.listed:
         pipe.sadd(LISTED_PAIRS, *write.listed)
+    if write.suspended:
+        pipe.sadd(SUSPENDED_PAIRS, *write.suspended)
     for name, increment in write.counters.items():
         if increment:
             pipe.hincrby(STATS, name, increment)

@@ -25,6 +25,7 @@ COUNTER_PK = "COUNTER"
 SOURCE_PK = "SOURCE"
 ACTIVE = "active"
 PENDING = "pending"
+SERVED = ("active", "suspended")  # statuses whose prices the API serves
 _HOUR_MS = 3_600_000
 _NUMBER_FIELDS = ("price", "volume", "quoteVolume", "change24h", "high24h", "low24h")
 _INT_FIELDS = ("timestamp", "fetchedAt")

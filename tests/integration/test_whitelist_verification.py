@@ -1,0 +1,184 @@
+"""The fetcher verifies submissions and re-checks listed pairs with the calls it already makes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+
+import pytest
+
+from fetcher.handler import build_deps
+from fetcher.loop import LoopSummary, run_slot
+from fetcher.tick import FetcherDeps
+from local_stack.binance_simulator import BinanceSimulator
+from local_stack.lambda_context import LocalLambdaContext
+from market_data import cache, store
+from market_data.config import load_settings
+from market_data.models import PairRecord, now_ms
+from prices_api.handler import lambda_handler as prices_handler
+from tests.support import load_event
+
+_slots = itertools.count(10_000)
+
+
+@pytest.fixture
+def make_deps(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., FetcherDeps]:
+    def make(**env: str) -> FetcherDeps:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        cache.reset_client()
+        store.reset_table()
+        return build_deps(load_settings())
+
+    return make
+
+
+def tick(deps: FetcherDeps) -> None:
+    summary = LoopSummary()
+    run_slot(deps, next(_slots), "verify-test", summary)
+    assert summary.failed == 0
+
+
+def record(deps: FetcherDeps, pair: str) -> PairRecord:
+    found = store.get_record(deps.table, pair)
+    assert found is not None
+    return found
+
+
+def submit(deps: FetcherDeps, pair: str) -> None:
+    store.create_submission(deps.table, pair, now_ms=now_ms(), max_pending=100)
+
+
+def prices(pairs: str) -> dict[str, object]:
+    event = load_event("prices_get.json")
+    event["queryStringParameters"] = {"pairs": pairs}
+    return prices_handler(event, LocalLambdaContext("prices", 6))
+
+
+def test_a_listed_trading_pair_is_activated_within_two_ticks_and_then_served(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)  # registry seeded, listing cached
+    submit(deps, "SOL/USDT")
+    simulator.reset_requests()
+
+    tick(deps)
+
+    sol = record(deps, "SOL/USDT")
+    assert (sol.status, sol.exchange, sol.symbol) == ("active", "binance", "SOLUSDT")
+    assert sol.verifiedAt is not None and sol.lastStatusChange is not None
+    assert sol.lastStatusChange.from_status == "pending"
+    # verification cost no request of its own: one ticker request carried every symbol
+    tickers = [r for r in simulator.requests if r.path == "/api/v3/ticker/24hr"]
+    assert len(tickers) == 1 and "SOLUSDT" in tickers[0].params["symbols"]
+    response = prices("BTC/USDT,SOL/USDT")
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["SOL/USDT"]["symbol"] == "SOLUSDT"
+
+
+@pytest.mark.parametrize(
+    ("pair", "setup", "reason"),
+    [
+        ("FOO/USDT", None, "binance does not list FOO/USDT"),
+        ("ETH/BTC", None, "not trading (status BREAK)"),
+        ("XRP/USDT", "halt", "not trading (status HALT)"),
+        ("ADA/USDT", "illiquid", "illiquid"),
+    ],
+)
+def test_pairs_that_cannot_be_served_are_rejected_with_a_reason(
+    make_deps: Callable[..., FetcherDeps],
+    simulator: BinanceSimulator,
+    pair: str,
+    setup: str | None,
+    reason: str,
+) -> None:
+    env = {"WHITELIST_MIN_QUOTE_VOLUME": "1e15"} if setup == "illiquid" else {}
+    deps = make_deps(**env)
+    tick(deps)
+    if setup == "halt":
+        simulator.set_status("XRPUSDT", "HALT")
+    submit(deps, pair)
+
+    tick(deps)
+    tick(deps)
+
+    rejected = record(deps, pair)
+    assert rejected.status == "rejected"
+    assert rejected.reason is not None and reason in rejected.reason
+    assert prices(pair)["statusCode"] == 503  # never served
+
+
+def test_a_pair_listed_after_our_copy_of_the_listing_is_not_rejected(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)  # listing cached without NEWUSDT
+    simulator.add_symbol("NEWUSDT", "NEW", "USDT", price=2.5)
+    submit(deps, "NEW/USDT")
+
+    tick(deps)
+
+    assert record(deps, "NEW/USDT").status == "active"
+
+
+def test_a_pair_that_stops_trading_is_suspended_served_stale_and_returns_when_it_trades(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    simulator.set_status("ETHUSDT", "HALT")
+    deps.directory.fetched_at -= deps.directory.refresh_ms  # the re-check time comes
+
+    tick(deps)
+
+    eth = record(deps, "ETH/USDT")
+    assert eth.status == "suspended" and "HALT" in (eth.reason or "")
+    entry = json.loads(prices("ETH/USDT")["body"])["ETH/USDT"]
+    assert (entry["stale"], entry["source"]) == (True, "last_known_good")  # never fresh-looking
+
+    simulator.set_status("ETHUSDT", "TRADING")
+    deps.directory.fetched_at -= deps.directory.refresh_ms
+    tick(deps)
+    assert record(deps, "ETH/USDT").status == "active"
+    entry = json.loads(prices("ETH/USDT")["body"])["ETH/USDT"]
+    assert (entry["stale"], entry["source"]) == (False, "cache")
+
+
+def test_a_transient_error_during_a_recheck_changes_no_status(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    simulator.remove_symbol("ETHUSDT")
+    simulator.set_fault("server_error", path="/api/v3/exchangeInfo", status=503)
+    deps.directory.fetched_at -= deps.directory.refresh_ms
+
+    tick(deps)
+    tick(deps)
+
+    assert record(deps, "ETH/USDT").status == "active"  # a 5xx is not the exchange's listing
+
+
+def test_a_revoked_pair_is_not_fetched_from_the_next_slot(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    store.change_status(
+        deps.table,
+        "ETH/USDT",
+        to="revoked",
+        reason="revoked by an operator",
+        now_ms=now_ms(),
+        allowed_from=["active"],
+    )
+    simulator.reset_requests()
+
+    tick(deps)
+
+    asked = [s for r in simulator.requests if r.path == "/api/v3/ticker/24hr" for s in r.params["symbols"]]
+    assert asked == ["BTCUSDT"]
+    response = prices("BTC/USDT,ETH/USDT")
+    assert response["statusCode"] == 206 and response["headers"]["X-Missing-Pairs"] == "ETH/USDT"
