@@ -372,3 +372,61 @@ def test_table_create_kwargs_make_a_table_with_the_template_schema(
         ("sk", "RANGE"),
     }
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+# --- the whitelist function ------------------------------------------------------------------------
+
+WHITELIST = "/api/market-data/whitelist"
+ADMIN_ROUTES = {("DELETE", f"{WHITELIST}/{{pair}}"), ("POST", f"{WHITELIST}/{{pair}}/approve")}
+PUBLIC_WHITELIST_ROUTES = {("POST", WHITELIST), ("GET", WHITELIST), ("GET", f"{WHITELIST}/{{pair}}")}
+
+
+def test_whitelist_function_is_small_and_quick(template: dict[str, Any]) -> None:
+    whitelist = function_definition(template, "WhitelistFunction")
+    assert whitelist.handler == "whitelist.handler.lambda_handler"
+    assert whitelist.code_uri == "functions/whitelist"
+    assert (whitelist.timeout_seconds, whitelist.memory_mb) == (6, 256)
+    assert whitelist.environment["WHITELIST_MAX_PENDING"] == "100"
+    assert whitelist.environment["WHITELIST_MAX_PER_SOURCE_PER_HOUR"] == "10"
+    assert whitelist.environment["WHITELIST_MIN_QUOTE_VOLUME"] == "0"
+    # The fetcher verifies submissions against the same liquidity floor.
+    assert function_definition(template, "FetcherFunction").environment["WHITELIST_MIN_QUOTE_VOLUME"] == "0"
+
+
+def test_whitelist_routes_go_to_the_whitelist_function_and_only_admin_routes_need_iam(
+    template: dict[str, Any],
+) -> None:
+    routes = {(route.method, route.path): route for route in http_routes(template)}
+    for key in PUBLIC_WHITELIST_ROUTES | ADMIN_ROUTES:
+        assert key in routes, f"{key} is not routed"
+        assert routes[key].function_logical_id == "WhitelistFunction"
+    assert {key for key, route in routes.items() if route.iam} == ADMIN_ROUTES
+    # IAM is available to the routes that ask for it, and is nobody's default.
+    auth = template["Resources"]["HttpApi"]["Properties"]["Auth"]
+    assert auth["EnableIamAuthorizer"] is True and "DefaultAuthorizer" not in auth
+
+
+def test_submissions_are_throttled_tighter_than_the_default(template: dict[str, Any]) -> None:
+    properties = template["Resources"]["HttpApi"]["Properties"]
+    default, submit = properties["DefaultRouteSettings"], properties["RouteSettings"][f"POST {WHITELIST}"]
+    for limit in ("ThrottlingRateLimit", "ThrottlingBurstLimit"):
+        assert 0 < _parameter_default(template, submit[limit]) < _parameter_default(template, default[limit])
+
+
+def test_cors_allows_the_methods_the_routes_use(template: dict[str, Any]) -> None:
+    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    assert {route.method for route in http_routes(template)} <= set(cors["AllowMethods"])
+
+
+def test_whitelist_function_gets_exactly_the_table_actions_it_calls(template: dict[str, Any]) -> None:
+    # TransactWriteItems is authorised through the per-item actions of what it carries.
+    assert _function_actions(template, "WhitelistFunction") == {
+        "dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+    }  # fmt: skip
+
+
+def test_fetcher_can_change_whitelist_statuses_in_transactions(template: dict[str, Any]) -> None:
+    actions = _function_actions(template, "FetcherFunction")
+    assert {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"} <= actions
+    assert not {a for a in actions if a.split(":", 1)[1].startswith(("Delete", "Scan"))}
