@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         from local_stack.gateway import LocalHttpApi, make_server
 
         origins = [o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "*").split(",") if o]
-        api = LocalHttpApi(routes, cors_origins=origins)
+        api = LocalHttpApi(routes, cors_origins=origins, admin_token=os.environ.get("ADMIN_TOKEN"))
         fetcher = function_definition(template, "FetcherFunction")
         from fetcher.handler import lambda_handler as fetcher_handler
 

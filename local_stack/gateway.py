@@ -4,11 +4,16 @@ Why this is hand-written: the maintained emulators either need Docker (``sam loc
 LocalStack) or serve one handler with partial v2 events (lambda-gateway: no route keys, no
 source IP, no path parameters). What is here is only the request/event translation and CORS;
 the handlers themselves are the production ones, invoked in-process.
+
+Routes the template marks ``Auth: {Authorizer: AWS_IAM}`` need SigV4 on AWS; here the stand-in is
+``Authorization: Bearer $ADMIN_TOKEN``, and a request that passes gets the ``authorizer.iam`` block
+AWS adds to the event, so the handler's own check runs the same way locally and on AWS.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import importlib
 import re
 import time
@@ -24,6 +29,17 @@ from local_stack.lambda_context import LocalLambdaContext
 from local_stack.template import HttpRoute
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's own payload limit
+JSON_HEADERS = {"Content-Type": "application/json"}
+# What API Gateway puts in requestContext.authorizer.iam for a SigV4-signed call (the local admin).
+LOCAL_ADMIN_IAM: dict[str, Any] = {
+    "accessKey": "AKIALOCALADMIN000000",
+    "accountId": "000000000000",
+    "callerId": "AIDALOCALADMIN000000",
+    "cognitoIdentity": None,
+    "principalOrgId": None,
+    "userArn": "arn:aws:iam::000000000000:user/local-admin",
+    "userId": "AIDALOCALADMIN000000",
+}
 
 
 @dataclass(frozen=True)
@@ -109,11 +125,18 @@ def build_event(
 
 
 class LocalHttpApi:
-    """Matches a request to a route, invokes its handler in-process, applies the template's CORS."""
+    """Matches a request to a route, invokes its handler in-process, applies the template's CORS.
 
-    def __init__(self, routes: list[HttpRoute], *, cors_origins: list[str]) -> None:
+    ``admin_token`` stands in for IAM on the routes that require it; without one they refuse everyone.
+    """
+
+    def __init__(
+        self, routes: list[HttpRoute], *, cors_origins: list[str], admin_token: str | None = None
+    ) -> None:
         self.routes = bind_routes(routes)
         self.cors_origins = cors_origins
+        self.admin_token = admin_token
+        self.allowed_methods = ",".join(sorted({r.method for r in routes if r.method != "ANY"} | {"OPTIONS"}))
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
@@ -125,13 +148,31 @@ class LocalHttpApi:
         for bound in self.routes:
             match = bound.pattern.match(path)
             if match and bound.route.method in (method, "ANY"):
+                refused = self._refuse_unauthorised(headers) if bound.route.iam else None
+                if refused is not None:
+                    return refused[0], {**JSON_HEADERS, **self._cors_headers(origin)}, refused[1]
                 event = build_event(
                     method=method, target=target, headers=headers, body=body, source_ip=source_ip,
                     route_key=bound.route_key, path_parameters=match.groupdict(),
                 )  # fmt: skip
+                if bound.route.iam:
+                    event["requestContext"]["authorizer"] = {"iam": dict(LOCAL_ADMIN_IAM)}
                 status, response_headers, payload = self._invoke(bound, event)
                 return status, {**response_headers, **self._cors_headers(origin)}, payload
-        return 404, {"Content-Type": "application/json"}, b'{"message":"Not Found"}'
+        return 404, dict(JSON_HEADERS), b'{"message":"Not Found"}'
+
+    def _refuse_unauthorised(self, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        """API Gateway's answers for an IAM route: 401 without credentials, 403 with wrong ones."""
+        authorization = headers.get("authorization")
+        if not authorization:
+            return 401, b'{"message":"Unauthorized"}'
+        scheme, _, token = authorization.partition(" ")
+        expected = self.admin_token
+        if not expected or scheme.lower() != "bearer":
+            return 403, b'{"message":"Forbidden"}'
+        if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            return 403, b'{"message":"Forbidden"}'
+        return None
 
     def _invoke(self, bound: BoundRoute, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         context = LocalLambdaContext(bound.route.function_logical_id, bound.route.timeout_seconds)
@@ -153,7 +194,7 @@ class LocalHttpApi:
         }
         if preflight:
             headers.update({
-                "Access-Control-Allow-Methods": "GET,OPTIONS",
+                "Access-Control-Allow-Methods": self.allowed_methods,
                 "Access-Control-Allow-Headers": "Content-Type,Authorization",
                 "Access-Control-Max-Age": "600",
             })  # fmt: skip

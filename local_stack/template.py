@@ -153,6 +153,7 @@ class HttpRoute:
     handler: str
     code_uri: str
     timeout_seconds: int
+    iam: bool = False  # Auth.Authorizer AWS_IAM: callers must sign with SigV4 (locally: the admin token)
 
 
 def http_routes(template: Mapping[str, Any]) -> list[HttpRoute]:
@@ -174,6 +175,7 @@ def http_routes(template: Mapping[str, Any]) -> list[HttpRoute]:
                     handler=function.handler,
                     code_uri=function.code_uri,
                     timeout_seconds=function.timeout_seconds,
+                    iam=properties.get("Auth", {}).get("Authorizer") == "AWS_IAM",
                 )
             )
     return sorted(routes, key=lambda route: (route.path, route.method))
