@@ -23,7 +23,11 @@ from tests.support import REPO_ROOT
 pytestmark = pytest.mark.e2e
 PAIRS = "BTC/USDT,ETH/USDT"
 # Settings a developer's shell might hold must not leak into the stack under test.
-SCRUBBED = ("REDIS_URL", "DYNAMODB_ENDPOINT_URL", "MARKET_DATA_TABLE_NAME", "BINANCE_API_BASE_URL", "PORT")
+SCRUBBED = (
+    "REDIS_URL", "DYNAMODB_ENDPOINT_URL", "MARKET_DATA_TABLE_NAME", "BINANCE_API_BASE_URL", "PORT",
+    "ADMIN_TOKEN",
+)  # fmt: skip
+ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"  # 32 characters
 
 
 @dataclass
@@ -74,7 +78,7 @@ def stop_stack(stack: Stack) -> int:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Stack]:
-    stack = start_stack()
+    stack = start_stack({"ADMIN_TOKEN": ADMIN_TOKEN})
     yield stack
     stop_stack(stack)
 
@@ -163,6 +167,31 @@ def test_http_errors_are_json_and_cors_follows_the_template(demo: Stack) -> None
     spec = demo.get("/api/market-data/openapi.json").json()
     assert "/api/market-data/prices" in spec["paths"]
     assert demo.get("/api/market-data/init").json()["fetcher"]["isRunning"] is True
+
+
+def test_admin_routes_need_the_bearer_token_over_http(demo: Stack) -> None:
+    whitelist = demo.base + "/api/market-data/whitelist"
+    # Given a submitted pair
+    submitted = httpx.post(whitelist, json={"pair": "ADA/USDT"}, timeout=5)
+    assert submitted.status_code == 202, submitted.text
+
+    # Then revoking it needs the admin token: none is 401, a wrong one 403, nothing changes
+    without = httpx.delete(whitelist + "/ADA-USDT", timeout=5)
+    assert (without.status_code, without.json()) == (401, {"message": "Unauthorized"})
+    wrong = httpx.delete(
+        whitelist + "/ADA-USDT", headers={"Authorization": "Bearer not-the-token"}, timeout=5
+    )
+    assert (wrong.status_code, wrong.json()) == (403, {"message": "Forbidden"})
+    assert httpx.get(whitelist + "/ADA-USDT", timeout=5).json()["status"] != "revoked"
+
+    # And with it the pair is revoked, its record kept
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    revoked = httpx.delete(whitelist + "/ADA-USDT", headers=admin, timeout=5)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    listed = httpx.get(whitelist, params={"status": "revoked"}, timeout=5).json()["pairs"]
+    assert "ADA/USDT" in [record["pair"] for record in listed]
+    approved = httpx.post(whitelist + "/ADA-USDT/approve", headers=admin, timeout=5)
+    assert approved.status_code == 200 and approved.json()["status"] == "pending"
 
 
 def test_ctrl_c_stops_everything_it_started() -> None:
