@@ -70,7 +70,10 @@ layer-requirements: $(UV)
 	$(UV) export --frozen --no-dev --no-hashes --no-header --no-annotate --quiet -o layers/common/requirements.txt
 
 # --- SAM -----------------------------------------------------------------------------------------
+# Both: --lint runs cfn-lint only; the plain run translates the template as CloudFormation's
+# transform will (it catches e.g. an AWS_IAM route on an API that does not enable IAM).
 validate: .tools/sam/.installed .tools/checkov/.installed
+	$(SAM) validate
 	$(SAM) validate --lint
 	tools/checkov.sh
 
