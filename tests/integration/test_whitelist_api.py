@@ -169,6 +169,16 @@ def test_the_eleventh_submission_from_one_address_in_an_hour_is_429(monkeypatch:
     assert submit("C10/USDT", source_ip="192.0.2.11")[0] == 202
 
 
+def test_retrying_a_known_pair_is_answered_and_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, WHITELIST_MAX_PER_SOURCE_PER_HOUR="2")
+    assert submit("SOL/USDT", source_ip="192.0.2.20")[0] == 202
+
+    retries = [submit("SOL/USDT", source_ip="192.0.2.20")[0] for _ in range(5)]
+
+    assert retries == [200] * 5
+    assert submit("ADA/USDT", source_ip="192.0.2.20")[0] == 202  # the second new one still fits
+
+
 def test_submissions_over_the_pending_cap_are_429(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a cap of two pending pairs, both taken
     set_env(monkeypatch, WHITELIST_MAX_PENDING="2")

@@ -80,6 +80,9 @@ def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> ApiR
     """202 with the new pending record, or 200 with the record that already exists."""
     pair = parse_submission(body)
     table = store.get_table(settings)
+    existing = store.get_record(table, pair)
+    if existing is not None:  # a retry, or a pair already known: answered, and not counted
+        return json_response(200, record_body(existing))
     store.count_submission(table, source_ip, now_ms=now, limit=settings.whitelist_max_per_source_per_hour)
     record, created = store.create_submission(
         table, pair, now_ms=now, max_pending=settings.whitelist_max_pending
