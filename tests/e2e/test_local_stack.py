@@ -79,6 +79,8 @@ def stop_stack(stack: Stack) -> int:
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Stack]:
     stack = start_stack({"ADMIN_TOKEN": ADMIN_TOKEN})
+    # Serving starts within a few seconds; every test may then call it in any order.
+    wait_for(lambda: any("serving on" in line for line in stack.output), 20, "the serving banner")
     yield stack
     stop_stack(stack)
 
@@ -192,6 +194,24 @@ def test_admin_routes_need_the_bearer_token_over_http(demo: Stack) -> None:
     assert "ADA/USDT" in [record["pair"] for record in listed]
     approved = httpx.post(whitelist + "/ADA-USDT/approve", headers=admin, timeout=5)
     assert approved.status_code == 200 and approved.json()["status"] == "pending"
+
+
+def test_a_submitted_pair_is_verified_and_served_and_an_unlisted_one_rejected(demo: Stack) -> None:
+    whitelist = demo.base + "/api/market-data/whitelist"
+
+    assert httpx.post(whitelist, json={"pair": "sol/usdt"}, timeout=5).status_code == 202
+    assert httpx.post(whitelist, json={"pair": "FOO/USDT"}, timeout=5).status_code == 202
+
+    def served() -> bool:
+        response = demo.get("/api/market-data/prices", params={"pairs": "SOL/USDT"})
+        return response.status_code == 200 and response.json()["SOL/USDT"]["symbol"] == "SOLUSDT"
+
+    wait_for(served, 2 * 4 + 3, "SOL/USDT served within two ticks of its submission")
+    sol = demo.get("/api/market-data/whitelist/SOL-USDT").json()
+    assert (sol["status"], sol["exchange"], sol["symbol"]) == ("active", "binance", "SOLUSDT")
+    foo = demo.get("/api/market-data/whitelist/FOO-USDT").json()
+    assert foo["status"] == "rejected" and "does not list" in foo["reason"]
+    assert demo.get("/api/market-data/prices", params={"pairs": "FOO/USDT"}).status_code == 503
 
 
 def test_ctrl_c_stops_everything_it_started() -> None:
