@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -143,3 +143,20 @@ def cluster_env(
     get_settings.cache_clear()
     cache.reset_client()
     return {**fetcher_env, "REDIS_URL": redis_cluster.url, "REDIS_CLUSTER": "true"}
+
+
+@pytest.fixture
+def make_deps(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    """Fetcher collaborators as a fresh container would build them, with environment overrides."""
+    from fetcher.handler import build_deps
+    from market_data import cache, store
+    from market_data.config import load_settings
+
+    def make(**env: str) -> object:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        cache.reset_client()
+        store.reset_table()
+        return build_deps(load_settings())
+
+    return make

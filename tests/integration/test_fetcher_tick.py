@@ -9,32 +9,16 @@ from typing import Any
 
 import boto3
 import orjson
-import pytest
 import redis
 
-from fetcher.handler import build_deps
 from fetcher.loop import LoopSummary, run_slot
 from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
-from market_data.config import Settings, load_settings
+from market_data.config import Settings
 from market_data.models import now_ms
 
 TICKER = "/api/v3/ticker/24hr"
-
-
-@pytest.fixture
-def make_deps(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., FetcherDeps]:
-    """Collaborators as a fresh container would build them, with environment overrides."""
-
-    def make(**env: str) -> FetcherDeps:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        cache.reset_client()
-        store.reset_table()
-        return build_deps(load_settings())
-
-    return make
 
 
 def ticker_requests(sim: BinanceSimulator) -> list[Any]:

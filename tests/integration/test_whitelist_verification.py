@@ -8,30 +8,16 @@ from collections.abc import Callable
 
 import pytest
 
-from fetcher.handler import build_deps
 from fetcher.loop import LoopSummary, run_slot
 from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
-from market_data import cache, store
-from market_data.config import load_settings
+from market_data import store
 from market_data.models import PairRecord, now_ms
 from prices_api.handler import lambda_handler as prices_handler
 from tests.support import load_event
 
 _slots = itertools.count(10_000)
-
-
-@pytest.fixture
-def make_deps(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., FetcherDeps]:
-    def make(**env: str) -> FetcherDeps:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        cache.reset_client()
-        store.reset_table()
-        return build_deps(load_settings())
-
-    return make
 
 
 def tick(deps: FetcherDeps) -> None:

@@ -11,19 +11,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from market_data.config import get_settings
+from market_data.http import JSON, add_common_error_routes, error_response, to_response
 from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody, now_ms
 from market_data.observability import logger
 from market_data.pairs import InvalidPairError
 from prices_api.health import get_health
 from prices_api.prices import get_prices
-from prices_api.responses import JSON, ApiResponse, error_response
 
 BASE = "/api/market-data"
 app = APIGatewayHttpResolver()
-
-
-def _to_response(answer: ApiResponse) -> Response:
-    return Response(status_code=answer.status, body=answer.body, headers=answer.headers, content_type=JSON)
 
 
 def _json_content(model: Any, description: str) -> Any:
@@ -42,7 +38,7 @@ def _json_content(model: Any, description: str) -> Any:
 )
 def prices() -> Response[str]:
     raw_pairs = app.current_event.get_query_string_value("pairs")
-    return _to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms()))
+    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms()))
 
 
 HEALTH_RESPONSES: dict[int, Any] = {
@@ -53,7 +49,7 @@ HEALTH_RESPONSES: dict[int, Any] = {
 
 @app.get(f"{BASE}/health", summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)
 def health() -> Response[str]:
-    return _to_response(get_health(settings=get_settings(), now=now_ms()))
+    return to_response(get_health(settings=get_settings(), now=now_ms()))
 
 
 @app.get(
@@ -62,7 +58,7 @@ def health() -> Response[str]:
     responses=HEALTH_RESPONSES,
 )
 def init() -> Response[str]:
-    return _to_response(get_health(settings=get_settings(), now=now_ms()))
+    return to_response(get_health(settings=get_settings(), now=now_ms()))
 
 
 @app.get(f"{BASE}/openapi.json", summary="This description", include_in_schema=False)
@@ -107,19 +103,10 @@ def describe_api() -> str:
 
 @app.exception_handler(InvalidPairError)
 def bad_pairs(exc: InvalidPairError) -> Response:
-    return _to_response(error_response(400, "invalid_pairs", str(exc)))
+    return to_response(error_response(400, "invalid_pairs", str(exc)))
 
 
-@app.not_found
-def not_found(_: Exception) -> Response:
-    path = app.current_event.path
-    return _to_response(error_response(404, "not_found", f"no route for {path}"))
-
-
-@app.exception_handler(Exception)
-def unexpected(exc: Exception) -> Response:
-    logger.exception("unexpected error")
-    return _to_response(error_response(500, "internal_error", "unexpected error; it has been logged"))
+add_common_error_routes(app)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -6,9 +6,9 @@ import orjson
 
 from market_data import cache
 from market_data.config import Settings
+from market_data.http import ApiResponse, json_response
 from market_data.models import FetcherHealth, FetcherStats, FetcherStatus, HealthBody
 from market_data.observability import logger
-from prices_api.responses import ApiResponse, json_response
 
 # The fetcher writes a heartbeat every slot; three missed slots mean it is not running.
 MISSED_HEARTBEATS_FOR_DOWN = 3

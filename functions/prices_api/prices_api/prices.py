@@ -9,9 +9,9 @@ import orjson
 
 from market_data import cache
 from market_data.config import Settings
+from market_data.http import ApiResponse, error_response, json_response
 from market_data.observability import logger
 from market_data.pairs import parse_pairs_param
-from prices_api.responses import ApiResponse, error_response, json_response
 
 CACHE_CONTROL = "public, max-age=1"
 

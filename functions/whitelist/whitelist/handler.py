@@ -12,12 +12,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from market_data.config import get_settings
+from market_data.http import JSON, ApiResponse, add_common_error_routes, error_response, to_response
 from market_data.models import ErrorBody, PairRecord, now_ms
 from market_data.observability import logger
 from market_data.pairs import InvalidPairError
 from market_data.store import PendingCapReachedError, SourceLimitError, StatusConflictError
 from whitelist import submissions
-from whitelist.responses import JSON, ApiResponse, error_response
 from whitelist.submissions import (
     InvalidRequestError,
     NotAuthorisedError,
@@ -28,10 +28,6 @@ from whitelist.submissions import (
 BASE = "/api/market-data/whitelist"
 _HOUR_S = 3600
 app = APIGatewayHttpResolver()
-
-
-def _to_response(answer: ApiResponse) -> Response:
-    return Response(status_code=answer.status, body=answer.body, headers=answer.headers, content_type=JSON)
 
 
 def _json_content(model: Any, description: str) -> Any:
@@ -70,7 +66,7 @@ _ERRORS = {
 )
 def submit() -> Response[str]:
     source_ip = app.current_event.request_context.http.source_ip
-    return _to_response(
+    return to_response(
         submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
     )
 
@@ -78,7 +74,7 @@ def submit() -> Response[str]:
 @app.get(BASE, summary="Whitelist records, optionally of one status", responses={400: _ERRORS[400]})
 def list_pairs() -> Response[str]:
     status = app.current_event.get_query_string_value("status")
-    return _to_response(submissions.list_pairs(status, settings=get_settings()))
+    return to_response(submissions.list_pairs(status, settings=get_settings()))
 
 
 @app.get(
@@ -87,7 +83,7 @@ def list_pairs() -> Response[str]:
     responses={200: _json_content(PairRecord, "The record"), **_ERRORS},
 )
 def get_pair(pair: str) -> Response[str]:
-    return _to_response(submissions.get_pair(pair, settings=get_settings()))
+    return to_response(submissions.get_pair(pair, settings=get_settings()))
 
 
 @app.delete(
@@ -97,7 +93,7 @@ def get_pair(pair: str) -> Response[str]:
 )
 def revoke(pair: str) -> Response[str]:
     _require_iam()
-    return _to_response(submissions.revoke(pair, settings=get_settings(), now=now_ms()))
+    return to_response(submissions.revoke(pair, settings=get_settings(), now=now_ms()))
 
 
 @app.post(
@@ -107,7 +103,7 @@ def revoke(pair: str) -> Response[str]:
 )
 def approve(pair: str) -> Response[str]:
     _require_iam()
-    return _to_response(submissions.approve(pair, settings=get_settings(), now=now_ms()))
+    return to_response(submissions.approve(pair, settings=get_settings(), now=now_ms()))
 
 
 @cache
@@ -122,17 +118,17 @@ def describe_api() -> str:
 
 @app.exception_handler(InvalidPairError)
 def bad_pair(exc: InvalidPairError) -> Response:
-    return _to_response(error_response(400, "invalid_pair", str(exc)))
+    return to_response(error_response(400, "invalid_pair", str(exc)))
 
 
 @app.exception_handler(InvalidRequestError)
 def bad_request(exc: InvalidRequestError) -> Response:
-    return _to_response(error_response(400, "invalid_request", str(exc)))
+    return to_response(error_response(400, "invalid_request", str(exc)))
 
 
 @app.exception_handler(PayloadTooLargeError)
 def too_large(exc: PayloadTooLargeError) -> Response:
-    return _to_response(error_response(413, "payload_too_large", str(exc)))
+    return to_response(error_response(413, "payload_too_large", str(exc)))
 
 
 @app.exception_handler(SourceLimitError)
@@ -141,7 +137,7 @@ def source_limit(exc: SourceLimitError) -> Response:
     retry_after = _HOUR_S - (now_ms() // 1000) % _HOUR_S
     message = f"address {exc} has already submitted {limit} pairs this hour; try again in {retry_after} s"
     answer = error_response(429, "too_many_submissions", message)
-    return _to_response(
+    return to_response(
         ApiResponse(answer.status, answer.body, {**answer.headers, "Retry-After": str(retry_after)})
     )
 
@@ -153,34 +149,25 @@ def pending_cap(exc: PendingCapReachedError) -> Response:
         f"cannot queue {exc} for verification: {cap} pairs are already waiting (WHITELIST_MAX_PENDING); "
         "try again once they are verified"
     )
-    return _to_response(error_response(429, "too_many_pending", message))
+    return to_response(error_response(429, "too_many_pending", message))
 
 
 @app.exception_handler(StatusConflictError)
 def conflict(exc: StatusConflictError) -> Response:
-    return _to_response(error_response(409, "status_conflict", f"status change refused: {exc}"))
+    return to_response(error_response(409, "status_conflict", f"status change refused: {exc}"))
 
 
 @app.exception_handler(PairNotFoundError)
 def pair_not_found(exc: PairNotFoundError) -> Response:
-    return _to_response(error_response(404, "not_found", str(exc)))
+    return to_response(error_response(404, "not_found", str(exc)))
 
 
 @app.exception_handler(NotAuthorisedError)
 def forbidden(exc: NotAuthorisedError) -> Response:
-    return _to_response(error_response(403, "forbidden", str(exc)))
+    return to_response(error_response(403, "forbidden", str(exc)))
 
 
-@app.not_found
-def not_found(_: Exception) -> Response:
-    path = app.current_event.path
-    return _to_response(error_response(404, "not_found", f"no route for {path}"))
-
-
-@app.exception_handler(Exception)
-def unexpected(exc: Exception) -> Response:
-    logger.exception("unexpected error")
-    return _to_response(error_response(500, "internal_error", "unexpected error; it has been logged"))
+add_common_error_routes(app)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

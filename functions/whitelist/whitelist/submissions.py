@@ -13,10 +13,10 @@ from pydantic import ValidationError
 
 from market_data import store
 from market_data.config import Settings
+from market_data.http import ApiResponse, json_response
 from market_data.models import PairRecord, PairStatus, SubmitPairRequest
 from market_data.observability import logger
 from market_data.pairs import InvalidPairError, normalise_pair
-from whitelist.responses import ApiResponse, json_response
 
 MAX_BODY_BYTES = 1024
 STATUSES: tuple[str, ...] = get_args(PairStatus)
