@@ -288,12 +288,6 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
             result.missing[pair] = f"suspended: {reasons[pair]}"
 
     finished_at = now_ms()
-    # Durable copy first: it must not depend on the cache write below succeeding, since it is
-    # exactly what readers need when the cache is in trouble.
-    try:
-        result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
-    except Exception:
-        logger.exception("last known good write failed; the cache is still written")
     if result.rate_limited is not None:
         retry = result.rate_limited
         until = finished_at + retry.retry_after_s * 1000
@@ -320,6 +314,30 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         fields["lastFetchTime"] = str(finished_at)
     if result.errors:
         fields["lastError"] = f"{result.errors[-1].kind}: {result.errors[-1]}"[:500]
+    # The cache first (freshness is what readers wait for), then the durable copy, which must
+    # not depend on the cache write succeeding: it is what readers need when the cache fails.
+    cache_failure: Exception | None = None
+    try:
+        _write_cache(deps, result, pairs, status, slot, fields)
+    except cache.CACHE_ERRORS as exc:
+        cache_failure = exc
+    try:
+        result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
+    except Exception:
+        logger.exception("last known good write failed; the cache was written")
+    if cache_failure is not None:
+        raise cache_failure
+    return result
+
+
+def _write_cache(
+    deps: FetcherDeps,
+    result: TickResult,
+    pairs: list[str],
+    status: dict[str, str],
+    slot: cache.SlotStart,
+    fields: dict[str, str],
+) -> None:
     cache.write_tick(
         deps.redis,
         cache.TickWrite(
@@ -335,9 +353,8 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
             },
             fields=fields,
         ),
-        fresh_ttl_ms=settings.market_data_cache_ttl_ms,
+        fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )
-    return result
 
 
 def apply_transitions(deps: FetcherDeps, transitions: list[Transition], now: int) -> list[Transition]:
