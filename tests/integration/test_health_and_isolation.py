@@ -28,11 +28,11 @@ def invoke(name: str) -> dict[str, Any]:
     return lambda_handler(load_event(name), LocalLambdaContext("prices", 6))
 
 
-def one_tick() -> None:
+def one_tick(slots_ahead: int = 0) -> None:
     cache.reset_client()
     store.reset_table()
     deps = build_deps(load_settings())
-    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "health-test", LoopSummary())
+    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms + slots_ahead, "health-test", LoopSummary())
 
 
 @pytest.mark.usefixtures("fetcher_env")
@@ -150,3 +150,20 @@ def test_the_read_path_imports_no_boto3_and_no_exchange_client(service_env: dict
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["status"] == 200
     assert answer["loaded"] == []
+
+
+@pytest.mark.usefixtures("fetcher_env")
+def test_a_restricted_location_puts_the_fix_in_health_until_it_clears(simulator: BinanceSimulator) -> None:
+    simulator.set_fault("restricted")
+    one_tick()
+
+    body = json.loads(invoke("health_get.json")["body"])
+
+    assert body["status"] == "degraded"
+    assert "451" in body["reason"] and "non-US region" in body["reason"]
+    assert "BINANCE_API_BASE_URL" in body["fetcher"]["advice"]
+
+    simulator.clear_faults()
+    one_tick(slots_ahead=1)
+    body = json.loads(invoke("health_get.json")["body"])
+    assert (body["status"], body["fetcher"]["advice"]) == ("ok", None)

@@ -20,6 +20,11 @@ TICKER_PATH = "/api/v3/ticker/24hr"
 EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
 WEIGHT_HEADER = "x-mbx-used-weight-1m"
 INVALID_SYMBOL = -1121
+# What an operator can do about HTTP 451: binance.com refuses US addresses (AWS us-east-1 included).
+RESTRICTED_LOCATION_ADVICE = (
+    "binance.com refuses requests from this location (HTTP 451): deploy the stack in a non-US region "
+    "(e.g. eu-west-1), or set BINANCE_API_BASE_URL to another base speaking the same protocol"
+)
 # Retry-After is absent on some error paths; Binance bans last at least this long after a 418.
 DEFAULT_RETRY_AFTER_S = 60
 
@@ -130,7 +135,8 @@ class BinanceClient:
         if status in (429, 418):
             raise RateLimitedError(status, _retry_after(response), _error_message(response))
         if status == 451:
-            raise ExchangeError("restricted_location", _error_message(response), status=451)
+            message = f"{_error_message(response)} -- {RESTRICTED_LOCATION_ADVICE}"
+            raise ExchangeError("restricted_location", message, status=451)
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from fetcher.binance import BinanceClient, ExchangeError, ExchangeInfo, InvalidSymbolError, RateLimitedError
+from fetcher.binance import (
+    RESTRICTED_LOCATION_ADVICE,
+    BinanceClient,
+    ExchangeError,
+    ExchangeInfo,
+    InvalidSymbolError,
+    RateLimitedError,
+)
 from fetcher.binance import parse_ticker as parse_binance_ticker
 from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store
@@ -314,6 +321,9 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         fields["lastFetchTime"] = str(finished_at)
     if result.errors:
         fields["lastError"] = f"{result.errors[-1].kind}: {result.errors[-1]}"[:500]
+    # Advice for operators stays in health while the cause lasts, and goes with it.
+    restricted = any(error.kind == "restricted_location" for error in result.errors)
+    fields["exchangeAdvice"] = RESTRICTED_LOCATION_ADVICE if restricted else ""
     # The cache first (freshness is what readers wait for), then the durable copy, which must
     # not depend on the cache write succeeding: it is what readers need when the cache fails.
     cache_failure: Exception | None = None

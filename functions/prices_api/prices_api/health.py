@@ -57,9 +57,12 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
     if paused and pause_reason is None and record.ban:
         pause_reason = str(record.ban.get("reason"))
     fetcher_health = _health(stats, is_running, now, settings)
+    advice = raw.get("exchangeAdvice") or None
 
     if not is_running:
         status, reason = "down", "the fetcher has written no heartbeat for over three intervals"
+    elif advice:
+        status, reason = "degraded", advice
     elif paused:
         status, reason = "degraded", f"fetching paused: {pause_reason}"
     elif fetcher_health.isCacheStale:
@@ -81,6 +84,7 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             listedPairs=sorted(record.listed),
             missingPairs=orjson.loads(raw["missingPairs"]) if raw.get("missingPairs") else {},
             invalidTickers=_int(raw.get("invalidTickers")) or 0,
+            advice=advice,
         ),
     )
 

@@ -134,6 +134,7 @@ class FetcherStatus(BaseModel):
     listedPairs: list[str] = []
     missingPairs: dict[str, str] = Field(default_factory=dict, description="pair -> why it is not served")
     invalidTickers: int = 0
+    advice: str | None = Field(None, description="What an operator can do about the current exchange error")
 
 
 class HealthBody(BaseModel):
