@@ -9,13 +9,15 @@ from typing import Any
 
 import boto3
 import orjson
+import pytest
 import redis
 
+from fetcher.handler import build_deps
 from fetcher.loop import LoopSummary, run_slot
 from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
-from market_data.config import Settings
+from market_data.config import Settings, load_settings
 from market_data.models import now_ms
 
 TICKER = "/api/v3/ticker/24hr"
@@ -310,3 +312,28 @@ def test_the_handler_runs_the_schedule_event_within_its_context(fetcher_env: dic
     assert context.get_remaining_time_in_millis() > 0  # returned before its timeout
     assert json.loads(handler.get_deps().redis.get(cache.HEARTBEAT))["invocationId"] == context.aws_request_id
     handler._deps = None
+
+
+def test_the_fetcher_slows_down_before_the_weight_limit_instead_of_running_into_429(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an exchange whose weight limit is 30 a minute (exchangeInfo costs 20, a ticker batch 2)
+    with BinanceSimulator(seed=3, weight_limit=30) as small:
+        monkeypatch.setenv("BINANCE_API_BASE_URL", small.base_url)
+        for _attempt in range(2):  # a minute boundary inside the run resets the count: run again
+            small.reset_limits()
+            cache.reset_client()
+            store.reset_table()
+            deps = build_deps(load_settings())
+            deps.redis.delete(cache.BAN)
+            started = now_ms()
+            paused = [tick(deps).paused for _ in range(8)]
+            if started // 60_000 == now_ms() // 60_000:
+                break
+
+        # Then it paused itself before the limit, and the exchange never answered 429
+        assert any(paused)
+        assert {record.status for record in small.requests} == {200}
+        assert sum(record.weight for record in small.requests) <= 27  # 90 % of the limit
+        ban = orjson.loads(deps.redis.get(cache.BAN))
+        assert "weight budget" in ban["reason"]

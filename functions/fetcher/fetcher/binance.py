@@ -6,6 +6,7 @@ Only the fetcher imports this module; the read path never reaches an exchange.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,11 @@ RESTRICTED_LOCATION_ADVICE = (
 )
 # Retry-After is absent on some error paths; Binance bans last at least this long after a 418.
 DEFAULT_RETRY_AFTER_S = 60
+
+
+# Binance counts request weight per IP per wall-clock minute; its default limit, until exchangeInfo says.
+DEFAULT_WEIGHT_LIMIT_1M = 6000
+WEIGHT_WINDOW_MS = 60_000
 
 
 def ticker_weight(symbol_count: int) -> int:
@@ -89,6 +95,7 @@ class BinanceClient:
         self._http = http
         self._base_url = base_url.rstrip("/")
         self.last_used_weight: int | None = None
+        self.last_used_weight_at: int = 0  # ms when the header was read
 
     def exchange_info(self) -> ExchangeInfo:
         body = self._get(EXCHANGE_INFO_PATH, {})
@@ -130,7 +137,7 @@ class BinanceClient:
             raise ExchangeError("network", f"{path}: {type(exc).__name__}: {exc}") from exc
         weight = response.headers.get(WEIGHT_HEADER)
         if weight is not None and weight.isdigit():
-            self.last_used_weight = int(weight)
+            self.last_used_weight, self.last_used_weight_at = int(weight), time.time_ns() // 1_000_000
         status = response.status_code
         if status in (429, 418):
             raise RateLimitedError(status, _retry_after(response), _error_message(response))

@@ -120,5 +120,7 @@ def run_slot(
 
 def _pause_reason(ban: dict[str, object]) -> str:
     status = ban.get("status")
+    if status not in (418, 429):  # a pause of our own, e.g. the weight budget: its reason says why
+        return str(ban.get("reason"))
     kind = "IP banned (HTTP 418)" if status == 418 else "rate limited (HTTP 429)"
     return f"exchange {kind}; no request until Retry-After has passed"

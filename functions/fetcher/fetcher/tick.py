@@ -17,12 +17,15 @@ import orjson
 from pydantic import ValidationError
 
 from fetcher.binance import (
+    DEFAULT_WEIGHT_LIMIT_1M,
     RESTRICTED_LOCATION_ADVICE,
+    WEIGHT_WINDOW_MS,
     BinanceClient,
     ExchangeError,
     ExchangeInfo,
     InvalidSymbolError,
     RateLimitedError,
+    ticker_weight,
 )
 from fetcher.binance import parse_ticker as parse_binance_ticker
 from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
@@ -94,6 +97,7 @@ class TickResult:
     errors: list[ExchangeError] = field(default_factory=list)
     requests: int = 0
     rate_limited: RateLimitedError | None = None
+    paused: dict[str, Any] | None = None  # a self-imposed pause (the weight budget), kept like a ban
     lkg_written: int = 0
 
 
@@ -139,16 +143,41 @@ def resolve_symbols(
     return symbols, missing
 
 
+def batches_of(names: list[str], settings: Settings) -> list[list[str]]:
+    size = settings.market_data_batch_size
+    return [names[start : start + size] for start in range(0, len(names), size)]
+
+
+# Share of the exchange's weight limit this service allows itself: the rest is headroom for other
+# clients behind the same address (a NAT gateway is shared) and for the limit's own rounding.
+WEIGHT_BUDGET_SHARE = 0.9
+
+
+def weight_pause(deps: FetcherDeps, info: ExchangeInfo, planned: int, now: int) -> dict[str, Any] | None:
+    """A self-imposed pause until the next minute when this tick would pass the weight budget.
+
+    Reads what the exchange reported in X-MBX-USED-WEIGHT-1M this minute: slowing down before
+    the limit costs a tick or two, running into it costs a 429 and, repeated, an IP ban.
+    """
+    used, seen_at = deps.exchange.last_used_weight, deps.exchange.last_used_weight_at
+    if used is None or seen_at // WEIGHT_WINDOW_MS != now // WEIGHT_WINDOW_MS:
+        return None  # nothing reported this minute: the count has started again
+    budget = int((info.weight_limit_1m or DEFAULT_WEIGHT_LIMIT_1M) * WEIGHT_BUDGET_SHARE)
+    if used + planned <= budget:
+        return None
+    reason = (
+        f"weight budget: {used} of {budget} used this minute, this tick needs {planned}; resuming next minute"
+    )
+    return {"until": (now // WEIGHT_WINDOW_MS + 1) * WEIGHT_WINDOW_MS, "status": 0, "reason": reason}
+
+
 def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult, *, deadline: float) -> None:
     """Fetch ``symbols`` in batches, at most MAX_CONCURRENT_BATCHES in flight; fills ``result``.
 
     No request leaves after ``deadline`` (monotonic seconds): a slow exchange cannot push a tick
     into the next slot or past the invocation's time.
     """
-    settings = deps.settings
-    names = list(symbols)
-    size = settings.market_data_batch_size
-    batches = [names[start : start + size] for start in range(0, len(names), size)]
+    batches = batches_of(list(symbols), deps.settings)
     stop = threading.Event()  # set on 429/418: no further request may leave
     lock = threading.Lock()
 
@@ -270,7 +299,13 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         symbols, result.missing = resolve_symbols(
             served + candidates, info, deps.directory, deps.exchange.name
         )
-        fetch_tickers(deps, symbols, result, deadline=deadline)
+        planned = sum(ticker_weight(len(batch)) for batch in batches_of(list(symbols), settings))
+        result.paused = weight_pause(deps, info, planned, now_ms())
+        if result.paused is None:
+            fetch_tickers(deps, symbols, result, deadline=deadline)
+        else:
+            for pair in symbols.values():
+                result.missing[pair] = f"not fetched this tick: {result.paused['reason']}"
         listing_is_fresh = deps.directory.fetched_at >= started_at
         transitions = decide_pending(
             pending,
@@ -295,6 +330,13 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
             result.missing[pair] = f"suspended: {reasons[pair]}"
 
     finished_at = now_ms()
+    if result.paused is not None:
+        deps.ban = result.paused
+        pause = result.paused
+        cache.set_ban(
+            deps.redis, until_ms=pause["until"], now_ms=finished_at, status=0, reason=pause["reason"]
+        )
+        logger.warning("weight budget reached: pausing until the next minute", reason=pause["reason"])
     if result.rate_limited is not None:
         retry = result.rate_limited
         until = finished_at + retry.retry_after_s * 1000
