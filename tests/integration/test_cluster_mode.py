@@ -54,5 +54,11 @@ def test_an_unreachable_cluster_is_a_fallback_not_a_500(
 
     assert prices["statusCode"] == 503  # nothing stored anywhere yet: unavailable, with a body
     assert json.loads(prices["body"])["unavailablePairs"] == ["BTC/USDT", "ETH/USDT"]
-    assert health["statusCode"] == 200
+    assert health["statusCode"] == 503  # and no fetcher heartbeat anywhere: down, with the cause
     assert "cache unreachable" in json.loads(health["body"])["reason"]
+
+    # A fetcher that keeps its heartbeat in DynamoDB meanwhile makes it degraded, not down
+    store.put_heartbeat(store.get_table(get_settings()), {"at": now_ms(), "invocationId": "x"})
+    health = lambda_handler(load_event("health_get.json"), context)
+    body = json.loads(health["body"])
+    assert (health["statusCode"], body["status"], body["fetcher"]["isRunning"]) == (200, "degraded", True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fetcher.tick import FetcherDeps, run_tick
-from market_data import cache
+from market_data import cache, store
 from market_data.models import now_ms
 from market_data.observability import logger
 
@@ -84,13 +84,16 @@ def run_slot(
         deadline = time.monotonic() + deps.settings.fetch_interval_ms / 1000
     heartbeat: dict[str, object] = {"at": now, "invocationId": invocation_id, "slot": slot}
     try:
-        start = cache.open_slot(
-            deps.redis,
-            slot=slot,
-            owner=invocation_id,
-            interval_ms=deps.settings.fetch_interval_ms,
-            heartbeat=heartbeat,
-        )
+        try:
+            start = cache.open_slot(
+                deps.redis,
+                slot=slot,
+                owner=invocation_id,
+                interval_ms=deps.settings.fetch_interval_ms,
+                heartbeat=heartbeat,
+            )
+        except cache.CACHE_ERRORS as exc:
+            start = open_slot_without_cache(deps, slot, invocation_id, heartbeat, exc)
         # A ban is honoured from the cache (shared by every invocation) and from this container's
         # memory, so a cache write that failed cannot make us forget it.
         ban = max((b for b in (start.ban, deps.ban) if b), key=lambda b: int(b.get("until", 0)), default=None)
@@ -98,7 +101,10 @@ def run_slot(
             # Paused is not dead: the heartbeat says why, and no exchange call is made.
             summary.paused += 1
             heartbeat.update(pausedUntil=ban["until"], pauseReason=_pause_reason(ban))
-            cache.write_heartbeat(deps.redis, heartbeat)
+            if start.cache_ok:
+                cache.write_heartbeat(deps.redis, heartbeat)
+            else:
+                store.put_heartbeat(deps.table, heartbeat)
             return
         if not start.claimed:
             summary.skipped_claimed_elsewhere += 1
@@ -116,6 +122,24 @@ def run_slot(
     except Exception:  # one bad tick must never end the invocation: the next slot tries again
         summary.failed += 1
         logger.exception("tick failed", slot=slot)
+
+
+def open_slot_without_cache(
+    deps: FetcherDeps, slot: int, invocation_id: str, heartbeat: dict[str, object], error: Exception
+) -> cache.SlotStart:
+    """The cache is unreachable: heartbeat, claim and ban go through DynamoDB's conditional writes,
+    so fetching goes on once per slot, bans are still honoured, and last known good is still
+    written. Every slot tries the cache first again, so recovery needs no restart."""
+    logger.warning("cache unreachable; coordinating this slot through DynamoDB", error=type(error).__name__)
+    interval = deps.settings.fetch_interval_ms
+    store.put_heartbeat(deps.table, {**heartbeat, "cacheUnreachable": True})
+    return cache.SlotStart(
+        claimed=store.claim_slot(deps.table, slot, owner=invocation_id, expires_at_ms=(slot + 3) * interval),
+        ban=store.get_ban(deps.table),
+        cached_pairs=frozenset(),
+        lkg_written=deps.lkg_written,
+        cache_ok=False,
+    )
 
 
 def _pause_reason(ban: dict[str, object]) -> str:

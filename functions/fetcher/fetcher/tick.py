@@ -6,6 +6,7 @@ redis-server, moto and the exchange simulator.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -87,6 +88,7 @@ class FetcherDeps:
     directory: SymbolDirectory
     registry: list[PairRecord] | None = None  # the last registry read, used while DynamoDB fails
     ban: dict[str, Any] | None = None  # the last rate-limit ban seen by this container
+    lkg_written: dict[str, int] = field(default_factory=dict)  # used while the cache is lost
 
 
 @dataclass
@@ -331,26 +333,15 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
 
     finished_at = now_ms()
     if result.paused is not None:
-        deps.ban = result.paused
-        pause = result.paused
-        cache.set_ban(
-            deps.redis, until_ms=pause["until"], now_ms=finished_at, status=0, reason=pause["reason"]
-        )
-        logger.warning("weight budget reached: pausing until the next minute", reason=pause["reason"])
+        remember_ban(deps, result.paused, finished_at)
+        logger.warning("weight budget reached: pausing until the next minute", reason=result.paused["reason"])
     if result.rate_limited is not None:
         retry = result.rate_limited
         until = finished_at + retry.retry_after_s * 1000
         known = max(int((ban or {}).get("until", 0)) for ban in (slot.ban, deps.ban))
-        # A ban only ever grows: a short 429 window must not replace a longer 418 ban. It is kept
-        # here too, so a failed cache write cannot make this container forget it.
-        deps.ban = {"until": max(until, known), "status": retry.status or 429, "reason": str(retry)}
-        cache.set_ban(
-            deps.redis,
-            until_ms=deps.ban["until"],
-            now_ms=finished_at,
-            status=retry.status or 429,
-            reason=str(retry),
-        )
+        # A ban only ever grows: a short 429 window must not replace a longer 418 ban.
+        ban = {"until": max(until, known), "status": retry.status or 429, "reason": str(retry)}
+        remember_ban(deps, ban, finished_at)
         logger.warning("exchange rate limit: pausing", status=retry.status, retry_after_s=retry.retry_after_s)
 
     fields = {
@@ -368,18 +359,34 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     fields["exchangeAdvice"] = RESTRICTED_LOCATION_ADVICE if restricted else ""
     # The cache first (freshness is what readers wait for), then the durable copy, which must
     # not depend on the cache write succeeding: it is what readers need when the cache fails.
-    cache_failure: Exception | None = None
-    try:
-        _write_cache(deps, result, pairs, status, slot, fields)
-    except cache.CACHE_ERRORS as exc:
-        cache_failure = exc
+    if slot.cache_ok:
+        try:
+            _write_cache(deps, result, pairs, status, slot, fields)
+        except cache.CACHE_ERRORS as exc:
+            logger.warning("cache write failed; last known good is still written", error=type(exc).__name__)
     try:
         result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
     except Exception:
-        logger.exception("last known good write failed; the cache was written")
-    if cache_failure is not None:
-        raise cache_failure
+        logger.exception("last known good write failed; retried when next due")
     return result
+
+
+def remember_ban(deps: FetcherDeps, ban: dict[str, Any], now: int) -> None:
+    """Keep a ban in this container, in the cache (for every invocation) and in DynamoDB (for when
+    the cache is lost): whichever of them survives, no request leaves before it ends."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    deps.ban = ban
+    try:
+        cache.set_ban(
+            deps.redis, until_ms=ban["until"], now_ms=now, status=ban["status"], reason=ban["reason"]
+        )
+    except cache.CACHE_ERRORS:
+        logger.warning("ban not stored in the cache; kept in DynamoDB and in memory")
+    try:
+        store.put_ban(deps.table, ban)
+    except (BotoCoreError, ClientError):
+        logger.warning("ban not stored in DynamoDB; kept in the cache and in memory")
 
 
 def _write_cache(
@@ -450,7 +457,8 @@ def write_last_known_good(
     if not due:
         return 0
     count = store.write_last_known_good(deps.table, due, now_ms=now)
-    for ticker in due:  # remembered in the cache (for other containers) and here (if it fails)
-        written[ticker.pair] = now
-    cache.record_lkg_writes(deps.redis, {ticker.pair: now for ticker in due})
+    for ticker in due:  # remembered here (for when the cache is lost) and in the cache (for all)
+        written[ticker.pair] = deps.lkg_written[ticker.pair] = now
+    with contextlib.suppress(*cache.CACHE_ERRORS):  # if lost, the times stay in this container
+        cache.record_lkg_writes(deps.redis, {ticker.pair: now for ticker in due})
     return count

@@ -29,12 +29,7 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
         record = cache.read_fetcher_record(cache.get_client(settings))
     except cache.CACHE_ERRORS as exc:
         logger.warning("cache unreachable for health", error=type(exc).__name__)
-        stats = FetcherStats()
-        return HealthBody(
-            status="degraded",
-            reason=f"cache unreachable ({type(exc).__name__}): prices are served from last known good",
-            fetcher=FetcherStatus(isRunning=False, stats=stats, health=_health(stats, False, None, settings)),
-        )
+        return _health_without_cache(exc, settings=settings, now=now)
 
     raw = record.stats
     stats = FetcherStats(
@@ -85,6 +80,30 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             missingPairs=orjson.loads(raw["missingPairs"]) if raw.get("missingPairs") else {},
             invalidTickers=_int(raw.get("invalidTickers")) or 0,
             advice=advice,
+        ),
+    )
+
+
+def _health_without_cache(error: Exception, *, settings: Settings, now: int) -> HealthBody:
+    """The cache is lost: the fetcher keeps its heartbeat in DynamoDB meanwhile, so health still
+    tells a running fetcher (degraded) from a dead one (down)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from market_data import store
+
+    try:
+        heartbeat = store.get_heartbeat(store.get_table(settings)) or {}
+    except (BotoCoreError, ClientError):
+        heartbeat = {}
+    last = _int(heartbeat.get("at"))
+    running = last is not None and now - last <= MISSED_HEARTBEATS_FOR_DOWN * settings.fetch_interval_ms
+    stats = FetcherStats()
+    cause = f"cache unreachable ({type(error).__name__}): prices are served from last known good"
+    return HealthBody(
+        status="degraded" if running else "down",
+        reason=cause if running else f"{cause}, and the fetcher has written no heartbeat",
+        fetcher=FetcherStatus(
+            isRunning=running, stats=stats, health=_health(stats, running, None, settings), lastHeartbeat=last
         ),
     )
 

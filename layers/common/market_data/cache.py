@@ -160,6 +160,7 @@ class SlotStart:
     ban: dict[str, Any] | None
     cached_pairs: frozenset[str]  # pairs that have a stale copy (to drop the unlisted ones)
     lkg_written: dict[str, int]  # pair -> ms of its last DynamoDB write
+    cache_ok: bool = True  # False: the cache is unreachable and DynamoDB coordinates this slot
 
 
 def open_slot(

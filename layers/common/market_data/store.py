@@ -5,6 +5,7 @@ One table, item families under fixed partition keys:
   pk="LKG",  sk=<pair>              the last known good ticker, at most one write per pair per interval
   pk="COUNTER", sk="pending"        how many pairs are pending (the WHITELIST_MAX_PENDING cap)
   pk="SOURCE", sk=<ip>#<hour>       submissions per source address per hour (expires by TTL)
+  pk="CLAIM", sk=<slot> / pk="STATE" the fetcher's slot claims, ban and heartbeat while the cache is lost
 boto3 is imported here, lazily: the prices API needs it only when the cache is lost.
 """
 
@@ -310,3 +311,51 @@ def _ticker_from_item(item: dict[str, Any]) -> Ticker:
     values.update(pair=item["sk"], exchange=item.get("exchange", "binance"), symbol=item.get("symbol", ""))
     # Validated when it was written; constructing without re-validation keeps the fallback fast.
     return Ticker.model_construct(**values)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- cache-loss fallback
+# While the cache is unreachable, the fetcher's coordination moves here, so a lost cache never means
+# double fetches or a forgotten ban: conditional writes give the same once-per-slot guarantee as
+# SET NX, and every item expires by itself (DynamoDB TTL on expiresAt).
+
+STATE_PK = "STATE"
+CLAIM_PK = "CLAIM"
+
+
+def claim_slot(table: Any, slot: int, *, owner: str, expires_at_ms: int) -> bool:
+    """Claim ``slot`` for ``owner``; False when another invocation holds it."""
+    try:
+        table.put_item(
+            Item={"pk": CLAIM_PK, "sk": str(slot), "owner": owner, "expiresAt": expires_at_ms // 1000},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def put_ban(table: Any, ban: dict[str, Any]) -> None:
+    """Keep a rate-limit ban durable too (rare writes), so a lost cache cannot forget it."""
+    item = {"pk": STATE_PK, "sk": "ban", **ban, "expiresAt": int(ban["until"]) // 1000 + 60}
+    table.put_item(Item=item)
+
+
+def get_ban(table: Any) -> dict[str, Any] | None:
+    item = table.get_item(Key={"pk": STATE_PK, "sk": "ban"}, ConsistentRead=True).get("Item")
+    if not item:
+        return None
+    return {"until": int(item["until"]), "status": int(item["status"]), "reason": item.get("reason")}
+
+
+def put_heartbeat(table: Any, heartbeat: dict[str, Any]) -> None:
+    """The heartbeat while the cache is lost: health still tells running from dead."""
+    table.put_item(
+        Item={"pk": STATE_PK, "sk": "heartbeat", **heartbeat, "expiresAt": heartbeat["at"] // 1000 + 600}
+    )
+
+
+def get_heartbeat(table: Any) -> dict[str, Any] | None:
+    item = table.get_item(Key={"pk": STATE_PK, "sk": "heartbeat"}, ConsistentRead=True).get("Item")
+    if not item:
+        return None
+    return {key: int(value) if isinstance(value, Decimal) else value for key, value in item.items()}

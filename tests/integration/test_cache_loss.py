@@ -1,0 +1,98 @@
+"""The fetcher with its cache lost: once per slot, bans honoured, last known good kept, recovery."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from fetcher.loop import LoopSummary, run_fetcher, run_slot
+from fetcher.tick import FetcherDeps
+from local_stack.binance_simulator import BinanceSimulator
+from local_stack.servers import RedisServer
+from market_data import cache, store
+from market_data.models import now_ms
+
+INTERVAL_MS = 2000
+TICKER = "/api/v3/ticker/24hr"
+_slots = itertools.count(50_000)
+
+
+def tick(deps: FetcherDeps) -> LoopSummary:
+    summary = LoopSummary()
+    run_slot(deps, next(_slots), "cache-loss-test", summary)
+    return summary
+
+
+def test_two_invocations_keep_fetching_once_per_slot_and_writing_last_known_good(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, redis_server: RedisServer
+) -> None:
+    # Given two containers, and a cache that goes away
+    first, second = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000"), make_deps()
+    tick(first)  # registry seeded, listing cached
+    redis_server.stop()
+    simulator.reset_requests()
+    before = store.read_last_known_good(first.table, None)["BTC/USDT"].fetchedAt
+    summaries: list[LoopSummary] = []
+
+    def invoke(deps: FetcherDeps, name: str) -> None:
+        summaries.append(run_fetcher(deps, invocation_id=name, remaining_ms=lambda: 60_000, run_seconds=5.0))
+
+    # When both tick for ~5 s, starting just after a slot boundary, half a slot apart
+    time.sleep((INTERVAL_MS - now_ms() % INTERVAL_MS + 50) / 1000)
+    threads = [threading.Thread(target=invoke, args=(first, "a"))]
+    threads[0].start()
+    time.sleep(INTERVAL_MS / 2000)
+    threads.append(threading.Thread(target=invoke, args=(second, "b")))
+    threads[1].start()
+    for thread in threads:
+        thread.join(30)
+
+    # Then each slot was fetched once between them, claimed through DynamoDB
+    slots = Counter(
+        (int(r.wall_time * 1000) - INTERVAL_MS // 2) // INTERVAL_MS + 1
+        for r in simulator.requests
+        if r.path == TICKER
+    )
+    assert len(slots) >= 2 and set(slots.values()) == {1}, slots
+    assert all(s.failed == 0 for s in summaries)
+    # and last known good kept being written
+    assert store.read_last_known_good(first.table, None)["BTC/USDT"].fetchedAt > before
+    # and the heartbeat went to DynamoDB, so health can tell running from dead
+    heartbeat = store.get_heartbeat(first.table)
+    assert heartbeat is not None and now_ms() - heartbeat["at"] < 3 * INTERVAL_MS
+
+
+def test_a_ban_is_honoured_while_the_cache_is_lost_and_recovery_needs_no_restart(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, redis_server: RedisServer
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    redis_server.stop()
+    simulator.set_fault("rate_limit", path=TICKER, count=1, retry_after=2)
+
+    tick(deps)  # 429: the ban is kept in DynamoDB (the cache is gone) and in memory
+    other_container = make_deps()  # no memory of it
+    summary = tick(other_container)
+
+    assert summary.paused == 1
+    assert [r.status for r in simulator.requests if r.path == TICKER] == [200, 429]
+    assert store.get_ban(deps.table) is not None
+
+    # When the cache comes back, the next tick writes it again, without a restart
+    redis_server.start()
+    time.sleep(2.1)  # the ban has passed
+    deps.redis.flushall()
+    assert tick(deps).ticks == 1
+    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+
+
+@pytest.fixture(autouse=True)
+def _cache_back(redis_server: RedisServer) -> object:
+    yield None
+    if redis_server.process is None:
+        redis_server.start()
