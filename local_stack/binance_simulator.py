@@ -426,6 +426,16 @@ class BinanceSimulator:
         with self._lock:
             self._symbols[symbol].status = status
 
+    def jump(self, symbol: str, factor: float) -> None:
+        """Move a market's price by ``factor`` at once (and keep it there): a jump to hold back."""
+        if not 0 < factor < 1e6:
+            raise ValueError(f"bad factor {factor!r}")
+        with self._lock:
+            state = self._symbols[symbol]
+            state.anchor *= factor
+            state.last = _to_tick(state.last * factor, state.tick)
+            state.high, state.low = max(state.high, state.last), min(state.low, state.last)
+
     def remove_symbol(self, symbol: str) -> None:
         with self._lock:
             del self._symbols[symbol]

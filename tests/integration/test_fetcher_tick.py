@@ -337,3 +337,40 @@ def test_the_fetcher_slows_down_before_the_weight_limit_instead_of_running_into_
         assert sum(record.weight for record in small.requests) <= 27  # 90 % of the limit
         ban = orjson.loads(deps.redis.get(cache.BAN))
         assert "weight budget" in ban["reason"]
+
+
+def test_a_price_jump_is_held_back_until_the_next_tick_confirms_it(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    before = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+
+    simulator.jump("BTCUSDT", 2.0)  # +100 %, far past MAX_PRICE_JUMP_RATIO (25 %)
+    tick(deps)
+    held = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    assert held == before  # not served yet
+    assert deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
+    assert stats(deps)["priceJumpsHeld"] == "1"
+
+    tick(deps)  # the next tick sees the same level: confirmed
+    confirmed = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    assert confirmed == pytest.approx(2 * before, rel=0.05)
+    assert not deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
+
+
+def test_a_one_tick_glitch_never_reaches_users(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    before = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
+
+    simulator.jump("ETHUSDT", 0.3)
+    tick(deps)  # held
+    simulator.jump("ETHUSDT", 1 / 0.3)
+    tick(deps)  # back near the last good price: accepted, the glitch dropped
+
+    after = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
+    assert after == pytest.approx(before, rel=0.05)
+    assert not deps.redis.hexists(cache.HELD_PRICES, "ETH/USDT")

@@ -29,6 +29,7 @@ from fetcher.binance import (
     ticker_weight,
 )
 from fetcher.binance import parse_ticker as parse_binance_ticker
+from fetcher.jumps import judge_jumps
 from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store
 from market_data.models import PairRecord, Ticker, now_ms
@@ -99,6 +100,7 @@ class TickResult:
     errors: list[ExchangeError] = field(default_factory=list)
     requests: int = 0
     rate_limited: RateLimitedError | None = None
+    held: dict[str, float] = field(default_factory=dict)  # jumped prices not written this tick
     paused: dict[str, Any] | None = None  # a self-imposed pause (the weight budget), kept like a ban
     lkg_written: int = 0
 
@@ -330,6 +332,8 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     for pair in pairs:
         if status[pair] == "suspended":
             result.missing[pair] = f"suspended: {reasons[pair]}"
+    if slot.cache_ok:
+        hold_back_jumps(deps, result)
 
     finished_at = now_ms()
     if result.paused is not None:
@@ -371,6 +375,21 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     return result
 
 
+def hold_back_jumps(deps: FetcherDeps, result: TickResult) -> None:
+    """Drop from this tick's writes any price that jumped past MAX_PRICE_JUMP_RATIO from the last
+    good one, unless it confirms the price held last tick; the held ones wait in the cache."""
+    try:
+        last_good, unconfirmed = cache.read_previous(deps.redis, list(result.tickers))
+    except cache.CACHE_ERRORS:
+        return  # nothing to compare with: the write below will fail the same way
+    prices = {pair: ticker.price for pair, ticker in result.tickers.items()}
+    verdicts = judge_jumps(prices, last_good, unconfirmed, ratio=deps.settings.max_price_jump_ratio)
+    for pair, price in verdicts.held.items():
+        del result.tickers[pair]
+        logger.warning("price jump held back", pair=pair, price=price, last_good=last_good.get(pair))
+    result.held = verdicts.held
+
+
 def remember_ban(deps: FetcherDeps, ban: dict[str, Any], now: int) -> None:
     """Keep a ban in this container, in the cache (for every invocation) and in DynamoDB (for when
     the cache is lost): whichever of them survives, no request leaves before it ends."""
@@ -409,8 +428,10 @@ def _write_cache(
                 "fetchSuccesses": 0 if result.errors else 1,
                 "fetchErrors": 1 if result.errors else 0,
                 "invalidTickers": len(result.invalid),
+                "priceJumpsHeld": len(result.held),
             },
             fields=fields,
+            held=result.held,
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )

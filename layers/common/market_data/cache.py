@@ -8,7 +8,7 @@ read is one round trip whatever the number of pairs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,13 +26,14 @@ STALE_COPIES = f"{TAG}:last"  # HASH pair -> newest ticker JSON, long-lived (the
 STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
 HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
 BAN = f"{TAG}:ban"  # JSON {until, status, reason}: no exchange call before `until`
+HELD_PRICES = f"{TAG}:held"  # HASH pair -> a jumped price waiting for the next tick to confirm it
 LKG_WRITTEN = f"{TAG}:lkg-written"  # HASH pair -> ms of the last DynamoDB last-known-good write
 
 # The stale copy outlives any outage worth serving through; after a week a price is history.
 STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 # Heartbeats expire on their own so a dead fetcher leaves no "running" trace behind.
 HEARTBEAT_TTL_MS = 10 * 60_000
-STATS_COUNTERS = ("fetchAttempts", "fetchSuccesses", "fetchErrors", "invalidTickers")
+STATS_COUNTERS = ("fetchAttempts", "fetchSuccesses", "fetchErrors", "invalidTickers", "priceJumpsHeld")
 # What an unreachable or failing cache raises: the cluster client reports a dead cluster with an
 # exception outside RedisError's family.
 CACHE_ERRORS = (RedisError, RedisClusterException)
@@ -204,6 +205,22 @@ class TickWrite:
     counters: dict[str, int]  # increments of STATS_COUNTERS
     fields: dict[str, str]  # other STATS fields, replaced
     suspended: Sequence[str] = ()  # listed pairs served only from their last copy
+    held: dict[str, float] = field(default_factory=dict)  # jumped prices waiting for confirmation
+
+
+def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Last good prices and held (unconfirmed) prices of ``pairs``, in one round trip."""
+    if not pairs:
+        return {}, {}
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(STALE_COPIES, list(pairs))
+    pipe.hmget(HELD_PRICES, list(pairs))
+    copies, held = pipe.execute()
+    last_good = {
+        pair: float(orjson.loads(raw)["price"]) for pair, raw in zip(pairs, copies, strict=True) if raw
+    }
+    unconfirmed = {pair: float(raw) for pair, raw in zip(pairs, held, strict=True) if raw}
+    return last_good, unconfirmed
 
 
 def record_lkg_writes(client: Redis, written: dict[str, int]) -> None:
@@ -222,6 +239,10 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
         pipe.hset(STALE_COPIES, mapping=write.tickers)
     pipe.pexpire(STALE_COPIES, STALE_COPY_TTL_MS)
     unlisted = list(write.unlisted_copies)
+    if write.tickers:
+        pipe.hdel(HELD_PRICES, *write.tickers)  # written prices need no confirmation any more
+    if write.held:
+        pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
     if unlisted:
         pipe.hdel(STALE_COPIES, *unlisted)
         pipe.hdel(LKG_WRITTEN, *unlisted)

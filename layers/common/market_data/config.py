@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     exchange_read_timeout_s: float = Field(3.0, gt=0, le=30)
     binance_api_base_url: str = "https://api.binance.com"
 
+    max_price_jump_ratio: float = Field(0.25, gt=0, le=10)
+
     # --- durable copy ---
     last_known_good_write_interval_ms: int = Field(60_000, gt=0)
     trading_pairs: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")
