@@ -374,3 +374,41 @@ def test_a_one_tick_glitch_never_reaches_users(
     after = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
     assert after == pytest.approx(before, rel=0.05)
     assert not deps.redis.hexists(cache.HELD_PRICES, "ETH/USDT")
+
+
+def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    import json
+
+    from local_stack.lambda_context import LocalLambdaContext
+    from prices_api.handler import lambda_handler as prices_handler
+    from tests.support import load_event
+
+    deps = make_deps()
+    tick(deps)
+    simulator.set_fault("server_error", path=TICKER, status=503)
+
+    for _ in range(3):  # three failed ticks open it
+        tick(deps)
+    circuit = deps.redis.hgetall(cache.CIRCUIT)
+    assert circuit[b"state"] == b"open"
+    simulator.reset_requests()
+
+    summary = tick(deps)  # within the backoff: no request at all, a heartbeat that says why
+    assert summary.paused == 1 and simulator.requests == []
+    health = json.loads(prices_handler(load_event("health_get.json"), LocalLambdaContext("p", 6))["body"])
+    assert health["fetcher"]["circuitState"] == "open" and "circuit open" in health["fetcher"]["pauseReason"]
+
+    # A failed probe doubles the backoff (with jitter); a good one closes the circuit
+    deps.redis.hset(cache.CIRCUIT, "retryAt", "0")
+    first_wait = int(circuit[b"retryAt"]) - now_ms()
+    tick(deps)  # the probe: still failing
+    assert len(simulator.requests) == 1
+    reopened = deps.redis.hgetall(cache.CIRCUIT)
+    assert reopened[b"opens"] == b"2" and int(reopened[b"retryAt"]) - now_ms() > first_wait / 2
+    simulator.clear_faults()
+    deps.redis.hset(cache.CIRCUIT, "retryAt", "0")
+    tick(deps)
+    assert deps.redis.hgetall(cache.CIRCUIT)[b"state"] == b"closed"
+    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fetcher.circuit import Circuit
 from fetcher.tick import FetcherDeps, run_tick
 from market_data import cache, store
 from market_data.models import now_ms
@@ -101,6 +102,19 @@ def run_slot(
             # Paused is not dead: the heartbeat says why, and no exchange call is made.
             summary.paused += 1
             heartbeat.update(pausedUntil=ban["until"], pauseReason=_pause_reason(ban))
+            if start.cache_ok:
+                cache.write_heartbeat(deps.redis, heartbeat)
+            else:
+                store.put_heartbeat(deps.table, heartbeat)
+            return
+        circuit = Circuit.from_fields(start.circuit) if start.cache_ok else deps.circuit
+        if not circuit.allows(now):
+            summary.paused += 1
+            reason = (
+                f"circuit open after {circuit.failures} failed ticks; "
+                f"next probe in {(circuit.retry_at - now) / 1000:.1f} s"
+            )
+            heartbeat.update(pausedUntil=circuit.retry_at, pauseReason=reason)
             if start.cache_ok:
                 cache.write_heartbeat(deps.redis, heartbeat)
             else:

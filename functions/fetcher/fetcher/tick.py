@@ -7,6 +7,7 @@ redis-server, moto and the exchange simulator.
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from fetcher.binance import (
     ticker_weight,
 )
 from fetcher.binance import parse_ticker as parse_binance_ticker
+from fetcher.circuit import Circuit
 from fetcher.jumps import judge_jumps
 from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store
@@ -90,6 +92,8 @@ class FetcherDeps:
     registry: list[PairRecord] | None = None  # the last registry read, used while DynamoDB fails
     ban: dict[str, Any] | None = None  # the last rate-limit ban seen by this container
     lkg_written: dict[str, int] = field(default_factory=dict)  # used while the cache is lost
+    circuit: Circuit = field(default_factory=Circuit)  # the breaker as this container last saw it
+    rng: random.Random = field(default_factory=random.Random)  # backoff jitter
 
 
 @dataclass
@@ -363,6 +367,17 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     fields["exchangeAdvice"] = RESTRICTED_LOCATION_ADVICE if restricted else ""
     # The cache first (freshness is what readers wait for), then the durable copy, which must
     # not depend on the cache write succeeding: it is what readers need when the cache fails.
+    # The breaker counts ticks that fetched nothing because the exchange failed (bans and our own
+    # pauses are handled apart): it opens after a few, and backs off while probes fail.
+    failed = not result.tickers and bool(result.errors) and result.rate_limited is None
+    previous = Circuit.from_fields(slot.circuit) if slot.cache_ok else deps.circuit
+    deps.circuit = previous.after_tick(
+        failed=failed, now=finished_at, interval_ms=settings.fetch_interval_ms, rng=deps.rng
+    )
+    if deps.circuit.state == "open" and previous.state != "open":
+        logger.warning(
+            "exchange circuit opened", failures=deps.circuit.failures, retry_at=deps.circuit.retry_at
+        )
     if slot.cache_ok:
         try:
             _write_cache(deps, result, pairs, status, slot, fields)
@@ -432,6 +447,7 @@ def _write_cache(
             },
             fields=fields,
             held=result.held,
+            circuit=deps.circuit.as_fields(),
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )

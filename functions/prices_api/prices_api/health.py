@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import orjson
 
 from market_data import cache
@@ -79,6 +81,7 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             listedPairs=sorted(record.listed),
             missingPairs=orjson.loads(raw["missingPairs"]) if raw.get("missingPairs") else {},
             invalidTickers=_int(raw.get("invalidTickers")) or 0,
+            circuitState=_circuit_state(record.circuit, now),
             advice=advice,
         ),
     )
@@ -119,6 +122,13 @@ def _health(stats: FetcherStats, is_running: bool, now: int | None, settings: Se
         else None,
         lastErrorMessage=stats.lastError,
     )
+
+
+def _circuit_state(fields: dict[str, str], now: int) -> Literal["closed", "open", "half_open"]:
+    """An open circuit whose backoff has passed lets the next tick probe: it is half-open."""
+    if fields.get("state") != "open":
+        return "closed"
+    return "half_open" if now >= (_int(fields.get("retryAt")) or 0) else "open"
 
 
 def _int(value: object) -> int | None:

@@ -26,6 +26,7 @@ STALE_COPIES = f"{TAG}:last"  # HASH pair -> newest ticker JSON, long-lived (the
 STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
 HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
 BAN = f"{TAG}:ban"  # JSON {until, status, reason}: no exchange call before `until`
+CIRCUIT = f"{TAG}:circuit"  # HASH: the exchange circuit breaker (state, failures, opens, retryAt)
 HELD_PRICES = f"{TAG}:held"  # HASH pair -> a jumped price waiting for the next tick to confirm it
 LKG_WRITTEN = f"{TAG}:lkg-written"  # HASH pair -> ms of the last DynamoDB last-known-good write
 
@@ -132,6 +133,7 @@ class FetcherRecord:
     heartbeat: dict[str, Any] | None
     ban: dict[str, Any] | None
     listed: frozenset[str]
+    circuit: dict[str, str] = field(default_factory=dict)
 
 
 def read_fetcher_record(client: Redis) -> FetcherRecord:
@@ -141,12 +143,14 @@ def read_fetcher_record(client: Redis) -> FetcherRecord:
     pipe.get(HEARTBEAT)
     pipe.get(BAN)
     pipe.smembers(LISTED_PAIRS)
-    stats, heartbeat, ban, members = pipe.execute()
+    pipe.hgetall(CIRCUIT)
+    stats, heartbeat, ban, members, circuit = pipe.execute()
     return FetcherRecord(
         stats={key.decode(): value.decode() for key, value in stats.items()},
         heartbeat=orjson.loads(heartbeat) if heartbeat else None,
         ban=orjson.loads(ban) if ban else None,
         listed=frozenset(member.decode() for member in members),
+        circuit={key.decode(): value.decode() for key, value in circuit.items()},
     )
 
 
@@ -162,6 +166,7 @@ class SlotStart:
     cached_pairs: frozenset[str]  # pairs that have a stale copy (to drop the unlisted ones)
     lkg_written: dict[str, int]  # pair -> ms of its last DynamoDB write
     cache_ok: bool = True  # False: the cache is unreachable and DynamoDB coordinates this slot
+    circuit: dict[str, str] = field(default_factory=dict)  # the breaker's stored fields
 
 
 def open_slot(
@@ -178,12 +183,14 @@ def open_slot(
     pipe.get(BAN)
     pipe.hkeys(STALE_COPIES)
     pipe.hgetall(LKG_WRITTEN)
-    _, claimed, ban, cached, written = pipe.execute()
+    pipe.hgetall(CIRCUIT)
+    _, claimed, ban, cached, written, circuit = pipe.execute()
     return SlotStart(
         claimed=bool(claimed),
         ban=orjson.loads(ban) if ban else None,
         cached_pairs=frozenset(key.decode() for key in cached),
         lkg_written={key.decode(): int(value) for key, value in written.items()},
+        circuit={key.decode(): value.decode() for key, value in circuit.items()},
     )
 
 
@@ -206,6 +213,7 @@ class TickWrite:
     fields: dict[str, str]  # other STATS fields, replaced
     suspended: Sequence[str] = ()  # listed pairs served only from their last copy
     held: dict[str, float] = field(default_factory=dict)  # jumped prices waiting for confirmation
+    circuit: dict[str, str] = field(default_factory=dict)  # the breaker's fields after this tick
 
 
 def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -241,6 +249,8 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
     unlisted = list(write.unlisted_copies)
     if write.tickers:
         pipe.hdel(HELD_PRICES, *write.tickers)  # written prices need no confirmation any more
+    if write.circuit:
+        pipe.hset(CIRCUIT, mapping=write.circuit)
     if write.held:
         pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
     if unlisted:

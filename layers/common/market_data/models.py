@@ -130,6 +130,7 @@ class FetcherStatus(BaseModel):
     lastHeartbeat: int | None = None
     pausedUntil: int | None = None
     pauseReason: str | None = None
+    circuitState: Literal["closed", "open", "half_open"] = "closed"
     usedWeight: int | None = None
     listedPairs: list[str] = []
     missingPairs: dict[str, str] = Field(default_factory=dict, description="pair -> why it is not served")
