@@ -71,7 +71,9 @@ class SymbolDirectory:
             else:
                 if now - self.fetched_at >= self.refresh_ms:
                     self.rejected.clear()
-                self.fetched_at, self.refresh_due = now, False
+                # When the listing was actually read (not when the tick began): a submission made
+                # while this tick started is then judged on this read, not one tick later.
+                self.fetched_at, self.refresh_due = now_ms(), False
         return self.info
 
     def reject(self, symbol: str, now: int) -> None:
