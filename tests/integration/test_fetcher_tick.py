@@ -138,6 +138,8 @@ def test_invalid_tickers_are_dropped_and_counted_and_the_last_good_value_stays(
         assert deps.redis.get(cache.fresh_key("ETH/USDT")) is not None  # the other pair is unaffected
 
     assert stats(deps)["invalidTickers"] == "4"
+    # counted by what was wrong: three bad prices, one high below low (the whole ticker)
+    assert (stats(deps)["invalid:price"], stats(deps)["invalid:ticker"]) == ("3", "1")
     assert "invalid ticker" in orjson.loads(stats(deps)["missingPairs"])["BTC/USDT"]
 
 
@@ -412,3 +414,29 @@ def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
     tick(deps)
     assert deps.redis.hgetall(cache.CIRCUIT)[b"state"] == b"closed"
     assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ("invalid_json", "bad_body"),
+        ("truncated", "bad_body"),
+        ("server_error", "http_5xx"),
+        ("timeout", "timeout"),
+    ],
+)
+def test_bad_exchange_answers_write_nothing_are_counted_by_kind_and_the_last_good_stays(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, fault: str, kind: str
+) -> None:
+    deps = make_deps(EXCHANGE_READ_TIMEOUT_S="0.5")
+    tick(deps)
+    good = deps.redis.hget(cache.STALE_COPIES, "BTC/USDT")
+    deps.redis.delete(cache.fresh_key("BTC/USDT"))
+    simulator.set_fault(fault, path=TICKER, count=1, seconds=3)
+
+    tick(deps)
+
+    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is None  # nothing new written
+    assert deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == good  # the last good value is served
+    assert stats(deps)[f"errors:{kind}"] == "1"
+    assert orjson.loads(stats(deps)["missingPairs"])["BTC/USDT"] == f"exchange error: {kind}"

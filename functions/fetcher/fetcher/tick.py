@@ -10,6 +10,7 @@ import contextlib
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -407,6 +408,14 @@ def hold_back_jumps(deps: FetcherDeps, result: TickResult) -> None:
     result.held = verdicts.held
 
 
+def counts_by_kind(result: TickResult) -> dict[str, int]:
+    """Stats counters per error kind (timeout, http_5xx, bad_body, ...) and per rejected ticker
+    field (price, high24h, malformed, ...), so operators see what goes wrong, not only how often."""
+    counts: Counter[str] = Counter(f"errors:{error.kind}" for error in result.errors)
+    counts.update(f"invalid:{reason.split(':', 1)[0]}" for reason in result.invalid.values())
+    return dict(counts)
+
+
 def remember_ban(deps: FetcherDeps, ban: dict[str, Any], now: int) -> None:
     """Keep a ban in this container, in the cache (for every invocation) and in DynamoDB (for when
     the cache is lost): whichever of them survives, no request leaves before it ends."""
@@ -446,6 +455,7 @@ def _write_cache(
                 "fetchErrors": 1 if result.errors else 0,
                 "invalidTickers": len(result.invalid),
                 "priceJumpsHeld": len(result.held),
+                **counts_by_kind(result),
             },
             fields=fields,
             held=result.held,

@@ -82,6 +82,8 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             missingPairs=orjson.loads(raw["missingPairs"]) if raw.get("missingPairs") else {},
             invalidTickers=_int(raw.get("invalidTickers")) or 0,
             circuitState=_circuit_state(record.circuit, now),
+            errorsByKind=_by_prefix(raw, "errors:"),
+            invalidByKind=_by_prefix(raw, "invalid:"),
             advice=advice,
         ),
     )
@@ -129,6 +131,10 @@ def _circuit_state(fields: dict[str, str], now: int) -> Literal["closed", "open"
     if fields.get("state") != "open":
         return "closed"
     return "half_open" if now >= (_int(fields.get("retryAt")) or 0) else "open"
+
+
+def _by_prefix(stats: dict[str, str], prefix: str) -> dict[str, int]:
+    return {name[len(prefix) :]: int(value) for name, value in stats.items() if name.startswith(prefix)}
 
 
 def _int(value: object) -> int | None:

@@ -135,6 +135,12 @@ class FetcherStatus(BaseModel):
     listedPairs: list[str] = []
     missingPairs: dict[str, str] = Field(default_factory=dict, description="pair -> why it is not served")
     invalidTickers: int = 0
+    errorsByKind: dict[str, int] = Field(
+        default_factory=dict, description="exchange errors since start, by kind"
+    )
+    invalidByKind: dict[str, int] = Field(
+        default_factory=dict, description="dropped tickers, by the field at fault"
+    )
     advice: str | None = Field(None, description="What an operator can do about the current exchange error")
 
 
