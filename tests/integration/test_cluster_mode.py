@@ -62,3 +62,26 @@ def test_an_unreachable_cluster_is_a_fallback_not_a_500(
     health = lambda_handler(load_event("health_get.json"), context)
     body = json.loads(health["body"])
     assert (health["statusCode"], body["status"], body["fetcher"]["isRunning"]) == (200, "degraded", True)
+
+
+def test_fetcher_and_api_over_tls(
+    fetcher_env: dict[str, str], redis_tls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from market_data.config import get_settings
+
+    url, ca_file = redis_tls
+    monkeypatch.setenv("REDIS_URL", url)  # rediss:// = TLS, as on ElastiCache Serverless
+    monkeypatch.setenv("REDIS_TLS_CA_FILE", ca_file)
+    get_settings.cache_clear()
+    cache.reset_client()
+    store.reset_table()
+    deps = build_deps(load_settings())
+    deps.redis.flushall()
+    summary = LoopSummary()
+
+    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "tls-test", summary)
+
+    assert summary.ticks == 1 and summary.failed == 0
+    prices = lambda_handler(load_event("prices_get.json"), LocalLambdaContext("prices", 6))
+    assert prices["statusCode"] == 200
+    assert {entry["source"] for entry in json.loads(prices["body"]).values()} == {"cache"}

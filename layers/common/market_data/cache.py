@@ -63,6 +63,8 @@ def get_client(settings: Settings) -> Redis:
             "socket_timeout": settings.redis_timeout_s,
             "socket_connect_timeout": settings.redis_timeout_s,
         }
+        if settings.redis_tls_ca_file:
+            options["ssl_ca_certs"] = settings.redis_tls_ca_file
         if settings.redis_cluster:
             from redis.cluster import RedisCluster
 

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     redis_url: str
     redis_cluster: bool = False
     redis_timeout_s: float = Field(1.0, gt=0, le=10)
+    # A CA bundle for a cache whose TLS certificate is not publicly trusted (a local TLS server);
+    # ElastiCache's certificates verify against the system's CAs and need none.
+    redis_tls_ca_file: str | None = None
     market_data_table_name: str = Field(min_length=3)
     dynamodb_endpoint_url: str | None = None
 
