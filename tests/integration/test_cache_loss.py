@@ -96,3 +96,31 @@ def _cache_back(redis_server: RedisServer) -> object:
     yield None
     if redis_server.process is None:
         redis_server.start()
+
+
+def test_dynamodb_failing_keeps_the_cache_fresh_counts_errors_and_never_crash_loops(
+    make_deps: Callable[..., FetcherDeps], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from botocore.config import Config
+
+    from local_stack.servers import free_port
+
+    deps = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
+    tick(deps)  # the registry is read once
+    # DynamoDB goes away (errors on every call, after the client's bounded retries)
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = Config(connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 2, "mode": "standard"})
+    deps.table = boto3.resource("dynamodb", endpoint_url=dead, config=config).Table(
+        deps.settings.market_data_table_name
+    )
+    deps.redis.delete(cache.fresh_key("BTC/USDT"))
+
+    summaries = [tick(deps) for _ in range(3)]
+    time.sleep(2.1)  # last known good is due again
+    summaries.append(tick(deps))
+
+    assert all(s.failed == 0 and s.ticks == 1 for s in summaries)
+    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None  # prices stay fresh
+    counted = int(deps.redis.hget(cache.STATS, "errors:dynamodb") or 0)
+    assert counted >= 3  # registry reads (each tick) and the last known good write

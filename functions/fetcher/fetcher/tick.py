@@ -96,6 +96,7 @@ class FetcherDeps:
     ban: dict[str, Any] | None = None  # the last rate-limit ban seen by this container
     lkg_written: dict[str, int] = field(default_factory=dict)  # used while the cache is lost
     circuit: Circuit = field(default_factory=Circuit)  # the breaker as this container last saw it
+    store_errors: int = 0  # DynamoDB failures not yet counted in the stats
     rng: random.Random = field(default_factory=random.Random)  # backoff jitter
 
 
@@ -130,6 +131,7 @@ def read_registry(deps: FetcherDeps, now: int) -> list[PairRecord]:
         if deps.registry is None:
             raise
         logger.warning("pair registry unreadable; using the last one read", error=type(exc).__name__)
+        deps.store_errors += 1
         return deps.registry
     deps.registry = sorted(registry, key=lambda record: record.pair)
     return deps.registry
@@ -390,6 +392,7 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
     except Exception:
         logger.exception("last known good write failed; retried when next due")
+        deps.store_errors += 1  # counted with the next tick's stats
     return result
 
 
@@ -442,6 +445,7 @@ def _write_cache(
     slot: cache.SlotStart,
     fields: dict[str, str],
 ) -> None:
+    """The tick's one MULTI/EXEC; DynamoDB errors seen since the last one are counted in it."""
     cache.write_tick(
         deps.redis,
         cache.TickWrite(
@@ -456,6 +460,7 @@ def _write_cache(
                 "invalidTickers": len(result.invalid),
                 "priceJumpsHeld": len(result.held),
                 **counts_by_kind(result),
+                "errors:dynamodb": deps.store_errors,
             },
             fields=fields,
             held=result.held,
@@ -463,6 +468,7 @@ def _write_cache(
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )
+    deps.store_errors = 0
 
 
 def apply_transitions(deps: FetcherDeps, transitions: list[Transition], now: int) -> list[Transition]:
