@@ -73,7 +73,7 @@ SERVER_ERRORS = {  # Binance answers 500/503 itself; 502/504 come from its CDN a
 CDN_PAGE = (
     "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr>CloudFront</body></html>"
 )
-RESPONSE_FAULTS = {"rate_limit", "ban", "restricted", "server_error", "invalid_json", "truncated"}
+RESPONSE_FAULTS = {"rate_limit", "ban", "restricted", "server_error", "invalid_json", "truncated", "partial"}
 DELAY_FAULTS = {"latency", "timeout"}
 BAD_TICKER_KINDS = {"zero", "negative", "nan", "high_below_low"}
 
@@ -518,9 +518,12 @@ class BinanceSimulator:
             return Reply(fault.status, CDN_PAGE.format(f"{fault.status} ERROR").encode(), "text/html")
         if fault.kind == "invalid_json":
             return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
-        route = self._routes.get(path)  # truncated: the real answer cut mid-JSON, Content-Length matching
+        route = self._routes.get(path)
         body = route[1](params, names, error, now).body if route else json.dumps(NOT_FOUND).encode()
-        return Reply(200, body[: len(body) // 2])
+        if fault.kind == "partial":  # valid JSON, but a list answer lacks its last element
+            answer = json.loads(body)
+            return Reply(200, json.dumps(answer[:-1] if isinstance(answer, list) else answer).encode())
+        return Reply(200, body[: len(body) // 2])  # truncated: cut mid-JSON, Content-Length matching
 
     def _used_at(self, now: float) -> int:
         window = math.floor(now / self.weight_window_s)  # wall-clock minutes, as Binance counts

@@ -440,3 +440,18 @@ def test_bad_exchange_answers_write_nothing_are_counted_by_kind_and_the_last_goo
     assert deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == good  # the last good value is served
     assert stats(deps)[f"errors:{kind}"] == "1"
     assert orjson.loads(stats(deps)["missingPairs"])["BTC/USDT"] == f"exchange error: {kind}"
+
+
+def test_a_partial_answer_serves_what_came_and_names_what_did_not(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+) -> None:
+    deps = make_deps()
+    tick(deps)
+    deps.redis.delete(cache.fresh_key("BTC/USDT"), cache.fresh_key("ETH/USDT"))
+    simulator.set_fault("partial", path=TICKER, count=1)  # the answer lacks ETHUSDT
+
+    tick(deps)
+
+    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+    assert deps.redis.get(cache.fresh_key("ETH/USDT")) is None
+    assert orjson.loads(stats(deps)["missingPairs"])["ETH/USDT"] == "absent from the exchange's answer"
