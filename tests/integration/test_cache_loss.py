@@ -124,3 +124,57 @@ def test_dynamodb_failing_keeps_the_cache_fresh_counts_errors_and_never_crash_lo
     assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None  # prices stay fresh
     counted = int(deps.redis.hget(cache.STATS, "errors:dynamodb") or 0)
     assert counted >= 3  # registry reads (each tick) and the last known good write
+
+
+def test_dynamodb_throttling_is_retried_within_bounds_and_the_cache_stays_fresh(
+    make_deps: Callable[..., FetcherDeps],
+) -> None:
+    """DynamoDB answering every call with its throttling error, over HTTP as DynamoDB sends it."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from market_data.store import get_table, reset_table
+
+    calls: list[str] = []
+
+    class Throttling(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            calls.append(self.headers.get("X-Amz-Target", ""))
+            body = (
+                b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
+                b'"message":"The level of configured provisioned throughput for the table was exceeded."}'
+            )
+            self.send_response(400)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("x-amzn-ErrorType", "ProvisionedThroughputExceededException")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        deps = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
+        tick(deps)
+        reset_table()
+        # The production client (its own timeouts and retry bounds), pointed at the throttling endpoint
+        settings = deps.settings.model_copy(
+            update={"dynamodb_endpoint_url": f"http://127.0.0.1:{server.server_port}"}
+        )
+        deps.table = get_table(settings)
+        deps.redis.delete(cache.fresh_key("BTC/USDT"))
+
+        summary = tick(deps)
+
+        assert summary.failed == 0 and summary.ticks == 1
+        assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+        queries = [target for target in calls if target.endswith("Query")]
+        assert len(queries) == 2  # retried once: the client's bound of two attempts
+        assert int(deps.redis.hget(cache.STATS, "errors:dynamodb") or 0) >= 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        reset_table()

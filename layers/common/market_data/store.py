@@ -41,7 +41,11 @@ def get_table(settings: Settings) -> Any:
         import boto3
         from botocore.config import Config
 
-        config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 3, "mode": "standard"})
+        # Two attempts at most: a throttled or failing table must not hold a tick (or a request on
+        # the cache-loss path) for seconds of backoff; callers fall back and retry next time.
+        config = Config(
+            connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2, "mode": "standard"}
+        )
         resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url, config=config)
         _table = resource.Table(settings.market_data_table_name)
     return _table
