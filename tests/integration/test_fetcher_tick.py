@@ -194,6 +194,8 @@ def test_after_429_no_exchange_call_until_retry_after_has_passed(
     summary = tick(deps)  # inside the window: paused, heartbeat says why, no request
     assert summary.paused == 1
     assert len(simulator.requests) == 1
+    assert tick(make_deps()).paused == 1  # another invocation (no memory of it) honours it too
+    assert len(simulator.requests) == 1
     heartbeat = orjson.loads(deps.redis.get(cache.HEARTBEAT))
     assert "429" in heartbeat["pauseReason"]
 
