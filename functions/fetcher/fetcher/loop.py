@@ -98,23 +98,20 @@ def run_slot(
         # A ban is honoured from the cache (shared by every invocation) and from this container's
         # memory, so a cache write that failed cannot make us forget it.
         ban = max((b for b in (start.ban, deps.ban) if b), key=lambda b: int(b.get("until", 0)), default=None)
-        if ban and int(ban.get("until", 0)) > now:
-            # Paused is not dead: the heartbeat says why, and no exchange call is made.
-            summary.paused += 1
-            heartbeat.update(pausedUntil=ban["until"], pauseReason=_pause_reason(ban))
-            if start.cache_ok:
-                cache.write_heartbeat(deps.redis, heartbeat)
-            else:
-                store.put_heartbeat(deps.table, heartbeat)
-            return
         circuit = Circuit.from_fields(start.circuit) if start.cache_ok else deps.circuit
-        if not circuit.allows(now):
-            summary.paused += 1
-            reason = (
-                f"circuit open after {circuit.failures} failed ticks; "
-                f"next probe in {(circuit.retry_at - now) / 1000:.1f} s"
+        pause: tuple[int, str] | None = None
+        if ban and int(ban.get("until", 0)) > now:
+            pause = int(ban["until"]), _pause_reason(ban)
+        elif not circuit.allows(now):
+            wait_s = (circuit.retry_at - now) / 1000
+            pause = (
+                circuit.retry_at,
+                f"circuit open after {circuit.failures} failed ticks; next probe in {wait_s:.1f} s",
             )
-            heartbeat.update(pausedUntil=circuit.retry_at, pauseReason=reason)
+        if pause is not None:
+            # Paused is not dead: the heartbeat says why and until when, and no exchange call is made.
+            summary.paused += 1
+            heartbeat.update(pausedUntil=pause[0], pauseReason=pause[1])
             if start.cache_ok:
                 cache.write_heartbeat(deps.redis, heartbeat)
             else:
