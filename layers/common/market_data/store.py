@@ -195,15 +195,43 @@ def change_status(
     """Move ``pair`` to status ``to`` if its current status is one of ``allowed_from``.
 
     The condition makes the change safe against a concurrent one (an admin revoke while the
-    fetcher verifies); the pending counter moves in the same transaction.
+    fetcher verifies); the pending counter moves in the same transaction. A change that lost such
+    a race is tried again on the new status when that one is allowed too (revoking a pair the
+    fetcher has just activated is still a revoke), and refused otherwise.
     """
-    current = get_record(table, pair)
-    if current is None:
-        raise KeyError(pair)
     allowed = list(allowed_from)
-    if current.status not in allowed:
-        raise StatusConflictError(f"{pair} is {current.status}, not {' or '.join(allowed)}")
-    names = {"#s": "status"}
+    for _attempt in range(3):
+        current = get_record(table, pair)
+        if current is None:
+            raise KeyError(pair)
+        if current.status not in allowed:
+            raise StatusConflictError(f"{pair} is {current.status}, not {' or '.join(allowed)}")
+        try:
+            _transact(
+                table, _status_actions(current, to, reason, now_ms, exchange, symbol, verified, max_pending)
+            )
+        except _Cancelled as cancelled:
+            if cancelled.reasons[0] == "ConditionalCheckFailed":
+                continue  # changed meanwhile: look again
+            if len(cancelled.reasons) > 1 and cancelled.reasons[1] == "ConditionalCheckFailed":
+                raise PendingCapReachedError(pair) from None
+            raise
+        record = get_record(table, pair)
+        assert record is not None
+        return record
+    raise StatusConflictError(f"{pair} kept changing meanwhile; try again")
+
+
+def _status_actions(
+    current: PairRecord,
+    to: str,
+    reason: str,
+    now_ms: int,
+    exchange: str | None,
+    symbol: str | None,
+    verified: bool,
+    max_pending: int | None,
+) -> list[dict[str, Any]]:
     values: dict[str, Any] = {
         ":to": to, ":reason": reason, ":from": current.status,
         ":change": {"from": current.status, "to": to, "at": now_ms, "reason": reason},
@@ -218,10 +246,10 @@ def change_status(
     actions: list[dict[str, Any]] = [
         {
             "Update": {
-                "Key": {"pk": REGISTRY_PK, "sk": pair},
+                "Key": {"pk": REGISTRY_PK, "sk": current.pair},
                 "UpdateExpression": update,
                 "ConditionExpression": "#s = :from",
-                "ExpressionAttributeNames": names,
+                "ExpressionAttributeNames": {"#s": "status"},
                 "ExpressionAttributeValues": values,
             }
         }
@@ -230,17 +258,7 @@ def change_status(
         actions.append(_pending_delta(-1, None))
     elif current.status != PENDING and to == PENDING:
         actions.append(_pending_delta(+1, max_pending))
-    try:
-        _transact(table, actions)
-    except _Cancelled as cancelled:
-        if cancelled.reasons[0] == "ConditionalCheckFailed":
-            raise StatusConflictError(f"{pair} changed meanwhile") from None
-        if len(cancelled.reasons) > 1 and cancelled.reasons[1] == "ConditionalCheckFailed":
-            raise PendingCapReachedError(pair) from None
-        raise
-    record = get_record(table, pair)
-    assert record is not None
-    return record
+    return actions
 
 
 def _pending_delta(delta: int, cap: int | None) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""A status change that loses a race is retried on the new status when that one allows it."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from market_data import store
+from market_data.models import now_ms
+
+
+@pytest.fixture
+def table(service_env: dict[str, str]) -> object:
+    return boto3.resource("dynamodb", endpoint_url=service_env["DYNAMODB_ENDPOINT_URL"]).Table(
+        service_env["MARKET_DATA_TABLE_NAME"]
+    )
+
+
+def test_a_revoke_racing_the_fetchers_activation_still_revokes(
+    table: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pending pair that the admin reads as pending, while the fetcher activates it
+    store.create_submission(table, "ADA/USDT", now_ms=now_ms(), max_pending=100)
+    stale = store.get_record(table, "ADA/USDT")
+    store.change_status(
+        table, "ADA/USDT", to="active", reason="verified", now_ms=now_ms(), allowed_from=["pending"]
+    )
+    real_get = store.get_record
+    reads = iter([stale])
+    monkeypatch.setattr(store, "get_record", lambda t, p: next(reads, None) or real_get(t, p))
+
+    # When the admin's revoke (allowed from any status but revoked) lands on the changed record
+    record = store.change_status(
+        table, "ADA/USDT", to="revoked", reason="revoked by an operator", now_ms=now_ms(),
+        allowed_from=["pending", "active", "rejected", "suspended"],
+    )  # fmt: skip
+
+    # Then it is revoked, from active, and the pending count stays right
+    assert record.status == "revoked" and record.lastStatusChange is not None
+    assert record.lastStatusChange.from_status == "active"
+    counter = table.get_item(Key={"pk": store.COUNTER_PK, "sk": store.PENDING})["Item"]  # type: ignore[attr-defined]
+    assert int(counter["count"]) == 0
+
+
+def test_a_change_the_new_status_does_not_allow_is_refused(
+    table: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create_submission(table, "ADA/USDT", now_ms=now_ms(), max_pending=100)
+    stale = store.get_record(table, "ADA/USDT")
+    store.change_status(
+        table, "ADA/USDT", to="rejected", reason="not listed", now_ms=now_ms(), allowed_from=["pending"]
+    )
+    real_get = store.get_record
+    reads = iter([stale])
+    monkeypatch.setattr(store, "get_record", lambda t, p: next(reads, None) or real_get(t, p))
+
+    with pytest.raises(store.StatusConflictError, match="rejected"):
+        store.change_status(
+            table, "ADA/USDT", to="active", reason="x", now_ms=now_ms(), allowed_from=["pending"]
+        )
