@@ -217,7 +217,13 @@ def test_a_submitted_pair_is_verified_and_served_and_an_unlisted_one_rejected(de
         ) from None
     sol = demo.get("/api/market-data/whitelist/SOL-USDT").json()
     assert (sol["status"], sol["exchange"], sol["symbol"]) == ("active", "binance", "SOLUSDT")
-    foo = demo.get("/api/market-data/whitelist/FOO-USDT").json()
+    # FOO may have been submitted just after the tick that verified SOL read the registry:
+    # its verdict can come one tick later.
+    foo = wait_for(
+        lambda: (r := demo.get("/api/market-data/whitelist/FOO-USDT").json())["status"] != "pending" and r,
+        4 + 3,
+        "a verdict for FOO/USDT",
+    )
     assert foo["status"] == "rejected" and "does not list" in foo["reason"]
     assert demo.get("/api/market-data/prices", params={"pairs": "FOO/USDT"}).status_code == 503
 
