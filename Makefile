@@ -66,8 +66,11 @@ format: $(VENV)/.synced
 	$(VENV)/bin/ruff check --fix .
 
 # The layer's requirements are exported from the lock, so the deployed versions are the tested ones.
+# botocore and its own dependencies (pulled in by the X-Ray SDK) come with the Lambda runtime.
+RUNTIME_PROVIDED := botocore python-dateutil six urllib3
 layer-requirements: $(UV)
-	$(UV) export --frozen --no-dev --no-hashes --no-header --no-annotate --quiet -o layers/common/requirements.txt
+	$(UV) export --frozen --no-dev --no-hashes --no-header --no-annotate --quiet \
+		$(foreach package,$(RUNTIME_PROVIDED),--no-emit-package $(package)) -o layers/common/requirements.txt
 
 # --- SAM -----------------------------------------------------------------------------------------
 # Both: --lint runs cfn-lint only; the plain run translates the template as CloudFormation's

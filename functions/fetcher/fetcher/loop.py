@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fetcher.circuit import Circuit
+from fetcher.metrics import SlotReport, emit_slot
 from fetcher.tick import FetcherDeps, run_tick
 from market_data import cache, store
 from market_data.models import now_ms
@@ -79,60 +80,97 @@ def run_slot(
     """Heartbeat, claim, then fetch unless another invocation owns the slot or a ban pauses us.
 
     ``deadline`` (monotonic seconds) bounds the tick's requests; by default one interval from now.
+    Whatever happens, the slot ends with one metrics document (see fetcher/metrics.py).
     """
     now = now_ms()
     if deadline is None:
         deadline = time.monotonic() + deps.settings.fetch_interval_ms / 1000
-    heartbeat: dict[str, object] = {"at": now, "invocationId": invocation_id, "slot": slot}
+    report = SlotReport(slot)
+    store_errors_before = deps.store_errors_total
     try:
-        try:
-            start = cache.open_slot(
-                deps.redis,
-                slot=slot,
-                owner=invocation_id,
-                interval_ms=deps.settings.fetch_interval_ms,
-                heartbeat=heartbeat,
-            )
-        except cache.CACHE_ERRORS as exc:
-            start = open_slot_without_cache(deps, slot, invocation_id, heartbeat, exc)
-        # A ban is honoured from the cache (shared by every invocation) and from this container's
-        # memory, so a cache write that failed cannot make us forget it.
-        ban = max((b for b in (start.ban, deps.ban) if b), key=lambda b: int(b.get("until", 0)), default=None)
-        circuit = Circuit.from_fields(start.circuit) if start.cache_ok else deps.circuit
-        pause: tuple[int, str] | None = None
-        if ban and int(ban.get("until", 0)) > now:
-            pause = int(ban["until"]), _pause_reason(ban)
-        elif not circuit.allows(now):
-            wait_s = (circuit.retry_at - now) / 1000
-            pause = (
-                circuit.retry_at,
-                f"circuit open after {circuit.failures} failed ticks; next probe in {wait_s:.1f} s",
-            )
-        if pause is not None:
-            # Paused is not dead: the heartbeat says why and until when, and no exchange call is made.
-            summary.paused += 1
-            heartbeat.update(pausedUntil=pause[0], pauseReason=pause[1])
-            if start.cache_ok:
-                cache.write_heartbeat(deps.redis, heartbeat)
-            else:
-                store.put_heartbeat(deps.table, heartbeat)
-            return
-        if not start.claimed:
-            summary.skipped_claimed_elsewhere += 1
-            return
-        result = run_tick(deps, start, now, deadline=deadline)
-        summary.ticks += 1
-        logger.debug(
-            "tick",
-            slot=slot,
-            pairs=len(result.tickers),
-            missing=len(result.missing),
-            requests=result.requests,
-            errors=[error.kind for error in result.errors],
-        )
+        _run_slot(deps, slot, invocation_id, summary, report, now=now, deadline=deadline)
     except Exception:  # one bad tick must never end the invocation: the next slot tries again
         summary.failed += 1
+        report.outcome = "failed"
+        report.stale_pairs = _active_pairs(deps)
         logger.exception("tick failed", slot=slot)
+    report.store_errors = deps.store_errors_total - store_errors_before
+    try:
+        emit_slot(report, invocation_id=invocation_id, at_ms=now)
+    except Exception:  # metrics must never stop fetching
+        logger.exception("slot metrics not emitted", slot=slot)
+
+
+def _run_slot(
+    deps: FetcherDeps,
+    slot: int,
+    invocation_id: str,
+    summary: LoopSummary,
+    report: SlotReport,
+    *,
+    now: int,
+    deadline: float,
+) -> None:
+    heartbeat: dict[str, object] = {"at": now, "invocationId": invocation_id, "slot": slot}
+    try:
+        start = cache.open_slot(
+            deps.redis,
+            slot=slot,
+            owner=invocation_id,
+            interval_ms=deps.settings.fetch_interval_ms,
+            heartbeat=heartbeat,
+        )
+    except cache.CACHE_ERRORS as exc:
+        start = open_slot_without_cache(deps, slot, invocation_id, heartbeat, exc)
+    report.heartbeat_written = True
+    # A ban is honoured from the cache (shared by every invocation) and from this container's
+    # memory, so a cache write that failed cannot make us forget it.
+    ban = max((b for b in (start.ban, deps.ban) if b), key=lambda b: int(b.get("until", 0)), default=None)
+    circuit = Circuit.from_fields(start.circuit) if start.cache_ok else deps.circuit
+    report.circuit_open = circuit.state == "open"
+    pause: tuple[int, str] | None = None
+    if ban and int(ban.get("until", 0)) > now:
+        pause = int(ban["until"]), _pause_reason(ban)
+    elif not circuit.allows(now):
+        wait_s = (circuit.retry_at - now) / 1000
+        pause = (
+            circuit.retry_at,
+            f"circuit open after {circuit.failures} failed ticks; next probe in {wait_s:.1f} s",
+        )
+    if pause is not None:
+        # Paused is not dead: the heartbeat says why and until when, and no exchange call is made.
+        summary.paused += 1
+        report.outcome, report.stale_pairs = "paused", _active_pairs(deps)
+        heartbeat.update(pausedUntil=pause[0], pauseReason=pause[1])
+        if start.cache_ok:
+            cache.write_heartbeat(deps.redis, heartbeat)
+        else:
+            store.put_heartbeat(deps.table, heartbeat)
+        return
+    if not start.claimed:
+        summary.skipped_claimed_elsewhere += 1
+        report.outcome = "skipped"
+        return
+    report.stale_pairs = _active_pairs(deps)  # until the tick says otherwise
+    result = run_tick(deps, start, now, deadline=deadline)
+    summary.ticks += 1
+    report.outcome, report.tick, report.stale_pairs = "ticked", result, result.stale_pairs
+    report.circuit_open = deps.circuit.state == "open"
+    logger.debug(
+        "tick",
+        slot=slot,
+        pairs=len(result.tickers),
+        missing=len(result.missing),
+        requests=result.requests,
+        errors=[error.kind for error in result.errors],
+    )
+
+
+def _active_pairs(deps: FetcherDeps) -> int | None:
+    """Active pairs as last read from the registry: all of them go stale in a slot not fetched."""
+    if deps.registry is None:
+        return None
+    return sum(1 for record in deps.registry if record.status == "active")
 
 
 def open_slot_without_cache(

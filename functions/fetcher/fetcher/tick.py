@@ -97,7 +97,12 @@ class FetcherDeps:
     lkg_written: dict[str, int] = field(default_factory=dict)  # used while the cache is lost
     circuit: Circuit = field(default_factory=Circuit)  # the breaker as this container last saw it
     store_errors: int = 0  # DynamoDB failures not yet counted in the stats
+    store_errors_total: int = 0  # DynamoDB failures since the container started (for metrics)
     rng: random.Random = field(default_factory=random.Random)  # backoff jitter
+
+    def count_store_error(self) -> None:
+        self.store_errors += 1
+        self.store_errors_total += 1
 
 
 @dataclass
@@ -111,6 +116,14 @@ class TickResult:
     held: dict[str, float] = field(default_factory=dict)  # jumped prices not written this tick
     paused: dict[str, Any] | None = None  # a self-imposed pause (the weight budget), kept like a ban
     lkg_written: int = 0
+    applied: list[Transition] = field(default_factory=list)  # status changes stored this tick
+    pairs_by_status: dict[str, int] = field(default_factory=dict)
+    stale_pairs: int = 0  # active pairs whose price this tick did not refresh
+    fetch_ms: int | None = None  # the exchange phase; None when no ticker request was made
+    duration_ms: int = 0
+    cache_write_ms: int | None = None  # None when the cache write did not happen or failed
+    sync_gaps_ms: list[int] = field(default_factory=list)  # per written pair: ticker time -> visible
+    used_weight: int | None = None  # as the exchange reported it on this tick's last answer
 
 
 def read_registry(deps: FetcherDeps, now: int) -> list[PairRecord]:
@@ -131,7 +144,7 @@ def read_registry(deps: FetcherDeps, now: int) -> list[PairRecord]:
         if deps.registry is None:
             raise
         logger.warning("pair registry unreadable; using the last one read", error=type(exc).__name__)
-        deps.store_errors += 1
+        deps.count_store_error()
         return deps.registry
     deps.registry = sorted(registry, key=lambda record: record.pair)
     return deps.registry
@@ -315,7 +328,9 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         planned = sum(ticker_weight(len(batch)) for batch in batches_of(list(symbols), settings))
         result.paused = weight_pause(deps, info, planned, now_ms())
         if result.paused is None:
+            fetch_started = time.monotonic()
             fetch_tickers(deps, symbols, result, deadline=deadline)
+            result.fetch_ms = round((time.monotonic() - fetch_started) * 1000)
         else:
             for pair in symbols.values():
                 result.missing[pair] = f"not fetched this tick: {result.paused['reason']}"
@@ -331,7 +346,8 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         if listing_is_fresh:  # re-checks only on a listing the exchange returned just now
             listed = [record for record in records if record.status in ("active", "suspended")]
             transitions += recheck_listed(listed, info, exchange=deps.exchange.name)
-        for transition in apply_transitions(deps, transitions, started_at):
+        result.applied = apply_transitions(deps, transitions, started_at)
+        for transition in result.applied:
             status[transition.pair] = transition.to
             reasons[transition.pair] = transition.reason
     # Served: active pairs, plus suspended ones from their last copy (flagged stale by age).
@@ -343,6 +359,8 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
             result.missing[pair] = f"suspended: {reasons[pair]}"
     if slot.cache_ok:
         hold_back_jumps(deps, result)
+    result.pairs_by_status = dict(Counter(status.values()))
+    result.stale_pairs = sum(1 for pair in pairs if status[pair] == "active" and pair not in result.tickers)
 
     finished_at = now_ms()
     if result.paused is not None:
@@ -357,12 +375,18 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         remember_ban(deps, ban, finished_at)
         logger.warning("exchange rate limit: pausing", status=retry.status, retry_after_s=retry.retry_after_s)
 
+    result.duration_ms = finished_at - started_at
     fields = {
-        "lastFetchDurationMs": str(finished_at - started_at),
+        "lastFetchDurationMs": str(result.duration_ms),
         "missingPairs": orjson.dumps(result.missing).decode(),
+        "pairsByStatus": orjson.dumps(result.pairs_by_status).decode(),
     }
+    if result.fetch_ms is not None:
+        fields["syncLatencyMs"] = str(result.fetch_ms)
     if deps.exchange.last_used_weight is not None:
         fields["usedWeight"] = str(deps.exchange.last_used_weight)
+        if result.requests:
+            result.used_weight = deps.exchange.last_used_weight
     if result.tickers:
         fields["lastFetchTime"] = str(finished_at)
     if result.errors:
@@ -385,14 +409,21 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         )
     if slot.cache_ok:
         try:
+            write_started = time.monotonic()
             _write_cache(deps, result, pairs, status, slot, fields)
+            visible_at = now_ms()
+            result.cache_write_ms = round((time.monotonic() - write_started) * 1000)
+            result.sync_gaps_ms = [visible_at - ticker.timestamp for ticker in result.tickers.values()]
+            cache.record_write_timings(
+                deps.redis, cache_write_ms=result.cache_write_ms, sync_gaps_ms=result.sync_gaps_ms
+            )
         except cache.CACHE_ERRORS as exc:
             logger.warning("cache write failed; last known good is still written", error=type(exc).__name__)
     try:
         result.lkg_written = write_last_known_good(deps, result.tickers, slot.lkg_written, finished_at)
     except Exception:
         logger.exception("last known good write failed; retried when next due")
-        deps.store_errors += 1  # counted with the next tick's stats
+        deps.count_store_error()  # counted with the next tick's stats
     return result
 
 
@@ -493,6 +524,7 @@ def apply_transitions(deps: FetcherDeps, transitions: list[Transition], now: int
             continue
         except (BotoCoreError, ClientError, KeyError):
             logger.exception("status change not stored; retried on a later tick", pair=transition.pair)
+            deps.count_store_error()
             continue
         logger.info("pair status changed", pair=transition.pair, to=transition.to, reason=transition.reason)
         applied.append(transition)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -10,16 +12,26 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from market_data import cache as market_cache
 from market_data.config import get_settings
 from market_data.http import JSON, add_common_error_routes, error_response, to_response
 from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody, now_ms
-from market_data.observability import logger
+from market_data.observability import RequestMetrics, logger, traced
 from market_data.pairs import InvalidPairError
 from prices_api.health import get_health
 from prices_api.prices import get_prices
 
 BASE = "/api/market-data"
+PRICES_PATH = f"{BASE}/prices"
 app = APIGatewayHttpResolver()
+
+
+def share_read_window(counts: Mapping[str, float], latencies_ms: list[float]) -> None:
+    """Each container's window of figures joins the minute's shared ones, which health reports."""
+    market_cache.record_reads(market_cache.get_client(get_settings()), counts, latencies_ms, now_ms=now_ms())
+
+
+read_metrics = RequestMetrics("prices-api", "ReadLatency", on_flush=share_read_window)
 
 
 def _json_content(model: Any, description: str) -> Any:
@@ -27,7 +39,7 @@ def _json_content(model: Any, description: str) -> Any:
 
 
 @app.get(
-    f"{BASE}/prices",
+    PRICES_PATH,
     summary="Latest prices of listed pairs, from the cache only",
     responses={
         200: _json_content(dict[str, PriceEntry], "Every requested pair is present (fresh or stale)"),
@@ -38,7 +50,7 @@ def _json_content(model: Any, description: str) -> Any:
 )
 def prices() -> Response[str]:
     raw_pairs = app.current_event.get_query_string_value("pairs")
-    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms()))
+    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms(), metrics=read_metrics))
 
 
 HEALTH_RESPONSES: dict[int, Any] = {
@@ -81,7 +93,7 @@ def describe_api() -> str:
     schema = app.get_openapi_schema(title="Market data API", version="1.0.0").model_dump(
         mode="json", by_alias=True, exclude_none=True
     )
-    operation = schema["paths"][f"{BASE}/prices"]["get"]
+    operation = schema["paths"][PRICES_PATH]["get"]
     operation["parameters"] = [
         {
             "name": "pairs",
@@ -109,6 +121,16 @@ def bad_pairs(exc: InvalidPairError) -> Response:
 add_common_error_routes(app)
 
 
+@traced
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    started = time.perf_counter()
+    response: dict[str, Any] = app.resolve(event, context)
+    latency_ms = (time.perf_counter() - started) * 1000
+    status = response["statusCode"]
+    is_read = event.get("rawPath") == PRICES_PATH
+    read_metrics.record_response(status, latency_ms if is_read else None)
+    # No info line per request (the read path's log bill would grow with its traffic): a debug
+    # line, which POWERTOOLS_LOGGER_SAMPLE_RATE turns on for a sample of invocations.
+    logger.debug("request served", path=event.get("rawPath"), status=status, latency_ms=round(latency_ms, 3))
+    return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import orjson
@@ -9,7 +10,17 @@ import orjson
 from market_data import cache
 from market_data.config import Settings
 from market_data.http import ApiResponse, json_response
-from market_data.models import FetcherHealth, FetcherStats, FetcherStatus, HealthBody
+from market_data.models import (
+    CacheHealth,
+    DataHealth,
+    FetcherHealth,
+    FetcherStats,
+    FetcherStatus,
+    GapSummary,
+    HealthBody,
+    LatencySummary,
+    PairsServed,
+)
 from market_data.observability import logger
 
 # The fetcher writes a heartbeat every slot; three missed slots mean it is not running.
@@ -28,7 +39,7 @@ def get_health(*, settings: Settings, now: int) -> ApiResponse:
 def compute_health(*, settings: Settings, now: int) -> HealthBody:
     interval = settings.fetch_interval_ms
     try:
-        record = cache.read_fetcher_record(cache.get_client(settings))
+        record = cache.read_fetcher_record(cache.get_client(settings), now_ms=now)
     except cache.CACHE_ERRORS as exc:
         logger.warning("cache unreachable for health", error=type(exc).__name__)
         return _health_without_cache(exc, settings=settings, now=now)
@@ -85,7 +96,43 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             errorsByKind=_by_prefix(raw, "errors:"),
             invalidByKind=_by_prefix(raw, "invalid:"),
             advice=advice,
+            pairsByStatus=orjson.loads(raw["pairsByStatus"]) if raw.get("pairsByStatus") else {},
         ),
+        dataHealth=DataHealth(
+            syncLatencyMs=_int(raw.get("syncLatencyMs")),
+            syncGapMs=GapSummary(p50=_int(raw.get("syncGapP50Ms")), max=_int(raw.get("syncGapMaxMs"))),
+            cacheWriteMs=_int(raw.get("lastCacheWriteMs")),
+            readLatencyMs=_latency_summary(record.read_latencies_us),
+            readWindowSeconds=(now % cache.READS_WINDOW_MS + cache.READS_WINDOW_MS) // 1000,
+        ),
+        cacheHealth=_cache_health(record.read_counts),
+    )
+
+
+def _latency_summary(samples_us: list[int]) -> LatencySummary:
+    if not samples_us:
+        return LatencySummary()
+    ordered = sorted(samples_us)
+
+    def rank(share: float) -> float:  # nearest-rank percentile, in ms
+        return round(ordered[max(math.ceil(share * len(ordered)) - 1, 0)] / 1000, 3)
+
+    return LatencySummary(p50=rank(0.50), p99=rank(0.99), samples=len(ordered))
+
+
+def _cache_health(counts: dict[str, int]) -> CacheHealth:
+    served = PairsServed(
+        fresh=counts.get("PairsServedFresh", 0),
+        stale=counts.get("PairsServedStale", 0),
+        lastKnownGood=counts.get("PairsServedLastKnownGood", 0),
+        missing=counts.get("PairsServedMissing", 0),
+    )
+    requested = served.fresh + served.stale + served.lastKnownGood + served.missing
+    requests = sum(counts.get(name, 0) for name in ("Responses2xx", "Responses4xx", "Responses5xx"))
+    return CacheHealth(
+        hitRate=round(served.fresh / requested, 4) if requested else None,
+        pairsServed=served,
+        requests=requests + counts.get("ResponsesUnavailable", 0),
     )
 
 

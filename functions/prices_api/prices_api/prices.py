@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import orjson
 
 from market_data import cache
 from market_data.config import Settings
 from market_data.http import ApiResponse, error_response, json_response
-from market_data.observability import logger
+from market_data.observability import RequestMetrics, logger
 from market_data.pairs import parse_pairs_param
 
 CACHE_CONTROL = "public, max-age=1"
 
 
-def get_prices(raw_pairs: str | None, *, settings: Settings, now: int) -> ApiResponse:
-    """Answer a prices request; raises ``InvalidPairError`` (-> 400) for a bad ``pairs`` value."""
+def get_prices(
+    raw_pairs: str | None, *, settings: Settings, now: int, metrics: RequestMetrics | None = None
+) -> ApiResponse:
+    """Answer a prices request; raises ``InvalidPairError`` (-> 400) for a bad ``pairs`` value.
+
+    ``metrics`` counts the pairs served fresh, stale, from last known good and missing.
+    """
     pairs = parse_pairs_param(raw_pairs)
     stale_after = settings.market_data_cache_stale_ttl_ms
     try:
         found = cache.read_prices(cache.get_client(settings), pairs)
     except cache.CACHE_ERRORS as exc:
         logger.warning("cache unreachable; serving last known good", error=type(exc).__name__)
-        return _from_last_known_good(pairs, settings=settings, now=now)
+        return _from_last_known_good(pairs, settings=settings, now=now, metrics=metrics)
     if not found.populated:
         # Reachable but empty (flushed, failed over, or never filled): what DynamoDB kept is
         # better than nothing until the next tick refills the cache.
-        return _from_last_known_good(pairs, settings=settings, now=now)
+        return _from_last_known_good(pairs, settings=settings, now=now, metrics=metrics)
     entries: dict[str, dict[str, object]] = {}
     for pair, raw in found.tickers.items():
         entry = orjson.loads(raw)
@@ -39,10 +44,12 @@ def get_prices(raw_pairs: str | None, *, settings: Settings, now: int) -> ApiRes
             entry["source"] = "cache"
         entries[pair] = entry
     wanted = pairs if pairs is not None else sorted(found.listed)
-    return build_prices_response(wanted, entries, settings=settings)
+    return build_prices_response(wanted, entries, settings=settings, metrics=metrics)
 
 
-def _from_last_known_good(pairs: Sequence[str] | None, *, settings: Settings, now: int) -> ApiResponse:
+def _from_last_known_good(
+    pairs: Sequence[str] | None, *, settings: Settings, now: int, metrics: RequestMetrics | None
+) -> ApiResponse:
     """The cache is lost: serve DynamoDB's last known good, flagged stale by age."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -66,15 +73,21 @@ def _from_last_known_good(pairs: Sequence[str] | None, *, settings: Settings, no
             entry["source"] = "last_known_good"
             entries[pair] = entry
     wanted = pairs if pairs is not None else sorted(listed)
-    return build_prices_response(wanted, entries, settings=settings)
+    return build_prices_response(wanted, entries, settings=settings, metrics=metrics)
 
 
 def build_prices_response(
-    wanted: Sequence[str], entries: dict[str, dict[str, object]], *, settings: Settings
+    wanted: Sequence[str],
+    entries: dict[str, dict[str, object]],
+    *,
+    settings: Settings,
+    metrics: RequestMetrics | None = None,
 ) -> ApiResponse:
     """200 when every wanted pair is present, 206 naming the missing ones, 503 when none is."""
     body = {pair: entries[pair] for pair in wanted if pair in entries}
     missing = [pair for pair in wanted if pair not in entries]
+    if metrics is not None:
+        count_served(metrics, body.values(), missing=len(missing))
     if body and not missing:
         return json_response(200, body, {"Cache-Control": CACHE_CONTROL})
     if body:
@@ -91,3 +104,23 @@ def build_prices_response(
     response.headers["Retry-After"] = retry_after
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def count_served(metrics: RequestMetrics, served: Iterable[dict[str, object]], *, missing: int) -> None:
+    """The cache hit rate's terms: fresh from the cache, stale, from last known good, missing."""
+    fresh = stale = last_known_good = 0
+    for entry in served:
+        if entry["source"] == "last_known_good":
+            last_known_good += 1
+        elif entry["stale"]:
+            stale += 1
+        else:
+            fresh += 1
+    metrics.add_counts(
+        {
+            "PairsServedFresh": fresh,
+            "PairsServedStale": stale,
+            "PairsServedLastKnownGood": last_known_good,
+            "PairsServedMissing": missing,
+        }
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from functools import cache
 from typing import Any
 
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from market_data.config import get_settings
 from market_data.http import JSON, ApiResponse, add_common_error_routes, error_response, to_response
 from market_data.models import ErrorBody, PairRecord, now_ms
-from market_data.observability import logger
+from market_data.observability import RequestMetrics, logger, traced
 from market_data.pairs import InvalidPairError
 from market_data.store import PendingCapReachedError, SourceLimitError, StatusConflictError
 from whitelist import submissions
@@ -28,6 +29,7 @@ from whitelist.submissions import (
 BASE = "/api/market-data/whitelist"
 _HOUR_S = 3600
 app = APIGatewayHttpResolver()
+request_metrics = RequestMetrics("whitelist", "RequestLatency")
 
 
 def _json_content(model: Any, description: str) -> Any:
@@ -66,9 +68,10 @@ _ERRORS = {
 )
 def submit() -> Response[str]:
     source_ip = app.current_event.request_context.http.source_ip
-    return to_response(
-        submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
-    )
+    answer = submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
+    if answer.status == 202:  # a new pending pair, not a retry of a known one
+        request_metrics.add("WhitelistSubmissions")
+    return to_response(answer)
 
 
 @app.get(BASE, summary="Whitelist records, optionally of one status", responses={400: _ERRORS[400]})
@@ -93,7 +96,9 @@ def get_pair(pair: str) -> Response[str]:
 )
 def revoke(pair: str) -> Response[str]:
     _require_iam()
-    return to_response(submissions.revoke(pair, settings=get_settings(), now=now_ms()))
+    answer = submissions.revoke(pair, settings=get_settings(), now=now_ms())
+    request_metrics.add("WhitelistRevoked")
+    return to_response(answer)
 
 
 @app.post(
@@ -103,7 +108,9 @@ def revoke(pair: str) -> Response[str]:
 )
 def approve(pair: str) -> Response[str]:
     _require_iam()
-    return to_response(submissions.approve(pair, settings=get_settings(), now=now_ms()))
+    answer = submissions.approve(pair, settings=get_settings(), now=now_ms())
+    request_metrics.add("WhitelistApproved")
+    return to_response(answer)
 
 
 @cache
@@ -136,6 +143,7 @@ def source_limit(exc: SourceLimitError) -> Response:
     limit = get_settings().whitelist_max_per_source_per_hour
     retry_after = _HOUR_S - (now_ms() // 1000) % _HOUR_S
     message = f"address {exc} has already submitted {limit} pairs this hour; try again in {retry_after} s"
+    request_metrics.add("WhitelistRefusedByCap")
     answer = error_response(429, "too_many_submissions", message)
     return to_response(
         ApiResponse(answer.status, answer.body, {**answer.headers, "Retry-After": str(retry_after)})
@@ -149,6 +157,7 @@ def pending_cap(exc: PendingCapReachedError) -> Response:
         f"cannot queue {exc} for verification: {cap} pairs are already waiting (WHITELIST_MAX_PENDING); "
         "try again once they are verified"
     )
+    request_metrics.add("WhitelistRefusedByCap")
     return to_response(error_response(429, "too_many_pending", message))
 
 
@@ -170,6 +179,12 @@ def forbidden(exc: NotAuthorisedError) -> Response:
 add_common_error_routes(app)
 
 
+@traced
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    started = time.perf_counter()
+    response: dict[str, Any] = app.resolve(event, context)
+    latency_ms = (time.perf_counter() - started) * 1000
+    request_metrics.record_response(response["statusCode"], latency_ms)
+    logger.debug("request served", route=event.get("routeKey"), status=response["statusCode"])
+    return response

@@ -89,7 +89,8 @@ def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> ApiR
     )
     if not created:
         return json_response(200, record_body(record))
-    logger.info("pair submitted", pair=pair, source=source_ip)
+    logger.info("pair submitted", pair=pair)
+    logger.debug("submission source", pair=pair, source=source_ip)  # an address is personal data
     return json_response(
         202, {"pair": record.pair, "status": record.status, "submittedAt": record.submittedAt}
     )

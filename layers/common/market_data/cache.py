@@ -7,7 +7,7 @@ read is one round trip whatever the number of pairs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,10 @@ BAN = f"{TAG}:ban"  # JSON {until, status, reason}: no exchange call before `unt
 CIRCUIT = f"{TAG}:circuit"  # HASH: the exchange circuit breaker (state, failures, opens, retryAt)
 HELD_PRICES = f"{TAG}:held"  # HASH pair -> a jumped price waiting for the next tick to confirm it
 LKG_WRITTEN = f"{TAG}:lkg-written"  # HASH pair -> ms of the last DynamoDB last-known-good write
+# Per-minute windows of the prices API's own figures, summed over every container (for health).
+READS_WINDOW_MS = 60_000
+READS_WINDOW_TTL_MS = 3 * READS_WINDOW_MS
+READ_LATENCY_SAMPLES_KEPT = 1_000  # per window: enough for a p99, small enough to read every time
 
 # The stale copy outlives any outage worth serving through; after a week a price is history.
 STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
@@ -46,6 +50,16 @@ def fresh_key(pair: str) -> str:
 
 def claim_key(slot: int) -> str:
     return f"{TAG}:claim:{slot}"
+
+
+def reads_key(window: int) -> str:
+    """HASH of counts (pairs served fresh, stale, ...) of one minute of prices requests."""
+    return f"{TAG}:reads:{window}"
+
+
+def read_latency_key(window: int) -> str:
+    """LIST of read latencies (microseconds) of one minute of prices requests, newest first."""
+    return f"{TAG}:read-latency:{window}"
 
 
 _client: Redis | None = None
@@ -136,24 +150,56 @@ class FetcherRecord:
     ban: dict[str, Any] | None
     listed: frozenset[str]
     circuit: dict[str, str] = field(default_factory=dict)
+    read_counts: dict[str, int] = field(default_factory=dict)  # prices requests, this and last minute
+    read_latencies_us: list[int] = field(default_factory=list)
 
 
-def read_fetcher_record(client: Redis) -> FetcherRecord:
-    """Stats, heartbeat, ban and listed pairs in one round trip (for health)."""
+def read_fetcher_record(client: Redis, *, now_ms: int) -> FetcherRecord:
+    """Stats, heartbeat, ban, listed pairs and the read windows in one round trip (for health)."""
+    window = now_ms // READS_WINDOW_MS
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(STATS)
     pipe.get(HEARTBEAT)
     pipe.get(BAN)
     pipe.smembers(LISTED_PAIRS)
     pipe.hgetall(CIRCUIT)
-    stats, heartbeat, ban, members, circuit = pipe.execute()
+    for minute in (window - 1, window):
+        pipe.hgetall(reads_key(minute))
+        pipe.lrange(read_latency_key(minute), 0, -1)
+    stats, heartbeat, ban, members, circuit, *windows = pipe.execute()
+    read_counts: dict[str, int] = {}
+    latencies: list[int] = []
+    for counts, samples in zip(windows[::2], windows[1::2], strict=True):
+        for key, value in counts.items():
+            read_counts[key.decode()] = read_counts.get(key.decode(), 0) + int(value)
+        latencies.extend(int(sample) for sample in samples)
     return FetcherRecord(
         stats={key.decode(): value.decode() for key, value in stats.items()},
         heartbeat=orjson.loads(heartbeat) if heartbeat else None,
         ban=orjson.loads(ban) if ban else None,
         listed=frozenset(member.decode() for member in members),
         circuit={key.decode(): value.decode() for key, value in circuit.items()},
+        read_counts=read_counts,
+        read_latencies_us=latencies,
     )
+
+
+def record_reads(
+    client: Redis, counts: Mapping[str, float], latencies_ms: Sequence[float], *, now_ms: int
+) -> None:
+    """Add one container's window of prices requests to this minute's shared figures (one round
+    trip per window, not per request)."""
+    window = now_ms // READS_WINDOW_MS
+    counts_key, latency_key = reads_key(window), read_latency_key(window)
+    pipe = client.pipeline(transaction=False)
+    for name, value in counts.items():
+        pipe.hincrby(counts_key, name, int(value))
+    pipe.pexpire(counts_key, READS_WINDOW_TTL_MS)
+    if latencies_ms:
+        pipe.lpush(latency_key, *(round(sample * 1000) for sample in latencies_ms))
+        pipe.ltrim(latency_key, 0, READ_LATENCY_SAMPLES_KEPT - 1)
+        pipe.pexpire(latency_key, READS_WINDOW_TTL_MS)
+    pipe.execute()
 
 
 # --------------------------------------------------------------------------- fetcher side
@@ -231,6 +277,22 @@ def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float]
     }
     unconfirmed = {pair: float(raw) for pair, raw in zip(pairs, held, strict=True) if raw}
     return last_good, unconfirmed
+
+
+def record_write_timings(client: Redis, *, cache_write_ms: int, sync_gaps_ms: Sequence[int]) -> None:
+    """What a tick's write took and how far behind the exchange it made prices visible; measured
+    once the write has returned, so it is stored just after it."""
+    fields = {"lastCacheWriteMs": str(cache_write_ms)}
+    if sync_gaps_ms:
+        ordered = sorted(sync_gaps_ms)
+        fields["syncGapP50Ms"] = str(ordered[(len(ordered) - 1) // 2])
+        fields["syncGapMaxMs"] = str(ordered[-1])
+        client.hset(STATS, mapping=fields)
+    else:
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(STATS, mapping=fields)
+        pipe.hdel(STATS, "syncGapP50Ms", "syncGapMaxMs")  # nothing written: no gap to report
+        pipe.execute()
 
 
 def record_lkg_writes(client: Redis, written: dict[str, int]) -> None:

@@ -142,9 +142,58 @@ class FetcherStatus(BaseModel):
         default_factory=dict, description="dropped tickers, by the field at fault"
     )
     advice: str | None = Field(None, description="What an operator can do about the current exchange error")
+    pairsByStatus: dict[str, int] = Field(
+        default_factory=dict, description="registry pairs by status (active, pending, suspended, ...)"
+    )
+
+
+class LatencySummary(BaseModel):
+    p50: float | None = None
+    p99: float | None = None
+    samples: int = 0
+
+
+class GapSummary(BaseModel):
+    p50: int | None = None
+    max: int | None = None
+
+
+class DataHealth(BaseModel):
+    """How fast data moves: exchange to cache (sync) and cache to client (read)."""
+
+    syncLatencyMs: int | None = Field(
+        None, description="the last tick's exchange phase, first request to last answer"
+    )
+    syncGapMs: GapSummary = Field(
+        default_factory=GapSummary,
+        description="the last tick, over its pairs: exchange ticker time to visible in the cache",
+    )
+    cacheWriteMs: int | None = Field(None, description="the last tick's cache write")
+    readLatencyMs: LatencySummary = Field(
+        default_factory=LatencySummary,
+        description="prices requests over readWindowSeconds, all containers: event in to response out",
+    )
+    readWindowSeconds: int = 0
+
+
+class PairsServed(BaseModel):
+    fresh: int = 0
+    stale: int = 0
+    lastKnownGood: int = 0
+    missing: int = 0
+
+
+class CacheHealth(BaseModel):
+    """What prices requests got over the same window as the read latency."""
+
+    hitRate: float | None = Field(None, description="fresh / all requested pairs; null without requests")
+    pairsServed: PairsServed = Field(default_factory=PairsServed)
+    requests: int = 0
 
 
 class HealthBody(BaseModel):
     status: Literal["ok", "degraded", "down"]
     reason: str | None = None
     fetcher: FetcherStatus
+    dataHealth: DataHealth = Field(default_factory=DataHealth)
+    cacheHealth: CacheHealth = Field(default_factory=CacheHealth)

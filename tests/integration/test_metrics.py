@@ -1,0 +1,265 @@
+"""What the metrics and health say matches what happened: counted on the simulator, the cache and
+the handlers' own printed documents."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from fetcher.loop import LoopSummary, run_slot
+from fetcher.tick import FetcherDeps
+from local_stack.binance_simulator import BinanceSimulator
+from local_stack.lambda_context import LocalLambdaContext
+from market_data import cache
+from market_data.models import now_ms
+from market_data.observability import RequestMetrics
+from tests.integration.test_metrics_contract import emf_documents
+from tests.support import REPO_ROOT, load_event
+
+
+def values(document: dict[str, Any]) -> dict[str, Any]:
+    """Metric name -> value (one sample) or list of samples, as the document carries them."""
+    names = [m["Name"] for d in document["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
+    return {name: document[name][0] if len(document[name]) == 1 else document[name] for name in names}
+
+
+def slot_document(printed: str, slot: int) -> dict[str, Any]:
+    [document] = [d for d in emf_documents(printed) if d.get("slot") == slot]
+    return document
+
+
+def current_slot(deps: FetcherDeps) -> int:
+    return now_ms() // deps.settings.fetch_interval_ms
+
+
+# --------------------------------------------------------------------------- fetcher
+
+
+def test_a_tick_reports_latency_pairs_weight_and_sync_gap_as_measured(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deps = make_deps()
+    simulator.set_fault("latency", path="/api/v3/ticker/24hr", latency_ms=60)
+    slot = current_slot(deps)
+
+    run_slot(deps, slot, "metrics-test", LoopSummary())
+
+    document = slot_document(capsys.readouterr().out, slot)
+    figures = values(document)
+    assert document["service"] == "fetcher" and document["outcome"] == "ticked"
+    assert figures["Heartbeats"] == 1 and figures["Ticks"] == 1 and figures["TicksPaused"] == 0
+    assert figures["PairsFetched"] == 2 and figures["PairsMissing"] == 0 and figures["PairsRejected"] == 0
+    assert figures["ExchangeRequests"] == 1 and figures["ExchangeErrors"] == 0
+    assert 60 <= figures["FetchLatency"] <= figures["TickDuration"]
+    # The weight the exchange reported on its answer, which is what it counted.
+    assert figures["ExchangeWeightUsed"] == simulator.used_weight
+    # Exchange ticker time to visible, one sample per pair: the exchange stamps the ticker when it
+    # answers (after the 60 ms), so the gap is what follows the answer: parsing and the write.
+    assert len(figures["SyncGap"]) == 2 and all(
+        0 <= gap < figures["FetchLatency"] for gap in figures["SyncGap"]
+    )
+    assert figures["CacheWriteLatency"] >= 0 and figures["LastKnownGoodWrites"] == 2
+
+
+def test_a_paused_slot_counts_a_heartbeat_and_every_active_pair_as_missing(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deps = make_deps()
+    slot = current_slot(deps)
+    run_slot(deps, slot, "metrics-test", LoopSummary())  # reads the registry: two active pairs
+    simulator.set_fault("rate_limit", path="/api/v3/ticker/24hr", count=1, retry_after=30)
+    run_slot(deps, slot + 1, "metrics-test", LoopSummary())  # 429: a ban is kept
+    requests_before = len(simulator.requests)
+
+    run_slot(deps, slot + 2, "metrics-test", LoopSummary())
+
+    printed = capsys.readouterr().out
+    banned = emf_documents(printed)
+    assert any(d.get("kind") == "rate_limited" and values(d)["ExchangeErrorsByKind"] == 1 for d in banned)
+    paused = values(slot_document(printed, slot + 2))
+    assert paused["Heartbeats"] == 1 and paused["TicksPaused"] == 1 and paused["Ticks"] == 0
+    assert paused["PairsMissing"] == 2  # what the data-stale alarm watches
+    assert "FetchLatency" not in paused and "PairsFetched" not in paused
+    assert len(simulator.requests) == requests_before
+
+
+def test_a_slot_claimed_elsewhere_counts_a_heartbeat_but_no_pairs(
+    make_deps: Callable[..., FetcherDeps], capsys: pytest.CaptureFixture[str]
+) -> None:
+    deps = make_deps()
+    slot = current_slot(deps)
+    deps.redis.set(cache.claim_key(slot), "another-invocation")
+
+    run_slot(deps, slot, "metrics-test", LoopSummary())
+
+    skipped = values(slot_document(capsys.readouterr().out, slot))
+    assert skipped["Heartbeats"] == 1 and skipped["TicksSkippedClaimedElsewhere"] == 1
+    assert "PairsMissing" not in skipped  # only the slot's owner speaks for the data
+
+
+def test_the_circuit_metric_follows_the_breaker(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deps = make_deps()
+    simulator.set_fault("server_error")  # every request fails until cleared
+    slot = current_slot(deps)
+    outcomes = []
+    for offset in range(8):
+        run_slot(deps, slot + offset, "metrics-test", LoopSummary())
+        outcomes.append(values(slot_document(capsys.readouterr().out, slot + offset))["CircuitOpen"])
+
+    assert outcomes[0] == 0 and outcomes[-1] == 1
+
+
+# --------------------------------------------------------------------------- API functions
+
+
+def test_api_metrics_are_one_document_per_window_not_one_per_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    windows: list[tuple[dict[str, float], list[float]]] = []
+    metrics = RequestMetrics(
+        "prices-api", "ReadLatency", flush_interval_s=3600, on_flush=lambda c, l: windows.append((dict(c), l))
+    )
+    for latency in (1.0, 2.0, 3.0):
+        metrics.add_counts({"PairsServedFresh": 2, "PairsServedMissing": 0})
+        metrics.record_response(200, latency)
+    metrics.record_response(503, 0.5)
+    metrics.record_response(400, None)
+    assert emf_documents(capsys.readouterr().out) == []  # nothing printed per request
+
+    metrics.flush()
+
+    [document] = emf_documents(capsys.readouterr().out)
+    figures = values(document)
+    assert figures["Responses2xx"] == 3 and figures["ResponsesUnavailable"] == 1
+    assert figures["Responses4xx"] == 1 and "Responses5xx" not in figures  # a designed 503 is no 5xx
+    assert figures["ReadLatency"] == [1.0, 2.0, 3.0, 0.5] and figures["PairsServedFresh"] == 6
+    assert windows == [(windows[0][0], [1.0, 2.0, 3.0, 0.5])] and windows[0][0]["PairsServedFresh"] == 6
+
+
+def test_a_server_error_or_a_full_window_is_printed_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = RequestMetrics("prices-api", "ReadLatency", flush_interval_s=3600)
+    metrics.record_response(200, 1.0)
+    metrics.record_response(500, 2.0)  # an alarm waits for this one: no holding it back
+    [first] = emf_documents(capsys.readouterr().out)
+    assert values(first)["Responses5xx"] == 1 and values(first)["Responses2xx"] == 1
+
+    for _ in range(99):
+        metrics.record_response(200, 1.0)
+    [full] = emf_documents(capsys.readouterr().out)
+    assert len(full["ReadLatency"]) == 99  # EMF's 100-value cap is never reached
+
+    metrics.flush()
+    assert emf_documents(capsys.readouterr().out) == []  # an empty window prints nothing
+
+
+# --------------------------------------------------------------------------- health
+
+
+@pytest.mark.usefixtures("fetcher_env")
+def test_health_tells_sync_and_read_latency_gap_hit_rate_and_pairs_by_status(
+    make_deps: Callable[..., FetcherDeps],
+) -> None:
+    import prices_api.handler as prices
+
+    deps = make_deps()
+    run_slot(deps, current_slot(deps), "metrics-test", LoopSummary())
+    context = LocalLambdaContext("prices", 6)
+    event = load_event("prices_get.json")  # BTC/USDT and ETH/USDT, both fresh
+    unlisted = {**event, "queryStringParameters": {"pairs": "BTC/USDT,XRP/USDT"}}
+    prices.read_metrics.flush()  # start from an empty window
+    for _ in range(3):
+        prices.lambda_handler(event, context)
+    prices.lambda_handler(unlisted, context)  # 206: one fresh, one missing
+    prices.read_metrics.flush()
+    # A second container's window joins the same minute.
+    other = RequestMetrics("prices-api", "ReadLatency", on_flush=prices.share_read_window)
+    other.add_counts({"PairsServedStale": 1})
+    other.record_response(200, 1_000.0)  # slower than any request here: the p99
+    other.flush()
+
+    body = json.loads(prices.lambda_handler(load_event("health_get.json"), context)["body"])
+
+    data, cached = body["dataHealth"], body["cacheHealth"]
+    assert data["syncLatencyMs"] is not None and data["syncLatencyMs"] >= 0
+    assert data["syncGapMs"]["p50"] <= data["syncGapMs"]["max"] < 5_000
+    assert data["cacheWriteMs"] >= 0
+    assert data["readLatencyMs"]["samples"] == 5 and 0 < data["readLatencyMs"]["p50"] < 1_000.0
+    assert data["readLatencyMs"]["p99"] == 1_000.0
+    assert cached["pairsServed"] == {"fresh": 7, "stale": 1, "lastKnownGood": 0, "missing": 1}
+    assert cached["hitRate"] == round(7 / 9, 4) and cached["requests"] == 5
+    assert body["fetcher"]["pairsByStatus"] == {"active": 2}
+    assert body["fetcher"]["circuitState"] == "closed" and body["fetcher"]["usedWeight"] > 0
+
+
+# --------------------------------------------------------------------------- logs and tracing
+
+
+def _run_prices_handler(env: dict[str, str], extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The prices handler in a fresh process, as a cold Lambda container would import it."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from local_stack.lambda_context import LocalLambdaContext
+        from tests.support import load_event
+        import prices_api.handler as handler
+        response = handler.lambda_handler(load_event("prices_get.json"), LocalLambdaContext("prices", 6))
+        print(json.dumps({"status": response["statusCode"], "xray": "aws_xray_sdk" in sys.modules}))
+        """
+    )
+    paths = [REPO_ROOT / "layers/common", REPO_ROOT / "functions/prices_api", REPO_ROOT]
+    full_env = {
+        **os.environ, **env, **extra,
+        "PYTHONPATH": os.pathsep.join(str(p) for p in paths),
+        "POWERTOOLS_SERVICE_NAME": "market-data",
+    }  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", script], env=full_env, capture_output=True, text=True, timeout=60, check=True
+    )
+
+
+def _log_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"level"')]
+
+
+def test_the_read_path_logs_no_line_per_request_unless_sampled(fetcher_env: dict[str, str]) -> None:
+    quiet = _run_prices_handler(
+        fetcher_env, {"POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_LOGGER_SAMPLE_RATE": "0"}
+    )
+    assert _log_lines(quiet.stdout) == []
+
+    sampled = _run_prices_handler(
+        fetcher_env, {"POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_LOGGER_SAMPLE_RATE": "1"}
+    )
+    [line] = [entry for entry in _log_lines(sampled.stdout) if entry["message"] == "request served"]
+    event = load_event("prices_get.json")
+    assert line["correlation_id"] == event["requestContext"]["requestId"]
+    assert line["cold_start"] is True and line["status"] in (200, 206, 503)
+    assert "body" not in line and "event" not in line  # no request or response bodies
+
+
+def test_tracing_is_off_by_default_and_the_xray_sdk_not_even_imported(fetcher_env: dict[str, str]) -> None:
+    from local_stack.template import load_template
+
+    parameter = load_template()["Parameters"]["EnableTracing"]
+    assert parameter["Default"] == "false"
+
+    off = json.loads(
+        _run_prices_handler(fetcher_env, {"POWERTOOLS_TRACE_DISABLED": "true"}).stdout.splitlines()[-1]
+    )
+    assert off["xray"] is False
+
+    on = _run_prices_handler(
+        fetcher_env,
+        {"POWERTOOLS_TRACE_DISABLED": "false", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"},
+    )
+    traced = json.loads(on.stdout.splitlines()[-1])
+    assert traced["xray"] is True and traced["status"] == off["status"]
