@@ -126,7 +126,10 @@ def test_api_metrics_are_one_document_per_window_not_one_per_request(
 ) -> None:
     windows: list[tuple[dict[str, float], list[float]]] = []
     metrics = RequestMetrics(
-        "prices-api", "ReadLatency", flush_interval_s=3600, on_flush=lambda c, l: windows.append((dict(c), l))
+        "prices-api",
+        "ReadLatency",
+        flush_interval_s=3600,
+        on_flush=lambda counts, samples: windows.append((dict(counts), samples)),
     )
     for latency in (1.0, 2.0, 3.0):
         metrics.add_counts({"PairsServedFresh": 2, "PairsServedMissing": 0})
