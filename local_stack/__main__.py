@@ -7,7 +7,9 @@
   only where no redis-server exists); DynamoDB from ``DYNAMODB_ENDPOINT_URL``, else a fresh
   moto server, the table made from template.yaml;
 - the exchange at ``BINANCE_API_BASE_URL`` (real Binance by default), or with ``--simulator``
-  the project's Binance-protocol simulator, for offline use.
+  the project's Binance-protocol simulator, for offline use;
+- the metrics the functions would send to CloudWatch: one line per fetcher slot in the output,
+  and a summary at ``GET /_local/metrics`` (``--emf`` prints the raw EMF documents too).
 Ctrl-C stops everything it started.
 """
 
@@ -23,10 +25,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from local_stack.lambda_context import LocalLambdaContext
+from local_stack.metrics_view import EmfTap, LocalMetrics
 from local_stack.servers import MotoServer, RedisServer, create_table_from_template, free_port, port_in_use
 from local_stack.template import REPO_ROOT, function_definition, http_routes, load_template
 
 SCHEDULE_SECONDS = 60  # rate(1 minute)
+METRICS_PAGE = "/_local/metrics"
 DEFAULT_TABLE = "market-data-local"
 
 
@@ -35,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--simulator", action="store_true", help="use the Binance simulator (offline)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--emf", action="store_true", help="print the raw EMF metric documents as well")
     return parser.parse_args(argv)
 
 
@@ -152,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
     if port_in_use(args.port, args.host):
         say(f"error: port {args.port} on {args.host} is in use; free it or choose another, e.g. PORT=3001")
         return 2
+    # Before any function module is imported: their logger binds to the stdout it finds.
+    local_metrics = LocalMetrics()
+    sys.stdout = EmfTap(sys.stdout, local_metrics, echo_documents=args.emf)
     template = load_template()
     routes = http_routes(template)
     for code_dir in {r.code_uri for r in routes} | {"functions/fetcher", "layers/common"}:
@@ -184,7 +192,12 @@ def run(args: argparse.Namespace) -> int:
         from local_stack.gateway import LocalHttpApi, make_server
 
         origins = [o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "*").split(",") if o]
-        api = LocalHttpApi(routes, cors_origins=origins, admin_token=os.environ.get("ADMIN_TOKEN"))
+        api = LocalHttpApi(
+            routes,
+            cors_origins=origins,
+            admin_token=os.environ.get("ADMIN_TOKEN"),
+            local_pages={METRICS_PAGE: local_metrics.render_text},
+        )
         fetcher = function_definition(template, "FetcherFunction")
         from fetcher.handler import lambda_handler as fetcher_handler
 
@@ -199,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"serving on {base}  (Ctrl-C stops everything)")
         for route in api.routes:
             say(f"  {route.route.method} {base}{route.route.path}")
+        say(f"  GET {base}{METRICS_PAGE}  (local only: the metrics CloudWatch would get)")
         say(f"try: curl '{base}/api/market-data/prices?pairs=BTC/USDT,ETH/USDT'")
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:

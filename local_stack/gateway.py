@@ -131,9 +131,15 @@ class LocalHttpApi:
     """
 
     def __init__(
-        self, routes: list[HttpRoute], *, cors_origins: list[str], admin_token: str | None = None
+        self,
+        routes: list[HttpRoute],
+        *,
+        cors_origins: list[str],
+        admin_token: str | None = None,
+        local_pages: dict[str, Callable[[], str]] | None = None,
     ) -> None:
         self.routes = bind_routes(routes)
+        self.local_pages = local_pages or {}  # GET path -> plain text: local-only views, not on AWS
         self.cors_origins = cors_origins
         self.admin_token = admin_token
         self.allowed_methods = ",".join(sorted({r.method for r in routes if r.method != "ANY"} | {"OPTIONS"}))
@@ -145,6 +151,8 @@ class LocalHttpApi:
         origin = headers.get("origin")
         if method == "OPTIONS" and origin and "access-control-request-method" in headers:
             return 204, self._cors_headers(origin, preflight=True), b""
+        if method == "GET" and path in self.local_pages:
+            return 200, {"Content-Type": "text/plain; charset=utf-8"}, self.local_pages[path]().encode()
         for bound in self.routes:
             match = bound.pattern.match(path)
             if match and bound.route.method in (method, "ANY"):

@@ -113,6 +113,37 @@ def test_demo_serves_prices_and_a_running_fetcher_within_10_s_of_start(demo: Sta
     assert time.monotonic() - demo.started < 10
 
 
+def test_each_tick_prints_one_summary_line_and_the_metrics_page_shows_what_cloudwatch_would_get(
+    demo: Stack,
+) -> None:
+    line = wait_for(
+        lambda: next((ln for ln in demo.output if ln.startswith("[tick] slot") and "pairs" in ln), None),
+        15,
+        "a tick summary line",
+    )
+    assert re.search(r"\d+ pairs, \d+ missing, \d+ rejected; fetch \d+ ms", line), line
+    assert "weight" in line and "errors none" in line
+    assert not any(ln.startswith('{"_aws"') for ln in demo.output)  # documents are summarised, not dumped
+
+    def page_with_reads() -> httpx.Response | None:
+        # A window ends at the first request after 10 s, as on AWS: keep the API busy meanwhile.
+        demo.get("/api/market-data/prices", params={"pairs": PAIRS})
+        response = demo.get("/_local/metrics")
+        return response if response.status_code == 200 and "ReadLatency" in response.text else None
+
+    page = wait_for(page_with_reads, 20, "the prices API's window on the metrics page")
+    assert page.headers["content-type"].startswith("text/plain")
+    for metric in (
+        "FetchLatency",
+        "SyncGap",
+        "PairsFetched",
+        "Heartbeats",
+        "ExchangeWeightUsed",
+        "ReadLatency",
+    ):
+        assert metric in page.text
+
+
 def test_prices_move_from_one_tick_to_the_next(demo: Stack) -> None:
     first = demo.get("/api/market-data/prices", params={"pairs": PAIRS}).json()
 

@@ -85,13 +85,14 @@ def slot_values(report: SlotReport) -> tuple[dict[str, float | list[float]], dic
 
 def emit_slot(report: SlotReport, *, invocation_id: str, at_ms: int) -> None:
     values, breakdowns = slot_values(report)
-    emit_metrics(
-        SERVICE,
-        values,
-        breakdowns=breakdowns,
-        timestamp_ms=at_ms,
-        metadata={"slot": report.slot, "invocationId": invocation_id, "outcome": report.outcome},
-    )
+    metadata: dict[str, object] = {
+        "slot": report.slot,
+        "invocationId": invocation_id,
+        "outcome": report.outcome,
+    }
+    if report.tick is not None and report.tick.errors:
+        metadata["errorKinds"] = sorted({error.kind for error in report.tick.errors})
+    emit_metrics(SERVICE, values, breakdowns=breakdowns, timestamp_ms=at_ms, metadata=metadata)
 
 
 def _transition_metric(transition: Transition) -> str | None:
