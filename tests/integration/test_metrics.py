@@ -178,7 +178,10 @@ def test_health_tells_sync_and_read_latency_gap_hit_rate_and_pairs_by_status(
     context = LocalLambdaContext("prices", 6)
     event = load_event("prices_get.json")  # BTC/USDT and ETH/USDT, both fresh
     unlisted = {**event, "queryStringParameters": {"pairs": "BTC/USDT,XRP/USDT"}}
-    prices.read_metrics.flush()  # start from an empty window
+    prices.read_metrics.flush()  # earlier requests in this process land here: start afresh
+    window = now_ms() // cache.READS_WINDOW_MS
+    for minute in (window - 1, window, window + 1):
+        deps.redis.delete(cache.reads_key(minute), cache.read_latency_key(minute))
     for _ in range(3):
         prices.lambda_handler(event, context)
     prices.lambda_handler(unlisted, context)  # 206: one fresh, one missing
