@@ -7,12 +7,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM := tools/sam.sh
 
-.PHONY: help setup dev demo test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
+.PHONY: help setup dev demo bench test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
 
 help:
 	@echo "make dev      run the service locally against real Binance (http://127.0.0.1:3000)"
 	@echo "make demo     run the service locally against the Binance simulator (offline)"
 	@echo "make test     lint, sam validate --lint, sam build, then unit, integration and end-to-end tests"
+	@echo "make bench    benchmarks against their limits (read path, cold start); prints a table"
 	@echo "make build    sam build;  make deploy ENV=dev|prod   sam deploy with samconfig.toml"
 
 # --- set-up --------------------------------------------------------------------------------------
@@ -43,6 +44,11 @@ dev: $(VENV)/.synced
 demo: $(VENV)/.synced
 	$(PY) -m local_stack --simulator
 
+# --- measure -------------------------------------------------------------------------------------
+# Figures for this machine against the service's limits; outside CI (see bench/ and the README).
+bench: $(VENV)/.synced
+	$(PY) -m bench $(SCENARIOS)
+
 # --- test ----------------------------------------------------------------------------------------
 test: setup lint validate build
 	$(PY) -m pytest tests/unit tests/integration tests/e2e
@@ -59,7 +65,7 @@ test-e2e: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common functions/fetcher functions/prices_api functions/whitelist local_stack
+	$(VENV)/bin/mypy layers/common functions/fetcher functions/prices_api functions/whitelist local_stack bench
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .

@@ -155,7 +155,7 @@ def test_pairs_are_fetched_in_batches_of_batch_size_with_bounded_concurrency(
     sizes = sorted(len(record.params["symbols"]) for record in ticker_requests(simulator))
     assert sizes == [5, 20, 20]
     assert all(record.weight == 2 for record in ticker_requests(simulator))
-    assert deps.redis.hlen(cache.STALE_COPIES) == 45
+    assert deps.redis.hlen(cache.STALE_COPIES) == 45 + len(cache.META_FIELDS)
 
 
 def test_last_known_good_is_written_at_most_once_per_pair_per_interval(

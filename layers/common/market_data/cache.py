@@ -23,6 +23,11 @@ TAG = "{md}"
 LISTED_PAIRS = f"{TAG}:listed"  # SET of the pairs the service serves
 SUSPENDED_PAIRS = f"{TAG}:suspended"  # SET of listed pairs the exchange stopped trading
 STALE_COPIES = f"{TAG}:last"  # HASH pair -> newest ticker JSON, long-lived (the "stale copy")
+# Two more fields of STALE_COPIES, so one HMGET answers a prices request: the listed and the
+# suspended pairs as JSON lists. A field without "/" can never be a pair's.
+LISTED_FIELD = "_listed"
+SUSPENDED_FIELD = "_suspended"
+META_FIELDS = frozenset({LISTED_FIELD, SUSPENDED_FIELD})
 STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
 HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
 BAN = f"{TAG}:ban"  # JSON {until, status, reason}: no exchange call before `until`
@@ -110,37 +115,33 @@ class CachedPrices:
 
 
 def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
-    """One round trip: which pairs are listed, and their newest tickers from the stale copies.
+    """One command: which pairs are listed or suspended, and their newest tickers.
 
     The stale-copy hash is written in the same transaction and with the same bytes as the fresh
     keys, so it always holds the newest ticker: reading it alone serves a fresh key's value when
-    one exists and the stale copy when the fresh key has expired, without a second lookup.
+    one exists and the stale copy when the fresh key has expired, without a second lookup. The
+    listed and suspended pairs ride in the same hash, so a request costs what a plain MGET does.
     """
-    pipe = client.pipeline(transaction=False)
     if pairs is None:
-        pipe.smembers(LISTED_PAIRS)
-        pipe.hgetall(STALE_COPIES)
-        pipe.smembers(SUSPENDED_PAIRS)
-        members, copies, suspended = pipe.execute()
-        listed = frozenset(member.decode() for member in members)
-        found = {key.decode(): value for key, value in copies.items()}
-        return CachedPrices(
-            bool(listed),
-            listed,
-            {pair: found[pair] for pair in listed if pair in found},
-            frozenset(member.decode() for member in suspended),
+        everything: dict[bytes, bytes] = client.hgetall(STALE_COPIES)  # type: ignore[assignment]  # sync client
+        found = {key.decode(): value for key, value in everything.items()}
+        raw_listed, raw_suspended = found.pop(LISTED_FIELD, None), found.pop(SUSPENDED_FIELD, None)
+        listed = frozenset(orjson.loads(raw_listed)) if raw_listed else frozenset()
+        tickers = {pair: value for pair, value in found.items() if pair in listed}
+    else:
+        answer: list[bytes | None] = client.hmget(  # type: ignore[assignment]  # sync client
+            STALE_COPIES, [*pairs, LISTED_FIELD, SUSPENDED_FIELD]
         )
-
-    pipe.exists(LISTED_PAIRS)
-    pipe.smismember(LISTED_PAIRS, list(pairs))
-    pipe.hmget(STALE_COPIES, list(pairs))
-    pipe.smembers(SUSPENDED_PAIRS)
-    exists, membership, copies, suspended = pipe.execute()
-    listed = frozenset(pair for pair, is_member in zip(pairs, membership, strict=True) if is_member)
-    tickers = {
-        pair: value for pair, value in zip(pairs, copies, strict=True) if value is not None and pair in listed
-    }
-    return CachedPrices(bool(exists), listed, tickers, frozenset(member.decode() for member in suspended))
+        *copies, raw_listed, raw_suspended = answer
+        listed_all = frozenset(orjson.loads(raw_listed)) if raw_listed else frozenset()
+        listed = frozenset(pair for pair in pairs if pair in listed_all)
+        tickers = {
+            pair: value
+            for pair, value in zip(pairs, copies, strict=True)
+            if value is not None and pair in listed
+        }
+    suspended = frozenset(orjson.loads(raw_suspended)) if raw_suspended else frozenset()
+    return CachedPrices(raw_listed is not None, listed, tickers, suspended)
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ def open_slot(
     return SlotStart(
         claimed=bool(claimed),
         ban=orjson.loads(ban) if ban else None,
-        cached_pairs=frozenset(key.decode() for key in cached),
+        cached_pairs=frozenset(key.decode() for key in cached) - META_FIELDS,
         lkg_written={key.decode(): int(value) for key, value in written.items()},
         circuit={key.decode(): value.decode() for key, value in circuit.items()},
     )
@@ -307,8 +308,14 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
     pipe = client.pipeline(transaction=True)
     for pair, body in write.tickers.items():
         pipe.set(fresh_key(pair), body, px=fresh_ttl_ms)
-    if write.tickers:
-        pipe.hset(STALE_COPIES, mapping=write.tickers)
+    pipe.hset(
+        STALE_COPIES,
+        mapping={
+            **write.tickers,
+            LISTED_FIELD: orjson.dumps(sorted(write.listed)),
+            SUSPENDED_FIELD: orjson.dumps(sorted(write.suspended)),
+        },
+    )
     pipe.pexpire(STALE_COPIES, STALE_COPY_TTL_MS)
     unlisted = list(write.unlisted_copies)
     if write.tickers:

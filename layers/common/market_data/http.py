@@ -36,6 +36,21 @@ def to_response(answer: ApiResponse) -> Response[str]:
     return Response(status_code=answer.status, body=answer.body, headers=answer.headers, content_type=JSON)
 
 
+def to_http_api_result(answer: ApiResponse) -> dict[str, Any]:
+    """The HTTP API (payload 2.0) result for ``answer``, for a route served without the router."""
+    return {
+        "statusCode": answer.status,
+        "headers": answer.headers,
+        "body": answer.body,
+        "isBase64Encoded": False,
+    }
+
+
+def unexpected_error() -> ApiResponse:
+    """A bug: logged with its traceback by the caller, answered without details."""
+    return error_response(500, "internal_error", "unexpected error; it has been logged")
+
+
 def add_common_error_routes(app: Any) -> None:
     """404 for an unknown route and a logged 500 for a bug, both in the ``{"error", "message"}`` shape."""
 
@@ -47,4 +62,4 @@ def add_common_error_routes(app: Any) -> None:
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response[str]:
         logger.exception("unexpected error")
-        return to_response(error_response(500, "internal_error", "unexpected error; it has been logged"))
+        return to_response(unexpected_error())

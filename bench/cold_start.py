@@ -1,0 +1,129 @@
+"""Cold start: start-up plus the first invocation of each handler in a fresh process.
+
+The code is laid out as ``sam build`` lays it out (the function's code in one directory, the
+layer's packages in another, both on the path as /var/task and /opt/python are on Lambda), built
+for this machine's Python and architecture. Figures are medians of repeated fresh processes,
+beside ``import redis`` alone in the same layout: the least any cache reader imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import REPO_ROOT, Row, apply_environment, real_parts, service_environment
+
+RUNS = 15
+TARGET_PRICES_RATIO = 1.6
+HANDLERS = {
+    "prices": ("functions/prices_api", "prices_api.handler", "prices_get.json"),
+    "whitelist": ("functions/whitelist", "whitelist.handler", "whitelist_get.json"),
+    "fetcher import": ("functions/fetcher", "fetcher.handler", None),
+}
+
+PROBE = """
+import json, sys, time
+started = time.perf_counter()
+{body}
+elapsed = (time.perf_counter() - started) * 1000
+print(json.dumps({{"ms": elapsed, "boto3": "boto3" in sys.modules, "pydantic": "pydantic" in sys.modules}}))
+"""
+INVOKE = """
+import {module} as handler
+from local_stack.lambda_context import LocalLambdaContext
+event = json.load(open({event!r}))
+status = handler.lambda_handler(event, LocalLambdaContext("bench", 6))["statusCode"]
+"""
+
+
+def build(folder: Path, *, bytecode: bool) -> dict[str, Path]:
+    """Layer packages for this Python, and each function's code, as separate directories."""
+    layer = folder / "layer" / "python"
+    subprocess.run(
+        [str(REPO_ROOT / ".tools/uv/bin/uv"), "pip", "install", "--quiet", "--no-deps",
+         "--python", sys.executable, "--target", str(layer),
+         "-r", str(REPO_ROOT / "layers/common/requirements.txt")]
+        + (["--compile-bytecode"] if bytecode else []),
+        check=True,
+    )  # fmt: skip
+    shutil.copytree(REPO_ROOT / "layers/common/market_data", layer / "market_data")
+    paths = {"layer": layer}
+    for name, (code, _, _) in HANDLERS.items():
+        target = folder / "functions" / name
+        shutil.copytree(REPO_ROOT / code, target, ignore=shutil.ignore_patterns("__pycache__"))
+        paths[name] = target
+    support = folder / "support"
+    shutil.copytree(
+        REPO_ROOT / "local_stack", support / "local_stack", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    paths["support"] = support
+    if bytecode:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder)], check=True)
+    return paths
+
+
+def measure(body: str, pythonpath: list[Path], env: dict[str, str], *, bytecode: bool) -> dict[str, float]:
+    results = []
+    for _ in range(RUNS):
+        run_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(str(p) for p in pythonpath)}
+        if not bytecode:
+            run_env["PYTHONDONTWRITEBYTECODE"] = "1"  # /var/task is read-only: nothing is cached
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE.format(body=body)], env=run_env, capture_output=True, text=True,
+            check=True, timeout=60,
+        )  # fmt: skip
+        results.append(json.loads(out.stdout.splitlines()[-1]))
+    return {
+        "median_ms": round(statistics.median(r["ms"] for r in results), 1),
+        "boto3": any(r["boto3"] for r in results),
+        "pydantic": any(r["pydantic"] for r in results),
+    }
+
+
+def run() -> list[Row]:
+    rows = []
+    with real_parts() as stack:
+        env = service_environment(stack, ["BTC/USDT", "ETH/USDT"])
+        apply_environment(env)
+        from fetcher.handler import build_deps
+        from fetcher.loop import LoopSummary, run_slot
+        from market_data.config import load_settings
+        from market_data.models import now_ms
+
+        deps = build_deps(load_settings())  # a filled cache: the first request is a real read
+        run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "bench", LoopSummary())
+        for bytecode in (True, False):
+            with tempfile.TemporaryDirectory() as tmp:
+                paths = build(Path(tmp), bytecode=bytecode)
+                layout = "with bytecode" if bytecode else "source only"
+                base = measure("import redis", [paths["layer"]], env, bytecode=bytecode)
+                rows.append(Row("cold start", f"import redis ({layout})", {"median_ms": base["median_ms"]}))
+                for name, (_, module, event) in HANDLERS.items():
+                    body = (
+                        INVOKE.format(module=module, event=str(REPO_ROOT / "events" / event))
+                        if event else f"import {module}"
+                    )  # fmt: skip
+                    figures = measure(
+                        body, [paths[name], paths["layer"], paths["support"]], env, bytecode=bytecode
+                    )
+                    ratio = figures["median_ms"] / base["median_ms"]
+                    is_prices = name == "prices"
+                    rows.append(
+                        Row(
+                            "cold start",
+                            f"{name} ({layout})",
+                            {**figures, "ratio": round(ratio, 2)},
+                            limit=f"import redis {base['median_ms']} ms",
+                            target=f"<= {TARGET_PRICES_RATIO} x, no boto3" if is_prices else "",
+                            met=(ratio <= TARGET_PRICES_RATIO and not figures["boto3"])
+                            if is_prices
+                            else None,
+                        )
+                    )
+    return rows

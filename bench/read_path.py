@@ -1,0 +1,110 @@
+"""The prices handler, invoked with real API Gateway events, against a raw MGET of the same keys.
+
+The handler is the production one, imported from its directory; the cache was filled by a real
+fetcher tick. The raw MGET reads the same pairs' fresh keys with the same client library: it is
+the floor any reader pays (one round trip, one reply to parse).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+import urllib.parse
+from typing import Any
+
+from bench.common import (
+    Row,
+    apply_environment,
+    generated_pairs,
+    percentile,
+    quiet_stdout,
+    real_parts,
+    service_environment,
+)
+
+PAIR_COUNTS = (1, 10, 100)
+TARGET_RATIO_AT_10 = 2.0
+
+
+def _event(pairs: list[str]) -> dict[str, Any]:
+    from tests.support import load_event
+
+    event = copy.deepcopy(load_event("prices_get.json"))
+    value = ",".join(pairs)
+    event["queryStringParameters"] = {"pairs": value}
+    event["rawQueryString"] = "pairs=" + urllib.parse.quote(value, safe=",/")
+    return event
+
+
+def _fill_cache(pairs: list[str]) -> None:
+    from fetcher.handler import build_deps
+    from fetcher.loop import LoopSummary, run_slot
+    from market_data.config import load_settings
+    from market_data.models import now_ms
+
+    deps = build_deps(load_settings())
+    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "bench", LoopSummary())
+    listed = deps.redis.scard("{md}:listed")
+    if listed < len(pairs):
+        raise RuntimeError(f"the tick listed {listed} of {len(pairs)} pairs")
+
+
+def _time(call: Any, iterations: int) -> list[float]:
+    samples = []
+    for _ in range(iterations):
+        started = time.perf_counter_ns()
+        call()
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    return samples
+
+
+def run(iterations: int = 3000) -> list[Row]:
+    rows = []
+    with real_parts(generated_pairs=max(PAIR_COUNTS)) as stack:
+        all_pairs = generated_pairs(max(PAIR_COUNTS))
+        apply_environment(service_environment(stack, all_pairs, MARKET_DATA_BATCH_SIZE="100"))
+        import redis
+
+        import prices_api.handler as prices
+        from local_stack.lambda_context import LocalLambdaContext
+        from market_data import cache
+
+        context = LocalLambdaContext("PricesApiFunction", 6)
+        raw = redis.Redis.from_url(stack.redis_url)
+        for count in PAIR_COUNTS:
+            pairs = all_pairs[:count]
+            _fill_cache(all_pairs)  # fresh keys live 15 s: every case reads a fresh tick
+            event, keys = _event(pairs), [cache.fresh_key(pair) for pair in pairs]
+            answer = prices.lambda_handler(event, context)
+            fresh: list[bytes | None] = raw.mget(keys)  # type: ignore[assignment]  # sync client
+            if answer["statusCode"] != 200 or None in fresh:
+                raise RuntimeError(f"{count} pairs: handler {answer['statusCode']}, or fresh keys missing")
+            invoke = functools.partial(prices.lambda_handler, event, context)
+            read_raw = functools.partial(raw.mget, keys)
+            with quiet_stdout():
+                _time(invoke, iterations // 5)  # warm: connections, caches, branch predictors
+                handler = _time(invoke, iterations)
+            _time(read_raw, iterations // 5)
+            mget = _time(read_raw, iterations)
+            h50, m50 = percentile(handler, 0.5), percentile(mget, 0.5)
+            ratio = h50 / m50
+            rows.append(
+                Row(
+                    "read path",
+                    f"{count} pairs",
+                    {
+                        "handler_p50_us": round(h50, 1),
+                        "handler_p99_us": round(percentile(handler, 0.99), 1),
+                        "mget_p50_us": round(m50, 1),
+                        "mget_p99_us": round(percentile(mget, 0.99), 1),
+                        "ratio_p50": round(ratio, 2),
+                        "overhead_p50_us": round(h50 - m50, 1),
+                    },
+                    limit=f"raw MGET p50 {m50:.0f} us",
+                    target=f"p50 <= {TARGET_RATIO_AT_10} x MGET" if count == 10 else "",
+                    met=ratio <= TARGET_RATIO_AT_10 if count == 10 else None,
+                )
+            )
+        raw.close()
+    return rows
