@@ -65,7 +65,7 @@ test-e2e: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common functions/fetcher functions/prices_api functions/whitelist local_stack bench
+	$(VENV)/bin/mypy layers/common functions/fetcher functions/prices_api functions/whitelist local_stack
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .
