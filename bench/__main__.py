@@ -56,8 +56,11 @@ def render(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     available = scenarios()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", choices=[*available, []], help="scenarios (default: all)")
+    parser.add_argument("names", nargs="*", help=f"scenarios among {', '.join(available)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in available]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(available)}")
     started = time.time()
     rows: list[Row] = []
     for name in args.names or list(available):
