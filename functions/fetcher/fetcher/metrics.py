@@ -7,7 +7,7 @@ only the slot's owner reports what was fetched, missing and written.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fetcher.tick import TickResult
 from fetcher.verify import Transition
@@ -35,7 +35,6 @@ class SlotReport:
     stale_pairs: int | None = None  # active pairs not refreshed; None when not this invocation's slot
     tick: TickResult | None = None
     store_errors: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def slot_values(report: SlotReport) -> tuple[dict[str, float | list[float]], dict[str, dict[str, float]]]:
