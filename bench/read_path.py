@@ -40,8 +40,8 @@ def _event(pairs: list[str]) -> dict[str, Any]:
 def _fill_cache(pairs: list[str]) -> None:
     from fetcher.handler import build_deps
     from fetcher.loop import LoopSummary, run_slot
+    from market_data.clock import now_ms
     from market_data.config import load_settings
-    from market_data.models import now_ms
 
     deps = build_deps(load_settings())
     run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "bench", LoopSummary())

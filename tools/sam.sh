@@ -4,12 +4,8 @@
 # Lambda runtime's Python on PATH, so the runtime's interpreter is put first when one can be found.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-runtime_python="python3.13"
-# A pyenv shim may exist for an inactive version and fail when run: test that it really runs.
-if ! "$runtime_python" -c "" >/dev/null 2>&1; then
-  if command -v pyenv >/dev/null 2>&1 && prefix="$(pyenv prefix 3.13 2>/dev/null || pyenv prefix 3.13.0 2>/dev/null)"; then
-    export PATH="$prefix/bin:$PATH"
-  fi
+if runtime_python="$("$here/tools/runtime-python.sh" 2>/dev/null)"; then
+  export PATH="$(dirname "$runtime_python"):$PATH"
 fi
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-eu-west-1}"
 export AWS_REGION="${AWS_REGION:-$AWS_DEFAULT_REGION}"

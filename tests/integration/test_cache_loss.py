@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
 from fetcher.loop import LoopSummary, run_fetcher, run_slot
@@ -15,7 +16,7 @@ from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.servers import RedisServer
 from market_data import cache, store
-from market_data.models import now_ms
+from market_data.clock import now_ms
 
 INTERVAL_MS = 2000
 TICKER = "/api/v3/ticker/24hr"
@@ -161,8 +162,8 @@ def test_dynamodb_throttling_is_retried_within_bounds_and_the_cache_stays_fresh(
         tick(deps)
         reset_table()
         # The production client (its own timeouts and retry bounds), pointed at the throttling endpoint
-        settings = deps.settings.model_copy(
-            update={"dynamodb_endpoint_url": f"http://127.0.0.1:{server.server_port}"}
+        settings = msgspec.structs.replace(
+            deps.settings, dynamodb_endpoint_url=f"http://127.0.0.1:{server.server_port}"
         )
         deps.table = get_table(settings)
         deps.redis.delete(cache.fresh_key("BTC/USDT"))

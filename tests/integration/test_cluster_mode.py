@@ -10,8 +10,8 @@ from fetcher.handler import build_deps
 from fetcher.loop import LoopSummary, run_slot
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import cache, store
+from market_data.clock import now_ms
 from market_data.config import load_settings
-from market_data.models import now_ms
 from prices_api.handler import lambda_handler
 from tests.support import load_event
 

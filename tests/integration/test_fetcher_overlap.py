@@ -12,8 +12,8 @@ from fetcher.handler import build_deps
 from fetcher.loop import LoopSummary, run_fetcher
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
+from market_data.clock import now_ms
 from market_data.config import load_settings
-from market_data.models import now_ms
 
 INTERVAL_MS = 2000
 

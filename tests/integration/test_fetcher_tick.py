@@ -17,8 +17,8 @@ from fetcher.loop import LoopSummary, run_slot
 from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
+from market_data.clock import now_ms
 from market_data.config import Settings, load_settings
-from market_data.models import now_ms
 
 TICKER = "/api/v3/ticker/24hr"
 

@@ -16,8 +16,9 @@ from fetcher.loop import LoopSummary, run_slot
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import cache, store
+from market_data.clock import now_ms
 from market_data.config import load_settings
-from market_data.models import Ticker, now_ms
+from market_data.models import Ticker
 from prices_api.handler import lambda_handler
 from tests.support import REPO_ROOT, load_event
 

@@ -18,7 +18,7 @@ from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import cache
-from market_data.models import now_ms
+from market_data.clock import now_ms
 from market_data.observability import RequestMetrics
 from tests.integration.test_metrics_contract import emf_documents
 from tests.support import REPO_ROOT, load_event

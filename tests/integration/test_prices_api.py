@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,10 +18,14 @@ import redis
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.servers import RedisServer
 from market_data import cache, store
+from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.models import Ticker, now_ms
+from market_data.models import Ticker
 from prices_api.handler import lambda_handler
-from tests.support import load_event
+from tests.support import REPO_ROOT, load_event
+
+# The function's code and its layer, as Lambda puts them on the path.
+PYTHONPATH = ("functions/prices_api", "layers/common", ".")
 
 CONTRACT_FIELDS = {
     "pair", "price", "volume", "quoteVolume", "timestamp", "fetchedAt", "change24h",
@@ -263,3 +270,37 @@ def test_a_reachable_but_empty_cache_serves_last_known_good(service_env: dict[st
 
     assert response["statusCode"] == 200
     assert {entry["source"] for entry in json.loads(response["body"]).values()} == {"last_known_good"}
+
+
+READ_PATH_PROBE = """
+import json, sys
+from local_stack.lambda_context import LocalLambdaContext
+from prices_api.handler import lambda_handler
+from tests.support import load_event
+
+HEAVY = ("boto3", "pydantic", "aws_lambda_powertools.event_handler")
+answers = []
+for event in ("prices_get.json", "health_get.json"):
+    status = lambda_handler(load_event(event), LocalLambdaContext("prices", 6))["statusCode"]
+    answers.append({"status": status, "loaded": [name for name in HEAVY if name in sys.modules]})
+print(json.dumps(answers))
+"""
+
+
+def test_a_price_read_in_a_fresh_process_loads_neither_boto3_nor_pydantic_nor_the_router(
+    put_in_cache: Callable[..., None], service_env: dict[str, str]
+) -> None:
+    # The cold start of the function that takes nearly every request: these three are most of
+    # what a fresh container would import beyond redis (figures in the README's benchmarks).
+    put_in_cache([make_ticker("BTC/USDT"), make_ticker("ETH/USDT")], ["BTC/USDT", "ETH/USDT"])
+    pythonpath = os.pathsep.join(str(REPO_ROOT / folder) for folder in PYTHONPATH)
+    done = subprocess.run(
+        [sys.executable, "-c", READ_PATH_PROBE],
+        env={**os.environ, **service_env, "PYTHONPATH": pythonpath, "POWERTOOLS_METRICS_NAMESPACE": "Test"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    price_read, health_read = json.loads(done.stdout.splitlines()[-1])
+
+    assert price_read == {"status": 200, "loaded": []}
+    # Health is served by the router, imported on first use: the probe does see imports.
+    assert "aws_lambda_powertools.event_handler" in health_read["loaded"]

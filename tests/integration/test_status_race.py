@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from market_data import store
-from market_data.models import now_ms
+from market_data.clock import now_ms
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import store
+from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.models import now_ms
 from tests.support import load_event
 from whitelist.handler import describe_api, lambda_handler
 

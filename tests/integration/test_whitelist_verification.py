@@ -13,7 +13,8 @@ from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import store
-from market_data.models import PairRecord, now_ms
+from market_data.clock import now_ms
+from market_data.models import PairRecord
 from prices_api.handler import lambda_handler as prices_handler
 from tests.support import load_event
 

@@ -15,7 +15,7 @@ from fetcher.circuit import Circuit
 from fetcher.metrics import SlotReport, emit_slot
 from fetcher.tick import FetcherDeps, run_tick
 from market_data import cache, store
-from market_data.models import now_ms
+from market_data.clock import now_ms
 from market_data.observability import logger
 
 # Leave this much of the Lambda timeout unused after the last tick (flush logs, return).

@@ -35,7 +35,8 @@ from fetcher.circuit import Circuit
 from fetcher.jumps import judge_jumps
 from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store
-from market_data.models import PairRecord, Ticker, now_ms
+from market_data.clock import now_ms
+from market_data.models import PairRecord, Ticker
 from market_data.observability import logger
 
 if TYPE_CHECKING:

@@ -1,36 +1,27 @@
-"""Lambda entry point of the read API: routing and error mapping only; logic lives beside it."""
+"""Lambda entry point of the read API: a direct path for price reads, the router for the rest.
+
+Price reads are nearly every request this function gets. They are answered without the router
+(route matching, event wrappers and response building cost more than the cache read itself) and
+without importing it or pydantic at all, which keeps the cold start near that of redis alone.
+Health and the API description go through ``prices_api.routes``, imported on first use.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from functools import cache
-from typing import Any
-
-import orjson
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from market_data import cache as market_cache
+from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.http import (
-    JSON,
-    ApiResponse,
-    add_common_error_routes,
-    error_response,
-    to_http_api_result,
-    to_response,
-    unexpected_error,
-)
-from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody, now_ms
+from market_data.http import to_http_api_result, unexpected_error
 from market_data.observability import RequestMetrics, logger, traced
 from market_data.pairs import InvalidPairError
-from prices_api.health import get_health
-from prices_api.prices import get_prices
+from prices_api.prices import PRICES_PATH, get_prices, invalid_pairs
 
-BASE = "/api/market-data"
-PRICES_PATH = f"{BASE}/prices"
-app = APIGatewayHttpResolver()
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 def share_read_window(counts: Mapping[str, float], latencies_ms: list[float]) -> None:
@@ -41,101 +32,8 @@ def share_read_window(counts: Mapping[str, float], latencies_ms: list[float]) ->
 read_metrics = RequestMetrics("prices-api", "ReadLatency", on_flush=share_read_window)
 
 
-def _json_content(model: Any, description: str) -> Any:
-    return {"description": description, "content": {JSON: {"model": model}}}
-
-
-@app.get(
-    PRICES_PATH,
-    summary="Latest prices of listed pairs, from the cache only",
-    responses={
-        200: _json_content(dict[str, PriceEntry], "Every requested pair is present (fresh or stale)"),
-        206: _json_content(dict[str, PriceEntry], "Some pairs present; X-Missing-Pairs names the others"),
-        400: _json_content(ErrorBody, "Malformed or oversize pairs parameter"),
-        503: _json_content(UnavailableBody, "None of the requested pairs is available; see Retry-After"),
-    },
-)
-def prices() -> Response[str]:
-    raw_pairs = app.current_event.get_query_string_value("pairs")
-    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms(), metrics=read_metrics))
-
-
-HEALTH_RESPONSES: dict[int, Any] = {
-    200: _json_content(HealthBody, "The fetcher runs (status ok or degraded, with the reason)"),
-    503: _json_content(HealthBody, "The fetcher is down"),
-}
-
-
-@app.get(f"{BASE}/health", summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)
-def health() -> Response[str]:
-    return to_response(get_health(settings=get_settings(), now=now_ms()))
-
-
-@app.get(
-    f"{BASE}/init",
-    summary="Same body as /health, kept for source design 002's clients",
-    responses=HEALTH_RESPONSES,
-)
-def init() -> Response[str]:
-    return to_response(get_health(settings=get_settings(), now=now_ms()))
-
-
-@app.get(f"{BASE}/openapi.json", summary="This description", include_in_schema=False)
-def openapi() -> Response[str]:
-    return Response(
-        status_code=200,
-        body=describe_api(),
-        content_type=JSON,
-        headers={"Cache-Control": "public, max-age=300"},
-    )
-
-
-@cache
-def describe_api() -> str:
-    """The OpenAPI description generated from the routes and models above.
-
-    The hot path reads its one query parameter itself (no per-request validation layer), so
-    the parameter and the headers the contract promises are added to the generated document.
-    """
-    schema = app.get_openapi_schema(title="Market data API", version="1.0.0").model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    operation = schema["paths"][PRICES_PATH]["get"]
-    operation["parameters"] = [
-        {
-            "name": "pairs",
-            "in": "query",
-            "required": False,
-            "description": "Comma-separated BASE/QUOTE pairs (at most 100, case-insensitive, duplicates "
-            "collapse); left out = every listed pair",
-            "schema": {"type": "string", "example": "BTC/USDT,ETH/USDT"},
-        }
-    ]
-    operation["responses"]["206"]["headers"] = {
-        "X-Missing-Pairs": {"description": "Comma-separated pairs not served", "schema": {"type": "string"}}
-    }
-    operation["responses"]["503"]["headers"] = {
-        "Retry-After": {"description": "Seconds until the next fetch", "schema": {"type": "integer"}}
-    }
-    return orjson.dumps(schema).decode()
-
-
-def invalid_pairs(exc: InvalidPairError) -> ApiResponse:
-    return error_response(400, "invalid_pairs", str(exc))
-
-
-@app.exception_handler(InvalidPairError)
-def bad_pairs(exc: InvalidPairError) -> Response:
-    return to_response(invalid_pairs(exc))
-
-
-add_common_error_routes(app)
-
-
 def serve_prices(event: dict[str, Any]) -> dict[str, Any]:
-    """GET /prices without the router: it is nearly every request this function gets, and the
-    router's generality (route matching, event wrappers, response building) cost more than the
-    cache read itself. Same logic and the same error answers as the routed path above."""
+    """GET /prices: the same logic and error answers as a routed request, without the router."""
     raw_pairs = (event.get("queryStringParameters") or {}).get("pairs")
     try:
         answer = get_prices(raw_pairs, settings=get_settings(), now=now_ms(), metrics=read_metrics)
@@ -147,6 +45,12 @@ def serve_prices(event: dict[str, Any]) -> dict[str, Any]:
     return to_http_api_result(answer)
 
 
+def serve_routed(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from prices_api.routes import app  # first use only: see the module's docstring
+
+    return app.resolve(event, context)
+
+
 @traced
 @logger.inject_lambda_context  # context keys and the cold-start flag
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -155,7 +59,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # on this path than the rest of the logging set-up.
     logger.set_correlation_id(event.get("requestContext", {}).get("requestId"))
     is_read = event.get("rawPath") == PRICES_PATH and event["requestContext"]["http"]["method"] == "GET"
-    response = serve_prices(event) if is_read else app.resolve(event, context)
+    response = serve_prices(event) if is_read else serve_routed(event, context)
     latency_ms = (time.perf_counter() - started) * 1000
     status = response["statusCode"]
     read_metrics.record_response(status, latency_ms if is_read else None)

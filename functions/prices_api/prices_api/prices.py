@@ -11,9 +11,16 @@ from market_data import cache
 from market_data.config import Settings
 from market_data.http import ApiResponse, error_response, json_response
 from market_data.observability import RequestMetrics, logger
-from market_data.pairs import parse_pairs_param
+from market_data.pairs import InvalidPairError, parse_pairs_param
 
+BASE = "/api/market-data"
+PRICES_PATH = f"{BASE}/prices"
 CACHE_CONTROL = "public, max-age=1"
+
+
+def invalid_pairs(exc: InvalidPairError) -> ApiResponse:
+    """400 naming the bad ``pairs`` value, the same from the direct path and the router."""
+    return error_response(400, "invalid_pairs", str(exc))
 
 
 def get_prices(

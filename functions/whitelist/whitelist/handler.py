@@ -12,11 +12,13 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.http import JSON, ApiResponse, add_common_error_routes, error_response, to_response
-from market_data.models import ErrorBody, PairRecord, now_ms
+from market_data.http import JSON, ApiResponse, error_response
+from market_data.models import ErrorBody, PairRecord
 from market_data.observability import RequestMetrics, logger, traced
 from market_data.pairs import InvalidPairError
+from market_data.routing import add_common_error_routes, to_response
 from market_data.store import PendingCapReachedError, SourceLimitError, StatusConflictError
 from whitelist import submissions
 from whitelist.submissions import (

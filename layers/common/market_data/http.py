@@ -1,7 +1,8 @@
-"""HTTP answers shared by the API functions: JSON bodies, the error shape, the common error routes.
+"""HTTP answers shared by the API functions: JSON bodies and the error shape.
 
-Logic modules return an ``ApiResponse`` (no web framework in them); handlers turn it into a
-Powertools ``Response`` with ``to_response``.
+Logic modules return an ``ApiResponse`` (no web framework in them, nor here: the prices path
+answers without one); routed handlers turn it into a Powertools ``Response`` with
+``market_data.routing.to_response``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aws_lambda_powertools.event_handler import Response
-
-from market_data.observability import logger
 
 JSON = "application/json"
 
@@ -32,10 +30,6 @@ def error_response(status: int, error: str, message: str, **extra: object) -> Ap
     return json_response(status, {"error": error, "message": message, **extra})
 
 
-def to_response(answer: ApiResponse) -> Response[str]:
-    return Response(status_code=answer.status, body=answer.body, headers=answer.headers, content_type=JSON)
-
-
 def to_http_api_result(answer: ApiResponse) -> dict[str, Any]:
     """The HTTP API (payload 2.0) result for ``answer``, for a route served without the router."""
     return {
@@ -49,17 +43,3 @@ def to_http_api_result(answer: ApiResponse) -> dict[str, Any]:
 def unexpected_error() -> ApiResponse:
     """A bug: logged with its traceback by the caller, answered without details."""
     return error_response(500, "internal_error", "unexpected error; it has been logged")
-
-
-def add_common_error_routes(app: Any) -> None:
-    """404 for an unknown route and a logged 500 for a bug, both in the ``{"error", "message"}`` shape."""
-
-    @app.not_found
-    def not_found(_: Exception) -> Response[str]:
-        path = app.current_event.path
-        return to_response(error_response(404, "not_found", f"no route for {path}"))
-
-    @app.exception_handler(Exception)
-    def unexpected(exc: Exception) -> Response[str]:
-        logger.exception("unexpected error")
-        return to_response(unexpected_error())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,10 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_CLOCK_SKEW_MS = 60_000
 # The oldest ticker time accepted: a 24 h ticker whose close is older than this is not "current".
 MAX_TICKER_AGE_MS = 24 * 3_600_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Ticker(BaseModel):

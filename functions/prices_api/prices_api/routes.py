@@ -1,0 +1,113 @@
+"""The read API's routed side: health, its alias and the API description, with their OpenAPI.
+
+Imported by the handler on the first request that is not a price read, so the router and the
+pydantic models stay off the prices path (its cold start; see the README's benchmarks).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+from market_data.clock import now_ms
+from market_data.config import get_settings
+from market_data.http import JSON
+from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody
+from market_data.pairs import InvalidPairError
+from market_data.routing import add_common_error_routes, to_response
+from prices_api.health import get_health
+from prices_api.prices import BASE, PRICES_PATH, get_prices, invalid_pairs
+
+app = APIGatewayHttpResolver()
+
+
+def _json_content(model: Any, description: str) -> Any:
+    return {"description": description, "content": {JSON: {"model": model}}}
+
+
+# Served by the handler's direct path; routed here too so that it is described, and answered the
+# same way should the router ever receive it.
+@app.get(
+    PRICES_PATH,
+    summary="Latest prices of listed pairs, from the cache only",
+    responses={
+        200: _json_content(dict[str, PriceEntry], "Every requested pair is present (fresh or stale)"),
+        206: _json_content(dict[str, PriceEntry], "Some pairs present; X-Missing-Pairs names the others"),
+        400: _json_content(ErrorBody, "Malformed or oversize pairs parameter"),
+        503: _json_content(UnavailableBody, "None of the requested pairs is available; see Retry-After"),
+    },
+)
+def prices() -> Response[str]:
+    raw_pairs = app.current_event.get_query_string_value("pairs")
+    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms()))
+
+
+HEALTH_RESPONSES: dict[int, Any] = {
+    200: _json_content(HealthBody, "The fetcher runs (status ok or degraded, with the reason)"),
+    503: _json_content(HealthBody, "The fetcher is down"),
+}
+
+
+@app.get(f"{BASE}/health", summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)
+def health() -> Response[str]:
+    return to_response(get_health(settings=get_settings(), now=now_ms()))
+
+
+@app.get(
+    f"{BASE}/init",
+    summary="Same body as /health, kept for source design 002's clients",
+    responses=HEALTH_RESPONSES,
+)
+def init() -> Response[str]:
+    return to_response(get_health(settings=get_settings(), now=now_ms()))
+
+
+@app.get(f"{BASE}/openapi.json", summary="This description", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(
+        status_code=200,
+        body=describe_api(),
+        content_type=JSON,
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@cache
+def describe_api() -> str:
+    """The OpenAPI description generated from the routes and models above.
+
+    The hot path reads its one query parameter itself (no per-request validation layer), so
+    the parameter and the headers the contract promises are added to the generated document.
+    """
+    schema = app.get_openapi_schema(title="Market data API", version="1.0.0").model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    operation = schema["paths"][PRICES_PATH]["get"]
+    operation["parameters"] = [
+        {
+            "name": "pairs",
+            "in": "query",
+            "required": False,
+            "description": "Comma-separated BASE/QUOTE pairs (at most 100, case-insensitive, duplicates "
+            "collapse); left out = every listed pair",
+            "schema": {"type": "string", "example": "BTC/USDT,ETH/USDT"},
+        }
+    ]
+    operation["responses"]["206"]["headers"] = {
+        "X-Missing-Pairs": {"description": "Comma-separated pairs not served", "schema": {"type": "string"}}
+    }
+    operation["responses"]["503"]["headers"] = {
+        "Retry-After": {"description": "Seconds until the next fetch", "schema": {"type": "integer"}}
+    }
+    return orjson.dumps(schema).decode()
+
+
+@app.exception_handler(InvalidPairError)
+def bad_pairs(exc: InvalidPairError) -> Response[str]:
+    return to_response(invalid_pairs(exc))
+
+
+add_common_error_routes(app)
