@@ -22,9 +22,14 @@ RESULTS = REPO_ROOT / "bench" / "results.json"
 
 
 def scenarios() -> dict[str, Callable[[], list[Row]]]:
-    from bench import cold_start, read_path
+    from bench import cold_start, freshness, read_path, write_cost
 
-    return {"read": read_path.run, "cold": cold_start.run}
+    return {
+        "read": read_path.run,
+        "cold": cold_start.run,
+        "freshness": freshness.run,
+        "writes": write_cost.run,
+    }
 
 
 def machine() -> dict[str, object]:
