@@ -309,6 +309,17 @@ def test_every_function_and_the_api_log_to_a_group_the_stack_creates(template: d
     assert access_logs["Fn::GetAtt"][0] in log_groups
 
 
+def test_the_read_path_sends_no_log_line_per_request_and_keeps_warnings_and_metrics(
+    template: dict[str, Any],
+) -> None:
+    # Lambda's START/END/REPORT lines would be one log entry per price read; its filter needs JSON.
+    logging_config = function_properties(template, "PricesApiFunction")["LoggingConfig"]
+    assert logging_config["LogFormat"] == "JSON"
+    assert logging_config["SystemLogLevel"] == "WARN"
+    # EMF documents carry no level, which Lambda reads as INFO: a stricter filter would drop them.
+    assert logging_config["ApplicationLogLevel"] == "INFO"
+
+
 def test_outputs_name_the_api_url_table_and_cache_endpoint(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     assert "${HttpApi}" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
