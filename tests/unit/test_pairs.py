@@ -12,11 +12,11 @@ def test_left_out_means_every_listed_pair() -> None:
 
 
 def test_lower_case_is_normalised_and_duplicates_collapse_in_order() -> None:
-    assert parse_pairs_param("eth/usdt,BTC/USDT,ETH/USDT") == ["ETH/USDT", "BTC/USDT"]
+    assert parse_pairs_param("eth/usdt,BTC/USDT,ETH/USDT") == ("ETH/USDT", "BTC/USDT")
 
 
 def test_empty_entries_are_ignored() -> None:
-    assert parse_pairs_param(",BTC/USDT,, ,") == ["BTC/USDT"]
+    assert parse_pairs_param(",BTC/USDT,, ,") == ("BTC/USDT",)
 
 
 @pytest.mark.parametrize("raw", ["", ",", " , "])
@@ -36,4 +36,4 @@ def test_more_than_100_pairs_is_refused() -> None:
     raw = ",".join(f"C{i}/USDT" for i in range(101))
     with pytest.raises(InvalidPairError, match="101"):
         parse_pairs_param(raw)
-    assert len(parse_pairs_param(",".join(f"C{i}/USDT" for i in range(100))) or []) == 100
+    assert len(parse_pairs_param(",".join(f"C{i}/USDT" for i in range(100))) or ()) == 100

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -114,6 +115,13 @@ class CachedPrices:
     suspended: frozenset[str] = frozenset()  # served from their last copy, always flagged stale
 
 
+@lru_cache(maxsize=8)
+def _pair_set(raw: bytes) -> frozenset[str]:
+    """The listed or suspended pairs from their JSON list, decoded once per change: every read
+    carries them, and they change only when the registry does."""
+    return frozenset(orjson.loads(raw))
+
+
 def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
     """One command: which pairs are listed or suspended, and their newest tickers.
 
@@ -126,21 +134,21 @@ def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
         everything: dict[bytes, bytes] = client.hgetall(STALE_COPIES)  # type: ignore[assignment]  # sync client
         found = {key.decode(): value for key, value in everything.items()}
         raw_listed, raw_suspended = found.pop(LISTED_FIELD, None), found.pop(SUSPENDED_FIELD, None)
-        listed = frozenset(orjson.loads(raw_listed)) if raw_listed else frozenset()
+        listed = _pair_set(raw_listed) if raw_listed else frozenset()
         tickers = {pair: value for pair, value in found.items() if pair in listed}
     else:
         answer: list[bytes | None] = client.hmget(  # type: ignore[assignment]  # sync client
             STALE_COPIES, [*pairs, LISTED_FIELD, SUSPENDED_FIELD]
         )
         *copies, raw_listed, raw_suspended = answer
-        listed_all = frozenset(orjson.loads(raw_listed)) if raw_listed else frozenset()
+        listed_all = _pair_set(raw_listed) if raw_listed else frozenset()
         listed = frozenset(pair for pair in pairs if pair in listed_all)
         tickers = {
             pair: value
             for pair, value in zip(pairs, copies, strict=True)
             if value is not None and pair in listed
         }
-    suspended = frozenset(orjson.loads(raw_suspended)) if raw_suspended else frozenset()
+    suspended = _pair_set(raw_suspended) if raw_suspended else frozenset()
     return CachedPrices(raw_listed is not None, listed, tickers, suspended)
 
 

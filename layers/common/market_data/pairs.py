@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MAX_PAIRS_PER_REQUEST = 100
 # Letters and digits on both sides, bounded so a key or a header can never grow without limit.
@@ -23,7 +24,10 @@ def normalise_pair(raw: str) -> str:
     return pair
 
 
-def parse_pairs_param(raw: str | None) -> list[str] | None:
+# Clients poll with the same few query strings again and again: parsed once per container.
+# Only valid values are kept (an error is raised, never cached), and results are immutable.
+@lru_cache(maxsize=256)
+def parse_pairs_param(raw: str | None) -> tuple[str, ...] | None:
     """Parse the ``pairs`` query parameter: comma-separated, duplicates collapsed, empties ignored.
 
     ``None`` (parameter left out) means every listed pair. A parameter that holds nothing but
@@ -34,7 +38,7 @@ def parse_pairs_param(raw: str | None) -> list[str] | None:
     entries = [entry for entry in raw.split(",") if entry.strip()]
     if not entries:
         raise InvalidPairError(f"invalid pairs {raw!r}: no pair given; expected e.g. pairs=BTC/USDT,ETH/USDT")
-    pairs = list(dict.fromkeys(normalise_pair(entry) for entry in entries))
+    pairs = tuple(dict.fromkeys(normalise_pair(entry) for entry in entries))
     if len(pairs) > MAX_PAIRS_PER_REQUEST:
         raise InvalidPairError(
             f"too many pairs: {len(pairs)} requested, at most {MAX_PAIRS_PER_REQUEST} per request"
