@@ -22,11 +22,12 @@ RESULTS = REPO_ROOT / "bench" / "results.json"
 
 
 def scenarios() -> dict[str, Callable[[], list[Row]]]:
-    from bench import cold_start, freshness, read_path, write_cost
+    from bench import cold_start, fetch_cycle, freshness, read_path, write_cost
 
     return {
         "read": read_path.run,
         "cold": cold_start.run,
+        "fetch": fetch_cycle.run,
         "freshness": freshness.run,
         "writes": write_cost.run,
     }

@@ -214,6 +214,18 @@ def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult
         if isinstance(error, RateLimitedError):
             stop.set()
         fetched_at = now_ms()
+        # Parsed before taking the lock: the other batches' threads merge their answers meanwhile.
+        parsed: dict[str, Ticker] = {}
+        invalid: dict[str, str] = {}
+        for raw in raws:
+            pair = symbols.get(str(raw.get("symbol")) if isinstance(raw, dict) else "")
+            if pair is None:
+                continue  # an answer for a name we did not ask for is not trusted
+            try:
+                parsed[pair] = parse_binance_ticker(raw, pair, fetched_at=fetched_at)
+            except (ValidationError, ValueError) as exc:
+                invalid[pair] = _short_reason(exc)
+        answered = {str(raw.get("symbol")) for raw in raws if isinstance(raw, dict)}
         with lock:
             result.requests += requests
             for symbol in rejected:
@@ -223,20 +235,13 @@ def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult
                 result.errors.append(error)
                 if isinstance(error, RateLimitedError):
                     result.rate_limited = error
-            answered = {str(raw.get("symbol")) for raw in raws if isinstance(raw, dict)}
             for symbol in batch:
                 if symbol in rejected or symbol in answered:
                     continue
                 reason = f"exchange error: {error.kind}" if error else "absent from the exchange's answer"
                 result.missing.setdefault(symbols[symbol], reason)
-            for raw in raws:
-                pair = symbols.get(str(raw.get("symbol")) if isinstance(raw, dict) else "")
-                if pair is None:
-                    continue  # an answer for a name we did not ask for is not trusted
-                try:
-                    result.tickers[pair] = parse_binance_ticker(raw, pair, fetched_at=fetched_at)
-                except (ValidationError, ValueError) as exc:
-                    result.invalid[pair] = _short_reason(exc)
+            result.tickers.update(parsed)
+            result.invalid.update(invalid)
 
     list(deps.executor.map(run_batch, batches))
     for pair, reason in result.invalid.items():
