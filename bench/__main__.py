@@ -21,15 +21,17 @@ from bench.common import REPO_ROOT, Row
 RESULTS = REPO_ROOT / "bench" / "results.json"
 
 
-def scenarios() -> dict[str, Callable[[], list[Row]]]:
-    from bench import cold_start, fetch_cycle, freshness, read_path, write_cost
+def scenarios() -> dict[str, Callable[[list[Row]], list[Row]]]:
+    """Each takes the rows measured before it in the same run (the cost model prices them)."""
+    from bench import cold_start, cost_model, fetch_cycle, freshness, read_path, write_cost
 
     return {
-        "read": read_path.run,
-        "cold": cold_start.run,
-        "fetch": fetch_cycle.run,
-        "freshness": freshness.run,
-        "writes": write_cost.run,
+        "read": lambda _: read_path.run(),
+        "cold": lambda _: cold_start.run(),
+        "fetch": lambda _: fetch_cycle.run(),
+        "freshness": lambda _: freshness.run(),
+        "writes": lambda _: write_cost.run(),
+        "cost": cost_model.run,  # last: it uses the write cost measured above when there is one
     }
 
 
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for name in args.names or list(available):
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        rows += available[name]()
+        rows += available[name](rows)
     table = render(rows)
     print(table)
     RESULTS.write_text(
