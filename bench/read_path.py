@@ -2,7 +2,8 @@
 
 The handler is the production one, imported from its directory; the cache was filled by a real
 fetcher tick. The raw MGET reads the same pairs' fresh keys with the same client library: it is
-the floor any reader pays (one round trip, one reply to parse).
+the floor any reader pays (one round trip, one reply to parse). The two are timed alternately,
+call by call, so both see the same machine.
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ def _fill_cache(pairs: list[str]) -> None:
         raise RuntimeError(f"the tick listed {listed} of {len(pairs)} pairs")
 
 
-def _time(call: Any, iterations: int) -> list[float]:
-    samples = []
+def _time_interleaved(first: Any, second: Any, iterations: int) -> tuple[list[float], list[float]]:
+    """Both calls timed alternately, so that both see the same machine: timed one block after the
+    other, a shift in CPU speed or steal time between the blocks moved the ratio by 30 %."""
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(iterations):
-        started = time.perf_counter_ns()
-        call()
-        samples.append((time.perf_counter_ns() - started) / 1000)
+        for call, kept in ((first, samples[0]), (second, samples[1])):
+            started = time.perf_counter_ns()
+            call()
+            kept.append((time.perf_counter_ns() - started) / 1000)
     return samples
 
 
@@ -74,7 +78,8 @@ def run(iterations: int = 3000) -> list[Row]:
         raw = redis.Redis.from_url(stack.redis_url)
         for count in PAIR_COUNTS:
             pairs = all_pairs[:count]
-            _fill_cache(all_pairs)  # fresh keys live 15 s: every case reads a fresh tick
+            with quiet_stdout():
+                _fill_cache(all_pairs)  # fresh keys live 15 s: every case reads a fresh tick
             event, keys = _event(pairs), [cache.fresh_key(pair) for pair in pairs]
             answer = prices.lambda_handler(event, context)
             fresh: list[bytes | None] = raw.mget(keys)  # type: ignore[assignment]  # sync client
@@ -83,10 +88,8 @@ def run(iterations: int = 3000) -> list[Row]:
             invoke = functools.partial(prices.lambda_handler, event, context)
             read_raw = functools.partial(raw.mget, keys)
             with quiet_stdout():
-                _time(invoke, iterations // 5)  # warm: connections, caches, branch predictors
-                handler = _time(invoke, iterations)
-            _time(read_raw, iterations // 5)
-            mget = _time(read_raw, iterations)
+                _time_interleaved(invoke, read_raw, iterations // 5)  # warm: connections, caches
+                handler, mget = _time_interleaved(invoke, read_raw, iterations)
             h50, m50 = percentile(handler, 0.5), percentile(mget, 0.5)
             ratio = h50 / m50
             rows.append(
