@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.common import REPO_ROOT, Row, apply_environment, quiet_stdout, real_parts, service_environment
 
@@ -76,24 +77,37 @@ def build(folder: Path, *, bytecode: bool) -> dict[str, Path]:
     return paths
 
 
-def measure(body: str, pythonpath: list[Path], env: dict[str, str], *, bytecode: bool) -> dict[str, float]:
-    results = []
+def probe_once(body: str, pythonpath: list[Path], env: dict[str, str], *, bytecode: bool) -> dict[str, Any]:
+    """One fresh process: imports and ``body`` timed inside it (interpreter start-up excluded)."""
+    run_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(str(p) for p in pythonpath)}
+    if not bytecode:
+        run_env["PYTHONDONTWRITEBYTECODE"] = "1"  # /var/task is read-only: nothing is cached
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(body=body)], env=run_env, capture_output=True, text=True,
+        check=True, timeout=60,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    if (result["status"] or 0) >= 500:  # a cold start that fails measures nothing
+        raise RuntimeError(f"first invocation answered {result['status']}")
+    return result
+
+
+def measure_round_robin(
+    probes: dict[str, tuple[str, list[Path]]], env: dict[str, str], *, bytecode: bool
+) -> dict[str, dict[str, Any]]:
+    """RUNS fresh processes per probe, taken in turn (baseline, prices, ...; again), so that every
+    probe sees the same machine: one probe's runs after another's let drift move the ratios."""
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in probes}
     for _ in range(RUNS):
-        run_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(str(p) for p in pythonpath)}
-        if not bytecode:
-            run_env["PYTHONDONTWRITEBYTECODE"] = "1"  # /var/task is read-only: nothing is cached
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE.format(body=body)], env=run_env, capture_output=True, text=True,
-            check=True, timeout=60,
-        )  # fmt: skip
-        result = json.loads(out.stdout.splitlines()[-1])
-        if (result["status"] or 0) >= 500:  # a cold start that fails measures nothing
-            raise RuntimeError(f"first invocation answered {result['status']}")
-        results.append(result)
+        for name, (body, pythonpath) in probes.items():
+            results[name].append(probe_once(body, pythonpath, env, bytecode=bytecode))
     return {
-        "median_ms": round(statistics.median(r["ms"] for r in results), 1),
-        "boto3": any(r["boto3"] for r in results),
-        "pydantic": any(r["pydantic"] for r in results),
+        name: {
+            "median_ms": round(statistics.median(r["ms"] for r in runs), 1),
+            "boto3": any(r["boto3"] for r in runs),
+            "pydantic": any(r["pydantic"] for r in runs),
+        }
+        for name, runs in results.items()
     }
 
 
@@ -114,16 +128,17 @@ def run() -> list[Row]:
             with tempfile.TemporaryDirectory() as tmp:
                 paths = build(Path(tmp), bytecode=bytecode)
                 layout = "make build: bytecode" if bytecode else "sam build alone: source only"
-                base = measure("import redis", [paths["layer"]], env, bytecode=bytecode)
-                rows.append(Row("cold start", f"import redis ({layout})", {"median_ms": base["median_ms"]}))
+                probes = {"import redis": ("import redis", [paths["layer"]])}
                 for name, (_, module, event) in HANDLERS.items():
                     body = (
                         INVOKE.format(module=module, event=str(REPO_ROOT / "events" / event))
                         if event else f"import {module}"
                     )  # fmt: skip
-                    figures = measure(
-                        body, [paths[name], paths["layer"], paths["support"]], env, bytecode=bytecode
-                    )
+                    probes[name] = (body, [paths[name], paths["layer"], paths["support"]])
+                measured = measure_round_robin(probes, env, bytecode=bytecode)
+                base = measured.pop("import redis")
+                rows.append(Row("cold start", f"import redis ({layout})", {"median_ms": base["median_ms"]}))
+                for name, figures in measured.items():
                     ratio = figures["median_ms"] / base["median_ms"]
                     is_prices = name == "prices" and bytecode  # the target is for what ships
                     rows.append(
