@@ -10,16 +10,16 @@ import json
 import math
 import random
 import re
-import socketserver
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import InitVar, asdict, dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+from local_stack.simulator_http import Reply, SimulatorServer, json_reply
 
 DAY_MS = 86_400_000
 STEP_S = 0.25  # at most one random-walk step per symbol per 250 ms, however often it is read
@@ -76,18 +76,6 @@ CDN_PAGE = (
 RESPONSE_FAULTS = {"rate_limit", "ban", "restricted", "server_error", "invalid_json", "truncated", "partial"}
 DELAY_FAULTS = {"latency", "timeout"}
 BAD_TICKER_KINDS = {"zero", "negative", "nan", "high_below_low"}
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json;charset=UTF-8"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(status: int, obj: Any, **headers: str) -> Reply:
-    return Reply(status, json.dumps(obj, separators=(",", ":")).encode(), headers=headers)
 
 
 def _f8(x: float) -> str:
@@ -294,7 +282,7 @@ class BinanceSimulator:
         self._retry_until = self._banned_until = 0.0  # wall time a 429's Retry-After / an IP ban ends
         self._generated = 0
         self._stopping = threading.Event()  # wakes latency/timeout sleeps on stop()
-        self._server: _Server | None = None
+        self._server: SimulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._base_url: str | None = None
         self._routes = {  # path -> (weight from parsed params, handler)
@@ -307,8 +295,7 @@ class BinanceSimulator:
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> str:
         self._stopping.clear()
-        self._server = _Server((self.host, self.port), _Handler)
-        self._server.sim = self
+        self._server = SimulatorServer((self.host, self.port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -480,7 +467,7 @@ class BinanceSimulator:
             return self._fault_reply(faults[0], path, params, names, error, now), 0
         route = self._routes.get(path) if method == "GET" else None
         if route is None:
-            return _json(404, NOT_FOUND), 0
+            return json_reply(404, NOT_FOUND), 0
         weight = route[0](names, error)
         if now < self._retry_until:  # kept calling while a 429's Retry-After was pending: banned
             self._banned_until = now + self.ban_seconds
@@ -511,10 +498,10 @@ class BinanceSimulator:
         if fault.kind == "ban":
             return self._banned(now, fault.retry_after)
         if fault.kind == "restricted":
-            return _json(451, RESTRICTED)
+            return json_reply(451, RESTRICTED)
         if fault.kind == "server_error":
             if fault.status in SERVER_ERRORS:
-                return _json(fault.status, SERVER_ERRORS[fault.status])
+                return json_reply(fault.status, SERVER_ERRORS[fault.status])
             return Reply(fault.status, CDN_PAGE.format(f"{fault.status} ERROR").encode(), "text/html")
         if fault.kind == "invalid_json":
             return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
@@ -533,11 +520,15 @@ class BinanceSimulator:
 
     def _too_much_weight(self, retry_after: float) -> Reply:
         msg = TOO_MUCH_WEIGHT.format(self.weight_limit)
-        return _json(429, {"code": -1003, "msg": msg}, **{"Retry-After": str(max(1, math.ceil(retry_after)))})
+        return json_reply(
+            429, {"code": -1003, "msg": msg}, **{"Retry-After": str(max(1, math.ceil(retry_after)))}
+        )
 
     def _banned(self, now: float, seconds: float) -> Reply:
         msg = f"Way too much request weight used; IP banned until {int((now + seconds) * 1000)}."
-        return _json(418, {"code": -1003, "msg": msg}, **{"Retry-After": str(max(1, math.ceil(seconds)))})
+        return json_reply(
+            418, {"code": -1003, "msg": msg}, **{"Retry-After": str(max(1, math.ceil(seconds)))}
+        )
 
     def _select(self, names: list[str] | None) -> list[SymbolState] | None:
         if names is None:
@@ -547,24 +538,24 @@ class BinanceSimulator:
 
     def _ticker(self, params, names, error, now) -> Reply:
         if error:
-            return _json(400, error)
+            return json_reply(400, error)
         if params.get("type", "FULL") not in ("FULL", "MINI"):
-            return _json(400, ILLEGAL_TYPE)
+            return json_reply(400, ILLEGAL_TYPE)
         states = self._select(names)
         if states is None:  # one unknown name fails the whole request
-            return _json(400, INVALID_SYMBOL)
+            return json_reply(400, INVALID_SYMBOL)
         mono, now_ms, full = time.monotonic(), int(now * 1000), params.get("type", "FULL") == "FULL"
         for state in states:
             state.advance(self._rng, mono)
         rows = [state.ticker(self._rng, now_ms, full) for state in states]
-        return _json(200, rows[0] if "symbol" in params else rows)
+        return json_reply(200, rows[0] if "symbol" in params else rows)
 
     def _exchange_info(self, params, names, error, now) -> Reply:
         if error:
-            return _json(400, error)
+            return json_reply(400, error)
         states = self._select(names)
         if states is None:
-            return _json(400, INVALID_SYMBOL)
+            return json_reply(400, INVALID_SYMBOL)
         limits = [
             {
                 "rateLimitType": "REQUEST_WEIGHT",
@@ -574,7 +565,7 @@ class BinanceSimulator:
             },
             {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
         ]
-        return _json(
+        return json_reply(
             200,
             {
                 "timezone": "UTC",
@@ -593,13 +584,15 @@ class BinanceSimulator:
                 raise ValueError("a JSON object is expected")
             match method, path:
                 case "GET", "/_simulator/requests":
-                    return _json(200, [asdict(record) for record in self.requests])
+                    return json_reply(200, [asdict(record) for record in self.requests])
                 case "DELETE", "/_simulator/requests":
                     self.reset_requests()
                 case "GET", "/_simulator/faults":
                     with self._lock:
                         bad = {s.symbol: s.bad for s in self._symbols.values() if s.bad}
-                        return _json(200, {"faults": [asdict(f) for f in self._faults], "bad_tickers": bad})
+                        return json_reply(
+                            200, {"faults": [asdict(f) for f in self._faults], "bad_tickers": bad}
+                        )
                 case "POST", "/_simulator/faults":
                     kind = data.pop("fault")
                     if kind == "bad_ticker":
@@ -623,56 +616,17 @@ class BinanceSimulator:
                     self.reset_limits()
                     self.reset_requests()
                 case _:
-                    return _json(404, NOT_FOUND)
+                    return json_reply(404, NOT_FOUND)
         except (KeyError, TypeError, ValueError) as exc:
-            return _json(400, {"error": f"{type(exc).__name__}: {exc}"})
+            return json_reply(400, {"error": f"{type(exc).__name__}: {exc}"})
         with self._lock:
             listing = [
                 {"symbol": s.symbol, "baseAsset": s.base, "quoteAsset": s.quote, "status": s.status}
                 for s in self._symbols.values()
             ]
-        return _json(200, {"ok": True, "symbols": listing} if path.endswith("/symbols") else {"ok": True})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler still sleeping in a timeout fault must not block shutdown
-    sim: BinanceSimulator
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # skips HTTPServer's getfqdn(), a DNS lookup
-        host, self.server_port = self.server_address[:2]
-        self.server_name = str(host)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as pooled clients use the real API
-    timeout = 60  # an idle kept-alive connection frees its thread after this
-    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_DELETE = do_GET
-
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(min(length, 1_000_000)) if length > 0 else b""
-        reply = self.server.sim.handle(self.command, url.path, url.query, body)
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:  # the client gave up, e.g. during a timeout fault
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read sim.requests instead
-        pass
+        return json_reply(
+            200, {"ok": True, "symbols": listing} if path.endswith("/symbols") else {"ok": True}
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
