@@ -12,14 +12,13 @@ import random
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import InitVar, asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_stack.simulator_http import Reply, SimulatorServer, json_reply
+from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
 
 DAY_MS = 86_400_000
 STEP_S = 0.25  # at most one random-walk step per symbol per 250 ms, however often it is read
@@ -95,16 +94,6 @@ class RequestRecord:
     params: dict[str, Any]  # query parameters; `symbols` decoded to a list when it parsed
     status: int
     weight: int  # request weight charged (0 for rejected or fault answers)
-
-
-@dataclass
-class Fault:
-    kind: str
-    path: str | None = None  # None: every API path
-    remaining: int | None = None  # None: until cleared
-    status: int = 503
-    retry_after: float = 1.0
-    seconds: float = 0.0
 
 
 @dataclass
@@ -253,7 +242,7 @@ def _ticker_weight(names: list[str] | None, error: dict | None) -> int:
     return 2 if len(names) <= 20 else 40 if len(names) <= 100 else 80
 
 
-class BinanceSimulator:
+class BinanceSimulator(SimulatorBase[RequestRecord]):
     """`with BinanceSimulator() as sim: httpx.get(sim.base_url + "/api/v3/ticker/24hr", ...)`.
 
     Control over HTTP (no weight, not logged): POST /_simulator/faults {"fault": kind, "path", "count", ...
@@ -261,6 +250,8 @@ class BinanceSimulator:
     GET|DELETE /_simulator/requests; GET /_simulator/symbols; POST /_simulator/symbols {"action": "add" |
     "set_status" | "remove" | "generate", ...the method's keywords}; POST /_simulator/reset.
     """
+
+    thread_name = "binance-simulator"
 
     def __init__(
         self,
@@ -271,20 +262,13 @@ class BinanceSimulator:
         ban_seconds: float = 120.0,
         weight_window_s: float = 60.0,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port, log_limit=LOG_LIMIT)
         self.weight_limit, self.ban_seconds, self.weight_window_s = weight_limit, ban_seconds, weight_window_s
         self._rng = random.Random(seed)
-        self._lock = threading.RLock()  # guards everything below; handler threads and tests share it
         self._symbols: dict[str, SymbolState] = {}
-        self._faults: list[Fault] = []
-        self._log: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._window, self._used = -1, 0
         self._retry_until = self._banned_until = 0.0  # wall time a 429's Retry-After / an IP ban ends
         self._generated = 0
-        self._stopping = threading.Event()  # wakes latency/timeout sleeps on stop()
-        self._server: SimulatorServer | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url: str | None = None
         self._routes = {  # path -> (weight from parsed params, handler)
             "/api/v3/ticker/24hr": (_ticker_weight, self._ticker),
             "/api/v3/exchangeInfo": (lambda names, error: 20, self._exchange_info),
@@ -292,54 +276,7 @@ class BinanceSimulator:
         for symbol, base, quote, status, price in DEFAULT_SYMBOLS:
             self.add_symbol(symbol, base, quote, status, price)
 
-    # --- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> str:
-        self._stopping.clear()
-        self._server = SimulatorServer((self.host, self.port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="binance-simulator",
-            daemon=True,
-        )
-        self._thread.start()
-        host, port = self._server.server_address[:2]
-        self._base_url = f"http://{host!s}:{port}"
-        return self._base_url
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "BinanceSimulator":
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("simulator not started")
-        return self._base_url
-
     # --- inspection and control ----------------------------------------------------------------------
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._log)
-
-    def reset_requests(self) -> None:
-        with self._lock:
-            self._log.clear()
-
     @property
     def used_weight(self) -> int:
         with self._lock:
@@ -375,7 +312,9 @@ class BinanceSimulator:
             latency_ms / 1000 if kind == "latency" else min(float(seconds), 120.0) if kind == "timeout" else 0
         )
         with self._lock:
-            self._faults.append(Fault(kind, path, count, status, float(retry_after), delay))
+            self._faults.append(
+                Fault(kind, path, count, status, retry_after=float(retry_after), seconds=delay)
+            )
 
     def set_bad_ticker(self, symbol: str, kind: str | None) -> None:
         """Corrupt one symbol's ticker (zero, negative, nan, high_below_low); None restores it."""
@@ -477,19 +416,6 @@ class BinanceSimulator:
             return self._too_much_weight(self._retry_until - now), 0
         self._used += weight  # charged even when the parameters then fail, as on Binance
         return route[1](params, names, error, now), weight
-
-    def _take_faults(self, path: str, kinds: set[str], first_only: bool) -> list[Fault]:
-        taken = []
-        for fault in list(self._faults):
-            if fault.kind in kinds and fault.path in (None, path):
-                taken.append(fault)
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                if first_only:
-                    break
-        return taken
 
     def _fault_reply(self, fault: Fault, path, params, names, error, now) -> Reply:
         if fault.kind == "rate_limit":  # a real 429: calling again before Retry-After ends earns a ban

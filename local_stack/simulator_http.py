@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import socketserver
+import threading
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 
@@ -78,3 +80,100 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read the sims' request logs
         pass
+
+
+@dataclass
+class Fault:
+    """A switched-on fault: ``kind`` on ``path`` (every API path when None), for the next
+    ``remaining`` requests (until cleared when None)."""
+
+    kind: str
+    path: str | None = None
+    remaining: int | None = None
+    status: int = 503
+    retry_after: float = 1.0  # seconds, where the fault answers with a Retry-After
+    seconds: float = 0.0  # latency and timeout faults: how long the answer waits
+
+
+RecordT = TypeVar("RecordT")
+SimulatorT = TypeVar("SimulatorT", bound="SimulatorBase[Any]")
+
+
+class SimulatorBase(Generic[RecordT]):
+    """Lifecycle and request log of a simulator; a subclass answers ``handle`` for its protocol.
+
+    ``_lock`` guards the subclass's state too (handler threads and tests share it), and
+    ``_stopping`` wakes any latency or timeout fault's sleep when the simulator stops.
+    """
+
+    thread_name = "exchange-simulator"
+
+    def __init__(self, host: str, port: int, *, log_limit: int) -> None:
+        self.host, self.port = host, port
+        self._lock = threading.RLock()
+        self._log: deque[RecordT] = deque(maxlen=log_limit)
+        self._stopping = threading.Event()
+        self._server: SimulatorServer | None = None
+        self._thread: threading.Thread | None = None
+        self._faults: list[Fault] = []
+
+    def handle(self, method: str, path: str, query: str = "", body: bytes = b"") -> Reply:
+        raise NotImplementedError
+
+    def start(self) -> str:
+        self._stopping.clear()
+        self._server = SimulatorServer((self.host, self.port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+        return self._server.base_url
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self: SimulatorT) -> SimulatorT:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return self._server.base_url
+
+    @property
+    def requests(self) -> list[RecordT]:
+        with self._lock:
+            return list(self._log)
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def _take_faults(self, path: str, kinds: set[str], first_only: bool) -> list[Fault]:
+        """The faults of ``kinds`` that apply to ``path``, each counted down once (call under the lock)."""
+        taken = []
+        for fault in list(self._faults):
+            if fault.kind in kinds and fault.path in (None, path):
+                taken.append(fault)
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                if first_only:
+                    break
+        return taken

@@ -8,14 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fetcher.binance import (
-    BinanceClient,
-    ExchangeError,
-    InvalidSymbolError,
-    RateLimitedError,
-    parse_ticker,
-    ticker_weight,
-)
+from fetcher.binance import BinanceClient, InvalidSymbolError, parse_ticker, ticker_weight
+from fetcher.exchange import ExchangeError, RateLimitedError
 from tests.support import FIXTURES
 
 BINANCE = FIXTURES / "binance"

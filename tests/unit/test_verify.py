@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fetcher.binance import ExchangeInfo, SymbolInfo
+from fetcher.exchange import ExchangeInfo, SymbolInfo
 from fetcher.verify import decide_pending, recheck_listed
 from market_data.models import PairRecord, StatusChange, Ticker
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
+from fetcher.exchange import ExchangeError, ExchangeInfo, RateLimitedError, SymbolInfo
 from market_data.models import Ticker
 
 EXCHANGE = "binance"
@@ -44,46 +44,11 @@ def ticker_weight(symbol_count: int) -> int:
     return 80
 
 
-class ExchangeError(Exception):
-    """A failed exchange call; ``kind`` is what operators count (timeout, http_5xx, bad_body, ...)."""
-
-    def __init__(self, kind: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
-
-
-class RateLimitedError(ExchangeError):
-    """429 (too much weight) or 418 (IP banned): no call may be made before ``retry_after_s``."""
-
-    def __init__(self, status: int, retry_after_s: int, message: str) -> None:
-        super().__init__("rate_limited" if status == 429 else "banned", message, status=status)
-        self.retry_after_s = retry_after_s
-
-
 class InvalidSymbolError(ExchangeError):
     """-1121: one unknown name fails the whole ``symbols`` request."""
 
     def __init__(self, message: str) -> None:
         super().__init__("invalid_symbol", message, status=400)
-
-
-@dataclass(frozen=True)
-class SymbolInfo:
-    symbol: str
-    base: str
-    quote: str
-    status: str
-
-    @property
-    def pair(self) -> str:
-        return f"{self.base}/{self.quote}"
-
-
-@dataclass(frozen=True)
-class ExchangeInfo:
-    by_pair: dict[str, SymbolInfo]
-    weight_limit_1m: int | None
 
 
 class BinanceClient:

@@ -24,14 +24,12 @@ from fetcher.binance import (
     RESTRICTED_LOCATION_ADVICE,
     WEIGHT_WINDOW_MS,
     BinanceClient,
-    ExchangeError,
-    ExchangeInfo,
     InvalidSymbolError,
-    RateLimitedError,
     ticker_weight,
 )
 from fetcher.binance import parse_ticker as parse_binance_ticker
 from fetcher.circuit import Circuit
+from fetcher.exchange import ExchangeError, ExchangeInfo, RateLimitedError
 from fetcher.jumps import judge_jumps
 from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store

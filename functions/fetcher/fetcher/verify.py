@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from fetcher.binance import ExchangeInfo
+from fetcher.exchange import ExchangeInfo
 from market_data.models import PairRecord, Ticker
 
 

@@ -1,0 +1,504 @@
+"""Kraken public REST simulator: AssetPairs, Ticker and OHLC over real HTTP, with switchable faults.
+
+It speaks the protocol as shared/fixtures/kraken shows it: numbers as strings, results keyed by each pair's
+canonical key even when asked by altname, errors in the body with HTTP 200 (one unknown name fails the
+whole request), and about one public request a second before ``EGeneral:Too many requests``. The fetcher
+and the end-to-end tests can then exercise Kraken's wire format offline. Stdlib only: the offline demo
+stack runs it too.
+
+Each market keeps 720 hourly candles (what OHLC returns) whose last one is the hour in progress; the
+ticker's today and last-24-hours figures are computed from those candles, so the ticker, the candles and a
+rolling open read from them always agree.
+"""
+
+import argparse
+import json
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import InitVar, asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
+
+HOUR_S = 3600
+DAY_S = 24 * HOUR_S
+CANDLES_KEPT = 720  # OHLC answers at most 720 candles, oldest first
+STEP_S = 0.25  # at most one random-walk step per market per 250 ms, however often it is read
+STEP_SIGMA = 0.0005  # relative size of one step
+HOURLY_SIGMA = 0.006  # relative size of one hour's move in the generated history
+MAX_CATCHUP_STEPS = 240  # after an idle gap, move like at most a minute of steps (one draw, bounded work)
+REVERSION = 0.002  # per-step pull towards the starting price, so 24 h changes stay plausible
+LOG_LIMIT = 10_000  # request records kept
+STATUSES = {"online", "cancel_only", "post_only", "limit_only", "reduce_only", "maintenance"}
+# Markets in these states accept no new trades, so their last price stands still.
+HALTED_STATUSES = {"cancel_only", "maintenance"}
+DEFAULT_PAIRS = [  # key, altname, wsname, base, quote, status, price
+    ("XXBTZUSD", "XBTUSD", "XBT/USD", "XXBT", "ZUSD", "online", 67_000.0),
+    ("XETHZUSD", "ETHUSD", "ETH/USD", "XETH", "ZUSD", "online", 3_500.0),
+    ("XBTUSDT", "XBTUSDT", "XBT/USDT", "XXBT", "USDT", "online", 67_050.0),
+    ("ETHUSDT", "ETHUSDT", "ETH/USDT", "XETH", "USDT", "online", 3_502.0),
+    ("XDGUSD", "XDGUSD", "XDG/USD", "XXDG", "ZUSD", "online", 0.16),
+    ("SOLUSD", "SOLUSD", "SOL/USD", "SOL", "ZUSD", "online", 150.0),
+    ("USDTZUSD", "USDTUSD", "USDT/USD", "USDT", "ZUSD", "online", 1.0),
+    ("XETHXXBT", "ETHXBT", "ETH/XBT", "XETH", "XXBT", "cancel_only", 0.052),
+]
+OHLC_INTERVALS = {1, 5, 15, 30, 60, 240, 1440, 10080, 21600}  # what Kraken accepts; only 60 is simulated
+
+UNKNOWN_PAIR = "EQuery:Unknown asset pair"
+INVALID_ARGUMENTS = "EGeneral:Invalid arguments"
+TOO_MANY_REQUESTS = "EGeneral:Too many requests"
+UNKNOWN_METHOD = "EGeneral:Unknown method"
+SERVICE_ERRORS = {"service_unavailable": "EService:Unavailable", "service_busy": "EService:Busy"}
+CDN_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1><hr>cloudflare</body></html>"
+RESPONSE_FAULTS = {"server_error", "invalid_json", "rate_limit", *SERVICE_ERRORS}
+DELAY_FAULTS = {"latency", "timeout"}
+
+
+def _price(x: float) -> str:
+    return f"{x:.5f}"
+
+
+def _amount(x: float) -> str:
+    return f"{x:.8f}"
+
+
+def _unprefixed(asset: str) -> str:
+    """Kraken's short name for an asset: legacy names carry an X (crypto) or Z (fiat) prefix."""
+    return asset[1:] if len(asset) == 4 and asset[0] in "XZ" else asset
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    monotonic: float
+    wall_time: float
+    method: str
+    path: str
+    params: dict[str, Any]  # query parameters; `pair` split into a list of names
+    status: int
+    errors: list[str]  # the body's error list ([] for a success or a non-JSON answer)
+
+
+@dataclass
+class Candle:
+    start: int  # s since epoch, on the hour
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float  # sum of qty * price, so vwap = quote_volume / volume lies within [low, high]
+    count: int
+
+    def row(self) -> list[Any]:
+        vwap = self.quote_volume / self.volume if self.volume > 0 else self.close
+        prices = (self.open, self.high, self.low, self.close, vwap)
+        return [self.start, *map(_price, prices), _amount(self.volume), self.count]
+
+
+@dataclass
+class PairState:
+    """One market: a random walk of the last price, recorded in hourly candles."""
+
+    key: str
+    altname: str
+    wsname: str
+    base: str
+    quote: str
+    status: str
+    anchor: float  # the starting price; the walk is pulled gently back towards it
+    now: InitVar[float]
+    rng: InitVar[random.Random]
+    tick: float = field(init=False)
+    candles: deque[Candle] = field(init=False)
+    avg_trade_qty: float = field(init=False)
+    last_qty: float = field(init=False)
+    stepped_at: float = field(init=False)
+
+    def __post_init__(self, now: float, rng: random.Random) -> None:
+        self.tick = max(1e-5, min(0.1, 10 ** (math.floor(math.log10(self.anchor)) - 5)))
+        self.avg_trade_qty = self.last_qty = rng.uniform(2_000, 20_000) / self.anchor
+        self.candles = deque(maxlen=CANDLES_KEPT)
+        current_hour = int(now) // HOUR_S * HOUR_S
+        price = self._on_tick(self.anchor * (1 + rng.uniform(-0.03, 0.03)))
+        for start in range(current_hour - (CANDLES_KEPT - 1) * HOUR_S, current_hour + HOUR_S, HOUR_S):
+            drift = -0.05 * math.log(price / self.anchor)
+            close = self._on_tick(price * math.exp(rng.gauss(drift, HOURLY_SIGMA)))
+            self.candles.append(self._candle(start, price, close, rng))
+            price = close
+        self.stepped_at = time.monotonic()
+
+    def _on_tick(self, x: float) -> float:
+        return max(self.tick, round(round(x / self.tick) * self.tick, 5))
+
+    def _candle(self, start: int, open_: float, close: float, rng: random.Random) -> Candle:
+        high = self._on_tick(max(open_, close) * (1 + rng.uniform(0, 0.004)))
+        low = self._on_tick(min(open_, close) * (1 - rng.uniform(0, 0.004)))
+        count = rng.randint(20, 400)
+        volume = self.avg_trade_qty * count * rng.uniform(0.5, 1.5)
+        return Candle(start, open_, high, low, close, volume, volume * rng.uniform(low, high), count)
+
+    @property
+    def last(self) -> float:
+        return self.candles[-1].close
+
+    def advance(self, rng: random.Random, now: float, mono: float) -> None:
+        """Roll the candles over to the current hour, then take the walk's steps since the last read."""
+        current_hour = int(now) // HOUR_S * HOUR_S
+        while self.candles[-1].start < current_hour:  # quiet hours: flat candles without trades
+            last = self.last
+            start = self.candles[-1].start + HOUR_S
+            self.candles.append(Candle(start, last, last, last, last, 0.0, 0.0, 0))
+        elapsed = mono - self.stepped_at
+        if elapsed < STEP_S:
+            return
+        self.stepped_at = mono
+        if self.status in HALTED_STATUSES:
+            return
+        steps = min(elapsed / STEP_S, MAX_CATCHUP_STEPS)
+        drift = -REVERSION * steps * math.log(self.last / self.anchor)
+        price = self._on_tick(self.last * math.exp(rng.gauss(drift, STEP_SIGMA * math.sqrt(steps))))
+        trades = rng.randint(1, 20)
+        qty = self.avg_trade_qty * trades * rng.uniform(0.5, 1.5)
+        candle = self.candles[-1]
+        candle.close, candle.high, candle.low = price, max(candle.high, price), min(candle.low, price)
+        candle.volume += qty
+        candle.quote_volume += qty * price
+        candle.count += trades
+        self.last_qty = qty / trades
+
+    def ticker(self, now: float) -> dict[str, Any]:
+        """Kraken's ticker entry: [today, last 24 h] figures from the candles, in the fixture's key order."""
+        midnight = int(now) // DAY_S * DAY_S
+        window_start = int(now) // HOUR_S * HOUR_S - DAY_S
+        today = [c for c in self.candles if c.start >= midnight]
+        last_day = [c for c in self.candles if c.start >= window_start]
+
+        def stats(candles: list[Candle]) -> tuple[float, float, int, float, float]:
+            volume = sum(c.volume for c in candles)
+            vwap = sum(c.quote_volume for c in candles) / volume if volume > 0 else self.last
+            high, low = max(c.high for c in candles), min(c.low for c in candles)
+            return volume, vwap, sum(c.count for c in candles), low, high
+
+        (v0, p0, t0, l0, h0), (v1, p1, t1, l1, h1) = stats(today), stats(last_day)
+        last = self.last
+        return {
+            "a": [_price(last + self.tick), "1", "1.000"],
+            "b": [_price(last), "1", "1.000"],
+            "c": [_price(last), _amount(self.last_qty)],
+            "v": [_amount(v0), _amount(v1)],
+            "p": [_price(p0), _price(p1)],
+            "t": [t0, t1],
+            "l": [_price(l0), _price(l1)],
+            "h": [_price(h0), _price(h1)],
+            "o": _price(today[0].open),
+        }
+
+    def info(self) -> dict[str, Any]:
+        decimals = max(0, -math.floor(math.log10(self.tick) + 1e-9))
+        return {
+            "altname": self.altname,
+            "wsname": self.wsname,
+            "aclass_base": "currency",
+            "base": self.base,
+            "aclass_quote": "currency",
+            "quote": self.quote,
+            "lot": "unit",
+            "cost_decimals": 5,
+            "pair_decimals": decimals,
+            "lot_decimals": 8,
+            "lot_multiplier": 1,
+            "fee_volume_currency": "ZUSD",
+            "ordermin": _amount(5 / self.anchor),
+            "costmin": "0.5",
+            "tick_size": f"{self.tick:.{decimals}f}",
+            "status": self.status,
+        }
+
+
+class KrakenSimulator(SimulatorBase[RequestRecord]):
+    """Kraken's public market-data endpoints on a loopback port; every knob is a method for tests."""
+
+    thread_name = "kraken-simulator"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        rate_limit_per_s: float | None = 1.0,
+        burst: int = 3,
+    ) -> None:
+        """``rate_limit_per_s`` None turns the limit off; ``burst`` calls may come at once after a pause."""
+        if (rate_limit_per_s is not None and rate_limit_per_s <= 0) or burst < 1:
+            raise ValueError("rate_limit_per_s must be positive (or None) and burst at least 1")
+        super().__init__(host, port, log_limit=LOG_LIMIT)
+        self.rate_limit_per_s, self.burst = rate_limit_per_s, burst
+        self._rng = random.Random(seed)
+        self._pairs: dict[str, PairState] = {}
+        # A token bucket: one token per public call, refilled at rate_limit_per_s up to `burst`.
+        self._tokens, self._refilled_at = float(burst), time.monotonic()
+        self._routes: dict[str, Callable[[dict[str, str], float], Reply]] = {
+            "/0/public/AssetPairs": self._asset_pairs,
+            "/0/public/Ticker": self._ticker,
+            "/0/public/OHLC": self._ohlc,
+        }
+        for key, altname, wsname, base, quote, status, price in DEFAULT_PAIRS:
+            self.add_pair(key, base, quote, altname=altname, wsname=wsname, status=status, price=price)
+
+    # --- inspection and control ----------------------------------------------------------------------
+    def reset_limits(self) -> None:
+        """Refill the rate limiter's bucket."""
+        with self._lock:
+            self._tokens, self._refilled_at = float(self.burst), time.monotonic()
+
+    def set_fault(
+        self,
+        kind: str,
+        *,
+        path: str | None = None,
+        count: int | None = None,
+        status: int | None = None,
+        seconds: float = 30.0,
+        latency_ms: float = 0.0,
+    ) -> None:
+        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared).
+
+        ``status``: the 5xx of a server_error (503 by default); 200 (default) or 429 for a rate_limit.
+        Response faults answer in the order they were set; latency and timeout delays add up.
+        """
+        if kind not in RESPONSE_FAULTS | DELAY_FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {sorted(RESPONSE_FAULTS | DELAY_FAULTS)}")
+        if count is not None and count < 1:
+            raise ValueError("count must be >= 1")
+        if status is None:
+            status = 503 if kind == "server_error" else 200
+        if kind == "server_error" and not 500 <= status <= 599:
+            raise ValueError("a server_error status must be a 5xx")
+        if kind == "rate_limit" and status not in (200, 429):
+            raise ValueError("a rate_limit status must be 200 or 429")
+        delay = 0.0
+        if kind == "latency":
+            delay = latency_ms / 1000
+        elif kind == "timeout":
+            delay = min(float(seconds), 120.0)
+        with self._lock:
+            self._faults.append(Fault(kind, path, count, status, seconds=delay))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pairs(self) -> list[str]:
+        """Canonical keys of the listed pairs."""
+        with self._lock:
+            return list(self._pairs)
+
+    def add_pair(
+        self,
+        key: str,
+        base: str,
+        quote: str,
+        *,
+        altname: str | None = None,
+        wsname: str | None = None,
+        status: str = "online",
+        price: float = 1.0,
+    ) -> None:
+        """List a pair; ``base``/``quote`` are Kraken asset names (XXBT, ZUSD, SOL)."""
+        short_base, short_quote = _unprefixed(base), _unprefixed(quote)
+        altname = altname or short_base + short_quote
+        wsname = wsname or f"{short_base}/{short_quote}"
+        if status not in STATUSES or not 0 < price < 1e12 or not key.isalnum() or not altname.isalnum():
+            raise ValueError(f"bad pair {key!r}/{altname!r}, status {status!r} or price {price!r}")
+        with self._lock:
+            if self._find(key) or self._find(altname):
+                raise ValueError(f"{key} or {altname} is listed already")
+            state = PairState(key, altname, wsname, base, quote, status, float(price), time.time(), self._rng)
+            self._pairs[key] = state
+
+    def remove_pair(self, name: str) -> None:
+        with self._lock:
+            del self._pairs[self._listed(name).key]
+
+    def set_status(self, name: str, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; known: {sorted(STATUSES)}")
+        with self._lock:
+            self._listed(name).status = status
+
+    def _find(self, name: str) -> PairState | None:
+        """A pair by canonical key or altname, as Kraken accepts either."""
+        state = self._pairs.get(name)
+        return state or next((s for s in self._pairs.values() if s.altname == name), None)
+
+    def _listed(self, name: str) -> PairState:
+        state = self._find(name)
+        if state is None:
+            raise KeyError(name)
+        return state
+
+    # --- request handling ----------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: str = "", body: bytes = b"") -> Reply:
+        if path.startswith("/_simulator/"):
+            return self._control(method, path, body)
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        with self._lock:
+            delay = sum(f.seconds for f in self._take_faults(path, DELAY_FAULTS, first_only=False))
+        if delay:
+            self._stopping.wait(delay)  # outside the lock; stop() cuts it short
+        now = time.time()
+        with self._lock:
+            reply = self._decide(method, path, params, now)
+            try:
+                errors = json.loads(reply.body).get("error", []) if reply.status != 404 else []
+            except (ValueError, AttributeError):
+                errors = []
+            logged: dict[str, Any] = dict(params)
+            if "pair" in params:
+                logged["pair"] = params["pair"].split(",")
+            self._log.append(RequestRecord(time.monotonic(), now, method, path, logged, reply.status, errors))
+        return reply
+
+    def _decide(self, method: str, path: str, params: dict[str, str], now: float) -> Reply:
+        route = self._routes.get(path) if method in ("GET", "POST") else None
+        if route is None:
+            return json_reply(404, {"error": [UNKNOWN_METHOD]})
+        faults = self._take_faults(path, RESPONSE_FAULTS, first_only=True)
+        if faults:
+            return self._fault_reply(faults[0])
+        if not self._take_token():
+            return json_reply(200, {"error": [TOO_MANY_REQUESTS], "result": {}})
+        return route(params, now)
+
+    def _take_token(self) -> bool:
+        if self.rate_limit_per_s is None:
+            return True
+        mono = time.monotonic()
+        elapsed, self._refilled_at = mono - self._refilled_at, mono
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_limit_per_s)
+        if self._tokens < 1:
+            return False  # a refused call costs nothing, so a client that waits gets through
+        self._tokens -= 1
+        return True
+
+    def _fault_reply(self, fault: Fault) -> Reply:
+        if fault.kind == "server_error":  # Kraken's CDN answers these as HTML pages
+            return Reply(fault.status, CDN_PAGE.format(f"{fault.status} Error").encode(), "text/html")
+        if fault.kind == "invalid_json":
+            return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
+        if fault.kind == "rate_limit":
+            return json_reply(fault.status, {"error": [TOO_MANY_REQUESTS], "result": {}})
+        return json_reply(200, {"error": [SERVICE_ERRORS[fault.kind]], "result": {}})
+
+    def _select(self, params: dict[str, str]) -> list[PairState] | None:
+        """The pairs named in ``pair`` (all when absent); None when any name is unknown."""
+        if not params.get("pair"):
+            return list(self._pairs.values())
+        states = [self._find(name) for name in params["pair"].split(",")]
+        return None if None in states else states  # type: ignore[return-value]
+
+    def _advance(self, states: list[PairState], now: float) -> None:
+        mono = time.monotonic()
+        for state in states:
+            state.advance(self._rng, now, mono)
+
+    def _asset_pairs(self, params: dict[str, str], now: float) -> Reply:
+        states = self._select(params)
+        if states is None:
+            return json_reply(200, {"error": [UNKNOWN_PAIR], "result": {}})
+        return json_reply(200, {"error": [], "result": {s.key: s.info() for s in states}})
+
+    def _ticker(self, params: dict[str, str], now: float) -> Reply:
+        states = self._select(params)
+        if states is None:  # one unknown name fails the whole request
+            return json_reply(200, {"error": [UNKNOWN_PAIR], "result": {}})
+        self._advance(states, now)
+        return json_reply(200, {"error": [], "result": {s.key: s.ticker(now) for s in states}})
+
+    def _ohlc(self, params: dict[str, str], now: float) -> Reply:
+        interval = params.get("interval", "1")
+        if not params.get("pair") or "," in params["pair"] or not interval.isdigit():
+            return json_reply(200, {"error": [INVALID_ARGUMENTS], "result": {}})
+        if int(interval) not in OHLC_INTERVALS:
+            return json_reply(200, {"error": [INVALID_ARGUMENTS + ":interval"], "result": {}})
+        state = self._find(params["pair"])
+        if state is None:
+            return json_reply(200, {"error": [UNKNOWN_PAIR], "result": {}})
+        if int(interval) != 60:  # a limitation of the simulator, not Kraken's behaviour
+            return json_reply(200, {"error": [INVALID_ARGUMENTS + ":interval"], "result": {}})
+        self._advance([state], now)
+        rows = [candle.row() for candle in state.candles]
+        # `last` is the newest committed candle's time: the one in progress still changes.
+        last = state.candles[-2].start if len(state.candles) > 1 else state.candles[-1].start
+        return json_reply(200, {"error": [], "result": {state.key: rows, "last": last}})
+
+    def _control(self, method: str, path: str, body: bytes) -> Reply:
+        """/_simulator/* routes for end-to-end tests: not rate limited, not logged."""
+        try:
+            data = json.loads(body or b"{}") if method == "POST" else {}
+            if not isinstance(data, dict):
+                raise ValueError("a JSON object is expected")
+            match method, path:
+                case "GET", "/_simulator/requests":
+                    return json_reply(200, [asdict(record) for record in self.requests])
+                case "DELETE", "/_simulator/requests":
+                    self.reset_requests()
+                case "GET", "/_simulator/faults":
+                    with self._lock:
+                        return json_reply(200, {"faults": [asdict(f) for f in self._faults]})
+                case "POST", "/_simulator/faults":
+                    self.set_fault(data.pop("fault"), **data)
+                case "DELETE", "/_simulator/faults":
+                    self.clear_faults()
+                case "POST", "/_simulator/pairs":
+                    actions: dict[str, Callable[..., object]] = {
+                        "add": self.add_pair,
+                        "set_status": self.set_status,
+                        "remove": self.remove_pair,
+                    }
+                    actions[data.pop("action")](**data)
+                case "GET", "/_simulator/pairs":
+                    pass
+                case "POST", "/_simulator/reset":
+                    self.clear_faults()
+                    self.reset_limits()
+                    self.reset_requests()
+                case _:
+                    return json_reply(404, {"error": [UNKNOWN_METHOD]})
+        except (KeyError, TypeError, ValueError) as exc:
+            return json_reply(400, {"error": [f"{type(exc).__name__}: {exc}"]})
+        with self._lock:
+            listing = {s.key: {"altname": s.altname, "status": s.status} for s in self._pairs.values()}
+        return json_reply(200, {"ok": True, "pairs": listing} if path.endswith("/pairs") else {"ok": True})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Kraken public REST simulator (market data).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8003)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--rate-limit-per-s", type=float, default=1.0, help="0 turns the limit off")
+    parser.add_argument("--burst", type=int, default=3)
+    args = parser.parse_args(argv)
+    rate = args.rate_limit_per_s or None
+    sim = KrakenSimulator(args.host, args.port, args.seed, rate, args.burst)
+    if args.latency_ms:
+        sim.set_fault("latency", latency_ms=args.latency_ms)
+    print(sim.start(), flush=True)
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()
