@@ -537,3 +537,21 @@ def test_command_line_serves_until_interrupted():
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+def test_binance_us_is_the_same_protocol_under_its_own_name_and_smaller_weight_budget():
+    from fetcher.binance import BINANCE_US, BINANCE_US_WEIGHT_LIMIT_1M, BinanceClient, parse_ticker
+
+    with (
+        BinanceSimulator(seed=3, weight_limit=BINANCE_US_WEIGHT_LIMIT_1M) as us,
+        httpx.Client(timeout=2.0) as http,
+    ):
+        client = BinanceClient(
+            http, us.base_url, name=BINANCE_US, default_weight_limit_1m=BINANCE_US_WEIGHT_LIMIT_1M
+        )
+        info = client.exchange_info()
+        [raw] = client.tickers([info.by_pair["BTC/USDT"].symbol])
+
+    assert info.weight_limit_1m == BINANCE_US_WEIGHT_LIMIT_1M  # the listing's own figure
+    ticker = parse_ticker(raw, "BTC/USDT", fetched_at=raw["closeTime"], exchange=client.name)
+    assert (ticker.exchange, ticker.symbol) == ("binance_us", "BTCUSDT")

@@ -17,6 +17,10 @@ from fetcher.exchange import ExchangeError, ExchangeInfo, RateLimitedError, Symb
 from market_data.models import Ticker
 
 EXCHANGE = "binance"
+# Binance.US speaks the same protocol from its own base, with its own listing and a smaller budget.
+BINANCE_US = "binance_us"
+BINANCE_US_BASE_URL = "https://api.binance.us"
+BINANCE_US_WEIGHT_LIMIT_1M = 1200
 TICKER_PATH = "/api/v3/ticker/24hr"
 EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
 WEIGHT_HEADER = "x-mbx-used-weight-1m"
@@ -52,11 +56,19 @@ class InvalidSymbolError(ExchangeError):
 
 
 class BinanceClient:
-    """Calls Binance over a shared ``httpx.Client`` (created once per container, with timeouts)."""
+    """Calls Binance (or Binance.US: ``name=BINANCE_US``) over a shared ``httpx.Client`` (created
+    once per container, with timeouts). ``default_weight_limit_1m`` holds until exchangeInfo says."""
 
-    name = EXCHANGE
-
-    def __init__(self, http: httpx.Client, base_url: str) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        *,
+        name: str = EXCHANGE,
+        default_weight_limit_1m: int = DEFAULT_WEIGHT_LIMIT_1M,
+    ) -> None:
+        self.name = name
+        self.default_weight_limit_1m = default_weight_limit_1m
         self._http = http
         self._base_url = base_url.rstrip("/")
         self.last_used_weight: int | None = None
@@ -136,7 +148,7 @@ def _error_message(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-def parse_ticker(raw: dict[str, Any], pair: str, *, fetched_at: int) -> Ticker:
+def parse_ticker(raw: dict[str, Any], pair: str, *, fetched_at: int, exchange: str = EXCHANGE) -> Ticker:
     """Turn one raw 24 h ticker into a validated Ticker (raises ``ValueError`` when it is bad).
 
     ``timestamp`` is the exchange's own ``closeTime`` (the end of its rolling 24 h window), and
@@ -159,7 +171,7 @@ def parse_ticker(raw: dict[str, Any], pair: str, *, fetched_at: int) -> Ticker:
             else math.nan,
             "high24h": float(raw["highPrice"]),
             "low24h": float(raw["lowPrice"]),
-            "exchange": EXCHANGE,
+            "exchange": exchange,
             "symbol": str(raw["symbol"]),
         }
     except (KeyError, TypeError, ValueError) as exc:

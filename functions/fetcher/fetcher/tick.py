@@ -20,7 +20,6 @@ import orjson
 from pydantic import ValidationError
 
 from fetcher.binance import (
-    DEFAULT_WEIGHT_LIMIT_1M,
     RESTRICTED_LOCATION_ADVICE,
     WEIGHT_WINDOW_MS,
     BinanceClient,
@@ -187,7 +186,7 @@ def weight_pause(deps: FetcherDeps, info: ExchangeInfo, planned: int, now: int) 
     used, seen_at = deps.exchange.last_used_weight, deps.exchange.last_used_weight_at
     if used is None or seen_at // WEIGHT_WINDOW_MS != now // WEIGHT_WINDOW_MS:
         return None  # nothing reported this minute: the count has started again
-    budget = int((info.weight_limit_1m or DEFAULT_WEIGHT_LIMIT_1M) * WEIGHT_BUDGET_SHARE)
+    budget = int((info.weight_limit_1m or deps.exchange.default_weight_limit_1m) * WEIGHT_BUDGET_SHARE)
     if used + planned <= budget:
         return None
     reason = (
@@ -220,7 +219,9 @@ def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult
             if pair is None:
                 continue  # an answer for a name we did not ask for is not trusted
             try:
-                parsed[pair] = parse_binance_ticker(raw, pair, fetched_at=fetched_at)
+                parsed[pair] = parse_binance_ticker(
+                    raw, pair, fetched_at=fetched_at, exchange=deps.exchange.name
+                )
             except (ValidationError, ValueError) as exc:
                 invalid[pair] = _short_reason(exc)
         answered = {str(raw.get("symbol")) for raw in raws if isinstance(raw, dict)}

@@ -1,0 +1,120 @@
+"""Which exchange serves each pair: the first one, in ``EXCHANGES`` order, whose own listing has it.
+
+Each pair is resolved against each exchange's listing, never by guessing names. An exchange that
+cannot be asked this tick (circuit open, a ban, its listing unreadable) is skipped, and so is an
+exchange on which the pair has just failed (missing from an answer, an error for its batch): the
+next exchange that lists the pair serves it from the next tick. The hold on the failed source
+doubles while probes fail and ends at a cap; when it ends, the pair is routed to its first source
+again, which is the probe: an answer with the pair clears the hold and the pair stays there.
+
+A pair is listed nowhere only when every configured exchange's listing was read and none has it:
+an exchange whose listing is unknown this tick might still list it, so nothing is concluded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from fetcher.exchange import SymbolInfo
+
+# A failed pair is first held off its source for this long, then twice as long per failed probe.
+FIRST_HOLD_MS = 30_000
+MAX_HOLD_MS = 600_000
+
+
+@dataclass(frozen=True)
+class Route:
+    pair: str
+    exchange: str
+    symbol: str  # the exchange's own name for the pair, from its listing
+    preferred: bool  # the first exchange in EXCHANGES order that lists the pair
+
+
+@dataclass(frozen=True)
+class Routing:
+    routes: dict[str, Route]  # pair -> where it is fetched this tick
+    unserved: dict[str, str]  # pair -> why no exchange can serve it this tick
+    listed_nowhere: frozenset[str]  # pairs no configured exchange lists (their listings all read)
+
+
+@dataclass
+class Hold:
+    until_ms: int
+    failures: int
+
+
+@dataclass
+class FailureHolds:
+    """Pairs held off an exchange after failing there; kept by the fetcher between ticks."""
+
+    holds: dict[tuple[str, str], Hold] = field(default_factory=dict)  # (exchange, pair) -> hold
+
+    def is_held(self, exchange: str, pair: str, now_ms: int) -> bool:
+        hold = self.holds.get((exchange, pair))
+        return hold is not None and now_ms < hold.until_ms
+
+    def failed(self, exchange: str, pair: str, now_ms: int) -> None:
+        previous = self.holds.get((exchange, pair))
+        failures = previous.failures + 1 if previous is not None else 1
+        hold_ms = min(FIRST_HOLD_MS * 2 ** (failures - 1), MAX_HOLD_MS)
+        self.holds[(exchange, pair)] = Hold(now_ms + hold_ms, failures)
+
+    def served(self, exchange: str, pair: str) -> None:
+        self.holds.pop((exchange, pair), None)
+
+    def record(self, routes: Iterable[Route], served: Iterable[str], now_ms: int) -> None:
+        """After a tick: a routed pair that came back is recovered there; one that did not is held."""
+        answered = set(served)
+        for route in routes:
+            if route.pair in answered:
+                self.served(route.exchange, route.pair)
+            else:
+                self.failed(route.exchange, route.pair, now_ms)
+
+
+def servable_listing(listing: Mapping[str, SymbolInfo], servable_status: str) -> dict[str, SymbolInfo]:
+    """The pairs an exchange's listing says are trading now (each exchange has its own word)."""
+    return {pair: info for pair, info in listing.items() if info.status == servable_status}
+
+
+def route_pairs(
+    pairs: Sequence[str],
+    order: Sequence[str],
+    listings: Mapping[str, Mapping[str, SymbolInfo] | None],
+    *,
+    unavailable: Mapping[str, str],
+    holds: FailureHolds,
+    now_ms: int,
+) -> Routing:
+    """Route ``pairs`` over the exchanges in ``order``.
+
+    ``listings`` holds each exchange's servable pairs (None: unknown this tick); ``unavailable``
+    names the exchanges that must not be asked this tick and why.
+    """
+    routes: dict[str, Route] = {}
+    unserved: dict[str, str] = {}
+    nowhere: set[str] = set()
+    every_listing_known = all(listings.get(exchange) is not None for exchange in order)
+    for pair in pairs:
+        listed_on = [exchange for exchange in order if pair in (listings.get(exchange) or {})]
+        if not listed_on:
+            if every_listing_known:
+                nowhere.add(pair)
+                unserved[pair] = "no configured exchange lists it"
+            else:
+                unserved[pair] = "not listed on any exchange whose listing could be read this tick"
+            continue
+        reasons = []
+        for exchange in listed_on:
+            if exchange in unavailable:
+                reasons.append(f"{exchange}: {unavailable[exchange]}")
+            elif holds.is_held(exchange, pair, now_ms):
+                reasons.append(f"{exchange}: failed recently")
+            else:
+                listing = listings[exchange] or {}
+                routes[pair] = Route(pair, exchange, listing[pair].symbol, preferred=exchange == listed_on[0])
+                break
+        else:
+            unserved[pair] = "; ".join(reasons)
+    return Routing(routes, unserved, frozenset(nowhere))
