@@ -10,10 +10,9 @@ import json
 import math
 import random
 import re
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import InitVar, asdict, dataclass, field
+from dataclasses import InitVar, dataclass, field
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -502,57 +501,35 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
             },
         )
 
-    def _control(self, method: str, path: str, body: bytes) -> Reply:
-        """/_simulator/* routes for end-to-end tests: no weight, not logged."""
-        try:
-            data = json.loads(body or b"{}") if method == "POST" else {}
-            if not isinstance(data, dict):
-                raise ValueError("a JSON object is expected")
-            match method, path:
-                case "GET", "/_simulator/requests":
-                    return json_reply(200, [asdict(record) for record in self.requests])
-                case "DELETE", "/_simulator/requests":
-                    self.reset_requests()
-                case "GET", "/_simulator/faults":
-                    with self._lock:
-                        bad = {s.symbol: s.bad for s in self._symbols.values() if s.bad}
-                        return json_reply(
-                            200, {"faults": [asdict(f) for f in self._faults], "bad_tickers": bad}
-                        )
-                case "POST", "/_simulator/faults":
-                    kind = data.pop("fault")
-                    if kind == "bad_ticker":
-                        self.set_bad_ticker(data["symbol"], data.get("kind"))
-                    else:
-                        self.set_fault(kind, **data)
-                case "DELETE", "/_simulator/faults":
-                    self.clear_faults()
-                case "POST", "/_simulator/symbols":
-                    actions: dict[str, Callable[..., object]] = {
-                        "add": self.add_symbol,
-                        "set_status": self.set_status,
-                        "remove": self.remove_symbol,
-                        "generate": self.add_generated_symbols,
-                    }
-                    actions[data.pop("action")](**data)
-                case "GET", "/_simulator/symbols":
-                    pass
-                case "POST", "/_simulator/reset":
-                    self.clear_faults()
-                    self.reset_limits()
-                    self.reset_requests()
-                case _:
-                    return json_reply(404, NOT_FOUND)
-        except (KeyError, TypeError, ValueError) as exc:
-            return json_reply(400, {"error": f"{type(exc).__name__}: {exc}"})
-        with self._lock:
-            listing = [
-                {"symbol": s.symbol, "baseAsset": s.base, "quoteAsset": s.quote, "status": s.status}
-                for s in self._symbols.values()
-            ]
-        return json_reply(
-            200, {"ok": True, "symbols": listing} if path.endswith("/symbols") else {"ok": True}
-        )
+    # --- control routes (see SimulatorBase) -----------------------------------------------------------
+    markets_route = "symbols"
+
+    def _market_actions(self) -> dict[str, Callable[..., object]]:
+        return {
+            "add": self.add_symbol,
+            "set_status": self.set_status,
+            "remove": self.remove_symbol,
+            "generate": self.add_generated_symbols,
+        }
+
+    def _market_listing(self) -> Any:
+        return [
+            {"symbol": s.symbol, "baseAsset": s.base, "quoteAsset": s.quote, "status": s.status}
+            for s in self._symbols.values()
+        ]
+
+    def _control_not_found(self) -> Reply:
+        return json_reply(404, NOT_FOUND)
+
+    def _faults_view(self) -> dict[str, Any]:
+        bad = {s.symbol: s.bad for s in self._symbols.values() if s.bad}
+        return {**super()._faults_view(), "bad_tickers": bad}
+
+    def _add_fault(self, data: dict[str, Any]) -> None:
+        if data.get("fault") == "bad_ticker":
+            self.set_bad_ticker(data["symbol"], data.get("kind"))
+        else:
+            super()._add_fault(data)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -565,15 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ban-seconds", type=float, default=120.0)
     args = parser.parse_args(argv)
     sim = BinanceSimulator(args.host, args.port, args.seed, args.weight_limit, args.ban_seconds)
-    if args.latency_ms:
-        sim.set_fault("latency", latency_ms=args.latency_ms)
-    print(sim.start(), flush=True)
-    try:
-        threading.Event().wait()  # until Ctrl-C
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    sim.serve_until_interrupted(latency_ms=args.latency_ms)
 
 
 if __name__ == "__main__":

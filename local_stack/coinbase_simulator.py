@@ -9,15 +9,13 @@ fetcher can be exercised on the real wire format offline. Stdlib only: the offli
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import InitVar, asdict, dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -251,10 +249,6 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
         with self._lock:
             self._faults.append(Fault(kind, path, count, status, seconds=delay))
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     @property
     def products(self) -> list[str]:
         with self._lock:
@@ -357,46 +351,17 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
         # invalid_json: a 200 whose body is a CDN page, not the JSON the client expects
         return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
 
-    def _control(self, method: str, path: str, body: bytes) -> Reply:
-        """/_simulator/* routes for end-to-end tests: not rate limited, not logged."""
-        try:
-            data = json.loads(body or b"{}") if method == "POST" else {}
-            if not isinstance(data, dict):
-                raise ValueError("a JSON object is expected")
-            match method, path:
-                case "GET", "/_simulator/requests":
-                    return json_reply(200, [asdict(record) for record in self.requests])
-                case "DELETE", "/_simulator/requests":
-                    self.reset_requests()
-                case "GET", "/_simulator/faults":
-                    with self._lock:
-                        return json_reply(200, {"faults": [asdict(f) for f in self._faults]})
-                case "POST", "/_simulator/faults":
-                    self.set_fault(data.pop("fault"), **data)
-                case "DELETE", "/_simulator/faults":
-                    self.clear_faults()
-                case "POST", "/_simulator/products":
-                    actions: dict[str, Callable[..., object]] = {
-                        "add": self.add_product,
-                        "remove": self.remove_product,
-                        "set_status": self.set_status,
-                    }
-                    actions[data.pop("action")](**data)
-                case "GET", "/_simulator/products":
-                    pass
-                case "POST", "/_simulator/reset":
-                    self.clear_faults()
-                    self.reset_limits()
-                    self.reset_requests()
-                case _:
-                    return json_reply(404, NOT_FOUND)
-        except (KeyError, TypeError, ValueError) as exc:
-            return json_reply(400, {"error": f"{type(exc).__name__}: {exc}"})
-        if path.endswith("/products"):
-            with self._lock:
-                listing = [state.product() for state in self._products.values()]
-            return json_reply(200, {"ok": True, "products": listing})
-        return json_reply(200, {"ok": True})
+    # --- control routes (see SimulatorBase) -----------------------------------------------------------
+    markets_route = "products"
+
+    def _market_actions(self) -> dict[str, Callable[..., object]]:
+        return {"add": self.add_product, "remove": self.remove_product, "set_status": self.set_status}
+
+    def _market_listing(self) -> Any:
+        return [state.product() for state in self._products.values()]
+
+    def _control_not_found(self) -> Reply:
+        return json_reply(404, NOT_FOUND)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -408,15 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit-per-s", type=int, default=10, help="0: no limit")
     args = parser.parse_args(argv)
     sim = CoinbaseSimulator(args.host, args.port, args.seed, args.rate_limit_per_s or None)
-    if args.latency_ms:
-        sim.set_fault("latency", latency_ms=args.latency_ms)
-    print(sim.start(), flush=True)
-    try:
-        threading.Event().wait()  # until Ctrl-C
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    sim.serve_until_interrupted(latency_ms=args.latency_ms)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ import argparse
 import json
 import math
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import InitVar, asdict, dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -289,10 +288,6 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         with self._lock:
             self._faults.append(Fault(kind, path, count, status, seconds=delay))
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     @property
     def pairs(self) -> list[str]:
         """Canonical keys of the listed pairs."""
@@ -438,44 +433,20 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         last = state.candles[-2].start if len(state.candles) > 1 else state.candles[-1].start
         return json_reply(200, {"error": [], "result": {state.key: rows, "last": last}})
 
-    def _control(self, method: str, path: str, body: bytes) -> Reply:
-        """/_simulator/* routes for end-to-end tests: not rate limited, not logged."""
-        try:
-            data = json.loads(body or b"{}") if method == "POST" else {}
-            if not isinstance(data, dict):
-                raise ValueError("a JSON object is expected")
-            match method, path:
-                case "GET", "/_simulator/requests":
-                    return json_reply(200, [asdict(record) for record in self.requests])
-                case "DELETE", "/_simulator/requests":
-                    self.reset_requests()
-                case "GET", "/_simulator/faults":
-                    with self._lock:
-                        return json_reply(200, {"faults": [asdict(f) for f in self._faults]})
-                case "POST", "/_simulator/faults":
-                    self.set_fault(data.pop("fault"), **data)
-                case "DELETE", "/_simulator/faults":
-                    self.clear_faults()
-                case "POST", "/_simulator/pairs":
-                    actions: dict[str, Callable[..., object]] = {
-                        "add": self.add_pair,
-                        "set_status": self.set_status,
-                        "remove": self.remove_pair,
-                    }
-                    actions[data.pop("action")](**data)
-                case "GET", "/_simulator/pairs":
-                    pass
-                case "POST", "/_simulator/reset":
-                    self.clear_faults()
-                    self.reset_limits()
-                    self.reset_requests()
-                case _:
-                    return json_reply(404, {"error": [UNKNOWN_METHOD]})
-        except (KeyError, TypeError, ValueError) as exc:
-            return json_reply(400, {"error": [f"{type(exc).__name__}: {exc}"]})
-        with self._lock:
-            listing = {s.key: {"altname": s.altname, "status": s.status} for s in self._pairs.values()}
-        return json_reply(200, {"ok": True, "pairs": listing} if path.endswith("/pairs") else {"ok": True})
+    # --- control routes (see SimulatorBase) -----------------------------------------------------------
+    markets_route = "pairs"
+
+    def _market_actions(self) -> dict[str, Callable[..., object]]:
+        return {"add": self.add_pair, "set_status": self.set_status, "remove": self.remove_pair}
+
+    def _market_listing(self) -> Any:
+        return {s.key: {"altname": s.altname, "status": s.status} for s in self._pairs.values()}
+
+    def _control_not_found(self) -> Reply:
+        return json_reply(404, {"error": [UNKNOWN_METHOD]})
+
+    def _control_error(self, message: str) -> Reply:
+        return json_reply(400, {"error": [message]})  # Kraken reports errors as a list
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -489,15 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rate = args.rate_limit_per_s or None
     sim = KrakenSimulator(args.host, args.port, args.seed, rate, args.burst)
-    if args.latency_ms:
-        sim.set_fault("latency", latency_ms=args.latency_ms)
-    print(sim.start(), flush=True)
-    try:
-        threading.Event().wait()  # until Ctrl-C
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    sim.serve_until_interrupted(latency_ms=args.latency_ms)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import json
 import socketserver
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -100,13 +101,20 @@ SimulatorT = TypeVar("SimulatorT", bound="SimulatorBase[Any]")
 
 
 class SimulatorBase(Generic[RecordT]):
-    """Lifecycle and request log of a simulator; a subclass answers ``handle`` for its protocol.
+    """Lifecycle, request log, faults and control routes of a simulator; a subclass answers
+    ``handle`` for its protocol and names its markets for the control routes.
 
     ``_lock`` guards the subclass's state too (handler threads and tests share it), and
     ``_stopping`` wakes any latency or timeout fault's sleep when the simulator stops.
+
+    Control routes, for end-to-end tests (not rate limited, not logged): GET|DELETE
+    /_simulator/requests; GET|POST|DELETE /_simulator/faults ({"fault": kind, ...set_fault's
+    keywords}); GET|POST /_simulator/<markets_route> ({"action": ..., ...the action's keywords});
+    POST /_simulator/reset.
     """
 
     thread_name = "exchange-simulator"
+    markets_route = "markets"
 
     def __init__(self, host: str, port: int, *, log_limit: int) -> None:
         self.host, self.port = host, port
@@ -164,6 +172,18 @@ class SimulatorBase(Generic[RecordT]):
         with self._lock:
             self._log.clear()
 
+    def serve_until_interrupted(self, *, latency_ms: float = 0.0) -> None:
+        """The command line's way to run it: print the base URL, serve until Ctrl-C."""
+        if latency_ms:
+            self.set_fault("latency", latency_ms=latency_ms)
+        print(self.start(), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def _take_faults(self, path: str, kinds: set[str], first_only: bool) -> list[Fault]:
         """The faults of ``kinds`` that apply to ``path``, each counted down once (call under the lock)."""
         taken = []
@@ -177,3 +197,67 @@ class SimulatorBase(Generic[RecordT]):
                 if first_only:
                     break
         return taken
+
+    # --- what a subclass provides for the control routes ---------------------------------------------
+    set_fault: Callable[..., None]  # (kind, **options): each simulator has its own faults and options
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset_limits(self) -> None:
+        """Forget what the simulator's rate limits have counted."""
+
+    def _market_actions(self) -> dict[str, Callable[..., object]]:
+        return {}
+
+    def _market_listing(self) -> Any:
+        return []
+
+    def _control_not_found(self) -> Reply:
+        return json_reply(404, {"error": "no such control route"})
+
+    def _control_error(self, message: str) -> Reply:
+        return json_reply(400, {"error": message})
+
+    def _faults_view(self) -> dict[str, Any]:
+        return {"faults": [asdict(fault) for fault in self._faults]}
+
+    def _add_fault(self, data: dict[str, Any]) -> None:
+        self.set_fault(data.pop("fault"), **data)
+
+    # --- the control routes ----------------------------------------------------------------------------
+    def _control(self, method: str, path: str, body: bytes) -> Reply:
+        markets = f"/_simulator/{self.markets_route}"
+        try:
+            data = json.loads(body or b"{}") if method == "POST" else {}
+            if not isinstance(data, dict):
+                raise ValueError("a JSON object is expected")
+            match method, path:
+                case "GET", "/_simulator/requests":
+                    return json_reply(200, [asdict(record) for record in self.requests])  # type: ignore[call-overload]
+                case "DELETE", "/_simulator/requests":
+                    self.reset_requests()
+                case "GET", "/_simulator/faults":
+                    with self._lock:
+                        return json_reply(200, self._faults_view())
+                case "POST", "/_simulator/faults":
+                    self._add_fault(data)
+                case "DELETE", "/_simulator/faults":
+                    self.clear_faults()
+                case "POST", "/_simulator/reset":
+                    self.clear_faults()
+                    self.reset_limits()
+                    self.reset_requests()
+                case "POST", _ if path == markets:
+                    self._market_actions()[data.pop("action")](**data)
+                case "GET", _ if path == markets:
+                    pass
+                case _:
+                    return self._control_not_found()
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._control_error(f"{type(exc).__name__}: {exc}")
+        if path == markets:
+            with self._lock:
+                return json_reply(200, {"ok": True, self.markets_route: self._market_listing()})
+        return json_reply(200, {"ok": True})
