@@ -10,8 +10,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -87,26 +89,57 @@ class RedisServer:
         self._dir.cleanup()
 
 
+class _OneRequestAtATime:
+    """WSGI wrapper: moto checks a transaction's conditions and then applies it without a lock, so
+    two concurrent transactions on one item could both pass. DynamoDB serialises them (one fails
+    with a conflict); answering one request at a time keeps that guarantee in the emulator."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))  # the body is produced inside the lock
+
+
 class MotoServer:
     """moto's server mode on a free loopback port: DynamoDB over real HTTP."""
 
     def __init__(self, port: int | None = None) -> None:
-        from moto.server import ThreadedMotoServer
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access line per call is noise
         self.port = port or free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
-        self._server.start()
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            "127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
 
 def create_table_from_template(endpoint_url: str, table_name: str, template_path: Path | None = None) -> None:
