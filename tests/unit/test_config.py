@@ -81,3 +81,38 @@ def test_relations_between_settings_are_enforced(
 def test_trading_pairs_are_normalised_and_deduplicated(env: pytest.MonkeyPatch) -> None:
     env.setenv("TRADING_PAIRS", '["btc/usdt", "ETH/USDT", "BTC/USDT"]')
     assert load_settings().trading_pairs == ("BTC/USDT", "ETH/USDT")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("True", True), ("yes", True), ("on", True), ("1", True), ("f", False), ("off", False)],
+)
+def test_booleans_take_the_usual_words(env: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    env.setenv("REDIS_CLUSTER", value)
+    assert load_settings().redis_cluster is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(" 4000", 4000), ("4000 ", 4000), ("4_000", 4000), ("+4000", 4000)]
+)
+def test_numbers_are_read_as_python_reads_them(env: pytest.MonkeyPatch, value: str, expected: int) -> None:
+    env.setenv("FETCH_INTERVAL_MS", value)
+    assert load_settings().fetch_interval_ms == expected
+
+
+@pytest.mark.parametrize(("name", "value"), [("FETCH_INTERVAL_MS", "4e3"), ("REDIS_CLUSTER", "maybe")])
+def test_a_value_of_the_wrong_kind_is_named(env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert name in str(raised.value) and repr(value) in str(raised.value)
+
+
+def test_names_are_case_insensitive_and_optional_values_may_be_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings(
+        {"redis_url": "redis://127.0.0.1:6379/0", "Market_Data_Table_Name": "market-data"}
+    )
+    assert settings.market_data_table_name == "market-data"
+    assert settings.dynamodb_endpoint_url is None and settings.admin_token is None

@@ -15,7 +15,8 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
 from msgspec import Meta
@@ -109,6 +110,43 @@ def _redis_url(value: str) -> str:
     return value
 
 
+# The words pydantic-settings took for booleans, so that no deployed value changes meaning.
+TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
+FALSE_WORDS = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int`` for ``Annotated[int, Meta(...)]``, ``str`` for ``str | None``, and so on."""
+    if get_origin(annotation) is Annotated:
+        return _base_type(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return _base_type(next(arg for arg in get_args(annotation) if arg is not type(None)))
+    return annotation
+
+
+def _scalar(text: str, annotation: Any) -> Any:
+    """The environment's text as the field's scalar type; bounds are checked after, by msgspec."""
+    base = _base_type(annotation)
+    stripped = text.strip()
+    if base is bool:
+        if stripped.lower() in TRUE_WORDS:
+            return True
+        if stripped.lower() in FALSE_WORDS:
+            return False
+        raise ValueError("expected true or false")
+    if base is int:
+        try:
+            return int(stripped)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+    if base is float:
+        try:
+            return float(stripped)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    return text
+
+
 # Variables whose text needs more than a type and bounds: parsed (and checked) before conversion.
 PARSERS: dict[str, Callable[[str], Any]] = {
     "trading_pairs": _trading_pairs,
@@ -130,12 +168,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             continue
         text = given[field.name]
         try:
-            parsed = PARSERS[field.name](text) if field.name in PARSERS else text
-            # Lax mode converts the environment's text to numbers and booleans, then checks bounds.
-            values[field.name] = msgspec.convert(parsed, field.type, strict=False)
+            parsed = PARSERS[field.name](text) if field.name in PARSERS else _scalar(text, field.type)
+            values[field.name] = msgspec.convert(parsed, field.type)  # the type's bounds
         except (ValueError, msgspec.ValidationError) as exc:
-            # Every value arrives as text, so msgspec's ", got `str`" says nothing: the value does.
-            problems.append(f"{variable}: {str(exc).replace(', got `str`', '')} (got {text!r})")
+            problems.append(f"{variable}: {exc} (got {text!r})")
     if problems:
         raise ConfigurationError("invalid configuration: " + "; ".join(problems))
     try:
