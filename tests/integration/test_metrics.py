@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -162,6 +163,31 @@ def test_a_server_error_or_a_full_window_is_printed_at_once(capsys: pytest.Captu
 
     metrics.flush()
     assert emf_documents(capsys.readouterr().out) == []  # an empty window prints nothing
+
+
+def test_requests_on_many_threads_lose_no_sample_and_never_overfill_a_document(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The local stack's gateway serves requests on threads: a window can fill on two at once.
+    metrics = RequestMetrics("prices-api", "ReadLatency", flush_interval_s=3600)
+
+    def serve(_: int) -> None:
+        for _ in range(250):
+            metrics.record_response(200, 1.0)
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, as busy ones do
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(serve, range(8)))
+    finally:
+        sys.setswitchinterval(switch_interval)
+    metrics.flush()
+
+    documents = emf_documents(capsys.readouterr().out)
+    assert all(len(document["ReadLatency"]) <= 99 for document in documents)
+    assert sum(len(document["ReadLatency"]) for document in documents) == 2_000
+    assert sum(values(document).get("Responses2xx", 0) for document in documents) == 2_000
 
 
 # --------------------------------------------------------------------------- health

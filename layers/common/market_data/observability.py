@@ -78,6 +78,7 @@ UNITS: dict[str, MetricUnit] = {
 }
 BREAKDOWN_DIMENSION = "kind"
 MAX_SAMPLES_PER_DOCUMENT = 99  # EMF allows 100 values per metric; Powertools flushes at 100
+_PRINTING = threading.Lock()
 
 
 def _new_document(service: str) -> EphemeralMetrics:
@@ -118,8 +119,7 @@ def emit_metrics(
         document.add_metadata(key=key, value=item)
     if timestamp_ms is not None:
         document.set_timestamp(timestamp_ms)
-    if document.metric_set:
-        document.flush_metrics()
+    singles = []
     for name, by_kind in (breakdowns or {}).items():
         for kind, value in by_kind.items():
             single = _new_document(service)
@@ -127,6 +127,13 @@ def emit_metrics(
             single.add_metric(name=name, unit=UNITS[name], value=value)
             if timestamp_ms is not None:
                 single.set_timestamp(timestamp_ms)
+            singles.append(single)
+    # One document per line, whole: printing writes the text and its newline apart, and threads
+    # sharing a process (the local stack's gateway) would otherwise interleave them.
+    with _PRINTING:
+        if document.metric_set:
+            document.flush_metrics()
+        for single in singles:
             single.flush_metrics()
 
 
@@ -201,8 +208,11 @@ class RequestMetrics:
     def flush(self) -> None:
         """Print the window's document (and share it) now; a no-op for an empty window."""
         with self._lock:
-            counts, latencies, last_at = self._counts, self._latencies, self._last_at_ms
-            self._counts, self._latencies = {}, []
+            # Requests served on other threads (the local stack's gateway) may have added samples
+            # since the window filled: a document holds 99, the rest open the next window.
+            counts, last_at = self._counts, self._last_at_ms
+            latencies = self._latencies[:MAX_SAMPLES_PER_WINDOW]
+            self._counts, self._latencies = {}, self._latencies[MAX_SAMPLES_PER_WINDOW:]
             self._window_started = time.monotonic()
         if not counts and not latencies:
             return
