@@ -9,27 +9,19 @@ Health and the API description go through ``prices_api.routes``, imported on fir
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from market_data import cache as market_cache
 from market_data.clock import now_ms
 from market_data.config import get_settings
 from market_data.http import to_http_api_result, unexpected_error
-from market_data.observability import RequestMetrics, logger, traced
+from market_data.observability import logger, traced
 from market_data.pairs import InvalidPairError
-from prices_api.prices import PRICES_PATH, get_prices, invalid_pairs
+from prices_api.prices import PRICES_PATH, get_prices, invalid_pairs, read_metrics, share_read_window
+
+__all__ = ["lambda_handler", "read_metrics", "share_read_window"]
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
-
-
-def share_read_window(counts: Mapping[str, float], latencies_ms: list[float]) -> None:
-    """Each container's window of figures joins the minute's shared ones, which health reports."""
-    market_cache.record_reads(market_cache.get_client(get_settings()), counts, latencies_ms, now_ms=now_ms())
-
-
-read_metrics = RequestMetrics("prices-api", "ReadLatency", on_flush=share_read_window)
 
 
 def serve_prices(event: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +55,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     latency_ms = (time.perf_counter() - started) * 1000
     status = response["statusCode"]
     read_metrics.record_response(status, latency_ms if is_read else None)
-    # No info line per request (the read path's log bill would grow with its traffic): a debug
-    # line, which POWERTOOLS_LOGGER_SAMPLE_RATE turns on for a sample of invocations.
+    # No info line per request (the read path's log bill would grow with its traffic). The debug
+    # line shows locally at POWERTOOLS_LOG_LEVEL=DEBUG; deployed, Lambda filters this function's
+    # logs at INFO (template.yaml), so it never reaches CloudWatch.
     logger.debug("request served", path=event.get("rawPath"), status=status, latency_ms=round(latency_ms, 3))
     return response

@@ -19,7 +19,7 @@ from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBod
 from market_data.pairs import InvalidPairError
 from market_data.routing import add_common_error_routes, to_response
 from prices_api.health import get_health
-from prices_api.prices import BASE, PRICES_PATH, get_prices, invalid_pairs
+from prices_api.prices import BASE, PRICES_PATH, get_prices, invalid_pairs, read_metrics
 
 app = APIGatewayHttpResolver()
 
@@ -42,7 +42,7 @@ def _json_content(model: Any, description: str) -> Any:
 )
 def prices() -> Response[str]:
     raw_pairs = app.current_event.get_query_string_value("pairs")
-    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms()))
+    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms(), metrics=read_metrics))
 
 
 HEALTH_RESPONSES: dict[int, Any] = {
