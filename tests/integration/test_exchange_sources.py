@@ -10,7 +10,7 @@ import pytest
 
 from fetcher.coinbase import CoinbaseClient
 from fetcher.kraken import HOUR_MS, KrakenClient
-from fetcher.sources import CoinbaseSource, KrakenSource
+from fetcher.sources import COINBASE_IN_FLIGHT, CoinbaseSource, KrakenSource
 from local_stack.coinbase_simulator import CoinbaseSimulator
 from local_stack.kraken_simulator import KrakenSimulator
 
@@ -109,8 +109,10 @@ def test_coinbase_fetches_what_the_slot_allows_and_the_rest_next_slot(
 def test_a_coinbase_429_stops_the_slot_and_names_the_pairs(
     coinbase_sim: CoinbaseSimulator, http: httpx.Client
 ) -> None:
+    for n in range(5):
+        coinbase_sim.add_product(f"T{n}-USD", f"T{n}", "USD", 10.0 + n)
     source = CoinbaseSource(CoinbaseClient(http, coinbase_sim.base_url))
-    routes = coinbase_routes(source, ["BTC/USD", "ETH/USD", "SOL/USD"])
+    routes = coinbase_routes(source, ["BTC/USD", "ETH/USD", "SOL/USD", *(f"T{n}/USD" for n in range(5))])
     coinbase_sim.set_fault("rate_limit", count=1)
     coinbase_sim.reset_requests()
 
@@ -118,8 +120,27 @@ def test_a_coinbase_429_stops_the_slot_and_names_the_pairs(
 
     assert result.rate_limited is not None and result.rate_limited.kind == "rate_limited"
     assert any(why == "exchange error: rate_limited" for why in result.missing.values())
-    # The requests already in flight finish; none starts after the 429.
-    assert len(coinbase_sim.requests) <= 3
+    assert any("answered 429" in why for why in result.missing.values())
+    # Only requests already on their way finish; no new one starts after the 429.
+    records = coinbase_sim.requests
+    refused_at = next(record.monotonic for record in records if record.status == 429)
+    assert sum(record.monotonic > refused_at for record in records) < COINBASE_IN_FLIGHT
+
+
+def test_a_failed_stats_refresh_serves_the_kept_figures(
+    coinbase_sim: CoinbaseSimulator, http: httpx.Client
+) -> None:
+    clock = Clock()
+    source = CoinbaseSource(CoinbaseClient(http, coinbase_sim.base_url), clock_ms=clock)
+    routes = coinbase_routes(source, ["BTC/USD"])
+    assert set(source.fetch(routes, deadline=time.monotonic() + SLOT_S).tickers) == {"BTC/USD"}
+    clock.offset_ms += source.stats_refresh_ms
+    coinbase_sim.set_fault("server_error", path="/products/BTC-USD/stats", count=1)
+
+    result = source.fetch(routes, deadline=time.monotonic() + SLOT_S)
+
+    assert set(result.tickers) == {"BTC/USD"}  # priced with the stats kept from the last refresh
+    assert [error.kind for error in result.errors] == ["http_5xx"]  # and the failure is counted
 
 
 # --- Kraken --------------------------------------------------------------------------------------
@@ -175,3 +196,20 @@ def test_a_kraken_rate_limit_in_the_body_is_a_rate_limit_and_names_every_pair(
 
     assert result.rate_limited is not None
     assert result.missing == dict.fromkeys(routes, "exchange error: rate_limited")
+
+
+def test_a_failed_hourly_open_refresh_keeps_the_prices_in_hand(
+    kraken_sim: KrakenSimulator, http: httpx.Client
+) -> None:
+    clock = Clock()
+    source = kraken_source(kraken_sim, http, clock)
+    listing = source.listing()
+    routes = {pair: listing[pair].symbol for pair in ["BTC/USD", "ETH/USD"]}
+    assert set(source.fetch(routes, deadline=time.monotonic() + SLOT_S).tickers) == set(routes)
+    clock.offset_ms += HOUR_MS
+    kraken_sim.set_fault("service_unavailable", path="/0/public/OHLC")
+
+    result = source.fetch(routes, deadline=time.monotonic() + SLOT_S)
+
+    assert set(result.tickers) == set(routes)  # priced against last hour's opens
+    assert result.errors and result.errors[0].kind == "unavailable"

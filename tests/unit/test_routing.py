@@ -60,15 +60,15 @@ def test_an_unavailable_exchange_hands_its_pairs_to_the_next_that_lists_them() -
 def test_a_pair_that_failed_moves_next_tick_and_returns_when_its_hold_ends_and_the_probe_answers() -> None:
     holds = FailureHolds()
     first = route_pairs(["BTC/USD"], ORDER, LISTINGS, unavailable={}, holds=holds, now_ms=NOW)
-    holds.record(first.routes.values(), served=[], now_ms=NOW)  # coinbase's answer lacked it
+    holds.record(first.routes.values(), served=[], failed=["BTC/USD"], now_ms=NOW)  # coinbase lacked it
 
     moved = route_pairs(["BTC/USD"], ORDER, LISTINGS, unavailable={}, holds=holds, now_ms=NOW + 4_000)
     assert where(moved) == {"BTC/USD": "kraken"}
-    holds.record(moved.routes.values(), served=["BTC/USD"], now_ms=NOW + 4_000)
+    holds.record(moved.routes.values(), served=["BTC/USD"], failed=[], now_ms=NOW + 4_000)
 
     back = route_pairs(["BTC/USD"], ORDER, LISTINGS, unavailable={}, holds=holds, now_ms=NOW + FIRST_HOLD_MS)
     assert where(back) == {"BTC/USD": "coinbase"}  # the probe
-    holds.record(back.routes.values(), served=["BTC/USD"], now_ms=NOW + FIRST_HOLD_MS)
+    holds.record(back.routes.values(), served=["BTC/USD"], failed=[], now_ms=NOW + FIRST_HOLD_MS)
     assert not holds.holds  # recovered: nothing held anywhere
 
 
@@ -118,3 +118,13 @@ def test_only_pairs_trading_now_count_as_listed() -> None:
         "ADA/BTC": SymbolInfo("ADA-BTC", "ADA", "BTC", "trading_disabled"),
     }
     assert set(servable_listing(listing, "online")) == {"BTC/USD"}
+
+
+def test_a_pair_only_paced_out_of_a_slot_is_not_held_off_its_source() -> None:
+    holds = FailureHolds()
+    routing = route_pairs(["BTC/USD"], ORDER, LISTINGS, unavailable={}, holds=holds, now_ms=NOW)
+
+    holds.record(routing.routes.values(), served=[], failed=[], now_ms=NOW)  # the rate ran out first
+
+    again = route_pairs(["BTC/USD"], ORDER, LISTINGS, unavailable={}, holds=holds, now_ms=NOW + 4_000)
+    assert where(again) == {"BTC/USD": "coinbase"}

@@ -1,4 +1,4 @@
-"""Which exchange serves each pair: the first one, in ``EXCHANGES`` order, whose own listing has it.
+"""Which exchange serves each pair: the first one, in the configured order, whose own listing has it.
 
 Each pair is resolved against each exchange's listing, never by guessing names. An exchange that
 cannot be asked this tick (circuit open, a ban, its listing unreadable) is skipped, and so is an
@@ -63,13 +63,17 @@ class FailureHolds:
     def served(self, exchange: str, pair: str) -> None:
         self.holds.pop((exchange, pair), None)
 
-    def record(self, routes: Iterable[Route], served: Iterable[str], now_ms: int) -> None:
-        """After a tick: a routed pair that came back is recovered there; one that did not is held."""
-        answered = set(served)
+    def record(
+        self, routes: Iterable[Route], *, served: Iterable[str], failed: Iterable[str], now_ms: int
+    ) -> None:
+        """After a tick: a routed pair that came back is recovered there; one that failed there (an
+        error for its request, absent from the answer) is held. A pair merely not fetched this slot
+        (the exchange's rate or the slot's time spent) is neither: it did not fail."""
+        answered, failures = set(served), set(failed)
         for route in routes:
             if route.pair in answered:
                 self.served(route.exchange, route.pair)
-            else:
+            elif route.pair in failures:
                 self.failed(route.exchange, route.pair, now_ms)
 
 

@@ -134,18 +134,33 @@ class CoinbaseSource:
         refresh = {p for p in due if p not in self.stats} | set(due[: max(budget, 0)])
 
         def take_turn() -> None:
-            if stop.is_set():
-                raise _Skipped("not fetched this slot: coinbase answered 429")
             if not pacer.wait_turn(deadline):
                 raise _Skipped("not fetched this slot: coinbase's request rate is spent")
+            if stop.is_set():  # after the wait too: a 429 may have come while this one waited
+                raise _Skipped("not fetched this slot: coinbase answered 429")
             with lock:
                 result.requests += 1
+
+        def refresh_stats(product: str) -> None:
+            """The figures kept from the last refresh still serve when this one cannot be made."""
+            try:
+                take_turn()
+                self.stats[product] = Kept(self.client.stats(product), self._clock_ms())
+            except _Skipped:
+                if product not in self.stats:
+                    raise
+            except ExchangeError as exc:
+                if isinstance(exc, RateLimitedError):
+                    stop.set()
+                with lock:
+                    result.failed(exc)
+                if product not in self.stats:
+                    raise _Skipped(f"exchange error: {exc.kind}") from exc
 
         def fetch_pair(pair: str, product: str) -> None:
             try:
                 if product in refresh:
-                    take_turn()
-                    self.stats[product] = Kept(self.client.stats(product), self._clock_ms())
+                    refresh_stats(product)
                 take_turn()
                 raw = self.client.ticker(product)
                 fetched_at = self._clock_ms()
@@ -220,12 +235,15 @@ class KrakenSource:
                 result.requests += 1
                 raws = self.client.tickers(list(routes.values()))
             fetched_at = self._clock_ms()
-            self._read_opens(from_an_earlier_hour, pacer, deadline, result, keep_one_turn=False)
         except ExchangeError as exc:
             result.failed(exc)
             for pair in routes:
                 result.missing[pair] = f"exchange error: {exc.kind}"
             return result
+        try:
+            self._read_opens(from_an_earlier_hour, pacer, deadline, result, keep_one_turn=False)
+        except ExchangeError as exc:  # the hour-old opens still serve; the prices are in hand
+            result.failed(exc)
         for pair, key in routes.items():
             if key not in self.opens:
                 result.missing[pair] = "not fetched this slot: its rolling 24 h open is not read yet"
