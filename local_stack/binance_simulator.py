@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
+from local_stack.simulator_http import DELAY_FAULTS, Fault, Reply, SimulatorBase, fault_delay_s, json_reply
 
 DAY_MS = 86_400_000
 STEP_S = 0.25  # at most one random-walk step per symbol per 250 ms, however often it is read
@@ -72,7 +72,6 @@ CDN_PAGE = (
     "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr>CloudFront</body></html>"
 )
 RESPONSE_FAULTS = {"rate_limit", "ban", "restricted", "server_error", "invalid_json", "truncated", "partial"}
-DELAY_FAULTS = {"latency", "timeout"}
 BAD_TICKER_KINDS = {"zero", "negative", "nan", "high_below_low"}
 
 
@@ -307,9 +306,7 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
             raise ValueError("count must be >= 1 and status a 5xx")
         if retry_after is None:
             retry_after = self.ban_seconds if kind == "ban" else 1.0
-        delay = (
-            latency_ms / 1000 if kind == "latency" else min(float(seconds), 120.0) if kind == "timeout" else 0
-        )
+        delay = fault_delay_s(kind, latency_ms=latency_ms, seconds=seconds)
         with self._lock:
             self._faults.append(
                 Fault(kind, path, count, status, retry_after=float(retry_after), seconds=delay)
@@ -384,10 +381,7 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
             return self._control(method, path, body)
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         names, error = _parse_symbols(params)
-        with self._lock:
-            delay = sum(f.seconds for f in self._take_faults(path, DELAY_FAULTS, first_only=False))
-        if delay:
-            self._stopping.wait(delay)  # outside the lock; stop() cuts it short
+        self._hold_for_delay_faults(path)
         now = time.time()
         with self._lock:
             reply, weight = self._decide(method, path, params, names, error, now)

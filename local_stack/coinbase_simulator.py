@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
+from local_stack.simulator_http import DELAY_FAULTS, Fault, Reply, SimulatorBase, fault_delay_s, json_reply
 
 STEP_S = 0.25  # at most one random-walk step per product per 250 ms, however often it is read
 STEP_SIGMA = 0.0005  # relative size of one step: small, like real ticks, yet visible at the increment
@@ -51,7 +51,6 @@ CDN_PAGE = (
     "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr>cloudflare</body></html>"
 )
 RESPONSE_FAULTS = {"rate_limit", "server_error", "invalid_json"}
-DELAY_FAULTS = {"latency", "timeout"}
 
 
 def _iso(wall_time: float) -> str:
@@ -243,9 +242,7 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
             raise ValueError(f"unknown fault {kind!r}; known: {sorted(RESPONSE_FAULTS | DELAY_FAULTS)}")
         if (count is not None and count < 1) or not 500 <= status <= 599:
             raise ValueError("count must be >= 1 and status a 5xx")
-        delay = (
-            latency_ms / 1000 if kind == "latency" else min(float(seconds), 120.0) if kind == "timeout" else 0
-        )
+        delay = fault_delay_s(kind, latency_ms=latency_ms, seconds=seconds)
         with self._lock:
             self._faults.append(Fault(kind, path, count, status, seconds=delay))
 
@@ -298,10 +295,7 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
     def handle(self, method: str, path: str, query: str = "", body: bytes = b"") -> Reply:
         if path.startswith("/_simulator/"):
             return self._control(method, path, body)
-        with self._lock:
-            delay = sum(f.seconds for f in self._take_faults(path, DELAY_FAULTS, first_only=False))
-        if delay:
-            self._stopping.wait(delay)  # outside the lock; stop() cuts it short
+        self._hold_for_delay_faults(path)
         wall_time, mono = time.time(), time.monotonic()
         with self._lock:
             reply = self._decide(method, path, wall_time, mono)

@@ -22,7 +22,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
+from local_stack.simulator_http import DELAY_FAULTS, Fault, Reply, SimulatorBase, fault_delay_s, json_reply
 
 HOUR_S = 3600
 DAY_S = 24 * HOUR_S
@@ -55,7 +55,6 @@ UNKNOWN_METHOD = "EGeneral:Unknown method"
 SERVICE_ERRORS = {"service_unavailable": "EService:Unavailable", "service_busy": "EService:Busy"}
 CDN_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1><hr>cloudflare</body></html>"
 RESPONSE_FAULTS = {"server_error", "invalid_json", "rate_limit", *SERVICE_ERRORS}
-DELAY_FAULTS = {"latency", "timeout"}
 
 
 def _price(x: float) -> str:
@@ -280,11 +279,7 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
             raise ValueError("a server_error status must be a 5xx")
         if kind == "rate_limit" and status not in (200, 429):
             raise ValueError("a rate_limit status must be 200 or 429")
-        delay = 0.0
-        if kind == "latency":
-            delay = latency_ms / 1000
-        elif kind == "timeout":
-            delay = min(float(seconds), 120.0)
+        delay = fault_delay_s(kind, latency_ms=latency_ms, seconds=seconds)
         with self._lock:
             self._faults.append(Fault(kind, path, count, status, seconds=delay))
 
@@ -343,10 +338,7 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         if path.startswith("/_simulator/"):
             return self._control(method, path, body)
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-        with self._lock:
-            delay = sum(f.seconds for f in self._take_faults(path, DELAY_FAULTS, first_only=False))
-        if delay:
-            self._stopping.wait(delay)  # outside the lock; stop() cuts it short
+        self._hold_for_delay_faults(path)
         now = time.time()
         with self._lock:
             reply = self._decide(method, path, params, now)

@@ -96,6 +96,19 @@ class Fault:
     seconds: float = 0.0  # latency and timeout faults: how long the answer waits
 
 
+DELAY_FAULTS = frozenset({"latency", "timeout"})  # faults that hold an answer back, then let it go
+MAX_TIMEOUT_S = 120.0
+
+
+def fault_delay_s(kind: str, *, latency_ms: float, seconds: float) -> float:
+    """How long a fault of ``kind`` holds its answer back (0 for the faults that change it)."""
+    if kind == "latency":
+        return latency_ms / 1000
+    if kind == "timeout":
+        return min(float(seconds), MAX_TIMEOUT_S)
+    return 0.0
+
+
 RecordT = TypeVar("RecordT")
 SimulatorT = TypeVar("SimulatorT", bound="SimulatorBase[Any]")
 
@@ -184,7 +197,14 @@ class SimulatorBase(Generic[RecordT]):
         finally:
             self.stop()
 
-    def _take_faults(self, path: str, kinds: set[str], first_only: bool) -> list[Fault]:
+    def _hold_for_delay_faults(self, path: str) -> None:
+        """Wait out the latency and timeout faults on ``path`` (outside the lock; stop() cuts it short)."""
+        with self._lock:
+            delay = sum(f.seconds for f in self._take_faults(path, DELAY_FAULTS, first_only=False))
+        if delay:
+            self._stopping.wait(delay)
+
+    def _take_faults(self, path: str, kinds: set[str] | frozenset[str], first_only: bool) -> list[Fault]:
         """The faults of ``kinds`` that apply to ``path``, each counted down once (call under the lock)."""
         taken = []
         for fault in list(self._faults):
