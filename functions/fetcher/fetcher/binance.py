@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from fetcher.exchange import ExchangeError, ExchangeInfo, RateLimitedError, SymbolInfo
+from fetcher.exchange import ExchangeError, ExchangeInfo, RateLimitedError, SymbolInfo, json_body
 from market_data.models import Ticker
 
 EXCHANGE = "binance"
@@ -121,11 +121,7 @@ class BinanceClient:
         if status == 451:
             message = f"{_error_message(response)} -- {RESTRICTED_LOCATION_ADVICE}"
             raise ExchangeError("restricted_location", message, status=451)
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            kind = "http_5xx" if status >= 500 else "bad_body"
-            raise ExchangeError(kind, f"{path}: HTTP {status}, body is not JSON", status=status) from exc
+        body = json_body(response, path)
         if status >= 400:
             code = body.get("code") if isinstance(body, dict) else None
             if code == INVALID_SYMBOL:

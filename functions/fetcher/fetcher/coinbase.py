@@ -18,7 +18,7 @@ import orjson
 
 # The meaning of a failed call is the same whichever exchange failed, so the kinds operators count
 # (timeout, http_5xx, rate_limited, ...) come from one place.
-from fetcher.exchange import ExchangeError, RateLimitedError, SymbolInfo
+from fetcher.exchange import ExchangeError, RateLimitedError, SymbolInfo, json_body
 from market_data.models import Ticker
 
 EXCHANGE = "coinbase"
@@ -97,11 +97,7 @@ class CoinbaseClient:
         if status == 404 and product_id is not None:
             message = f"{EXCHANGE} does not list {product_id}: {_error_message(response)}"
             raise ExchangeError("not_found", message, status=404)
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            kind = "http_5xx" if status >= 500 else "bad_body"
-            raise ExchangeError(kind, f"{path}: HTTP {status}, body is not JSON", status=status) from exc
+        body = json_body(response, path)
         if status >= 400:
             kind = "http_5xx" if status >= 500 else "http_4xx"
             raise ExchangeError(kind, f"{path}: HTTP {status} {_error_message(response)}", status=status)

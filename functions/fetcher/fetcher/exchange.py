@@ -7,6 +7,10 @@ these; only the fetcher imports them, and the read path never reaches an exchang
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
 
 
 class ExchangeError(Exception):
@@ -42,3 +46,13 @@ class SymbolInfo:
 class ExchangeInfo:
     by_pair: dict[str, SymbolInfo]
     weight_limit_1m: int | None
+
+
+def json_body(response: httpx.Response, path: str) -> Any:
+    """The answer's JSON. A body that is not JSON is a proxy's error page on a 5xx, else a bad body."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        status = response.status_code
+        kind = "http_5xx" if status >= 500 else "bad_body"
+        raise ExchangeError(kind, f"{path}: HTTP {status}, body is not JSON", status=status) from exc
