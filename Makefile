@@ -10,8 +10,8 @@ SAM := tools/sam.sh
 .PHONY: help setup dev demo bench test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
 
 help:
-	@echo "make dev      run the service locally against real Binance (http://127.0.0.1:3000)"
-	@echo "make demo     run the service locally against the Binance simulator (offline)"
+	@echo "make dev      run the service locally against the real exchanges (http://127.0.0.1:3000)"
+	@echo "make demo     run the service locally against the exchange simulators (offline)"
 	@echo "make test     lint, sam validate --lint, sam build, then unit, integration and end-to-end tests"
 	@echo "make bench    benchmarks against their limits (read, cold, fetch, freshness, writes, cost); prints a table"
 	@echo "make build    sam build, then bytecode;  make deploy ENV=dev|prod   sam deploy with samconfig.toml"

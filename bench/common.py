@@ -89,6 +89,8 @@ def service_environment(stack: Stack, pairs: Sequence[str], **extra: str) -> dic
         "REDIS_CLUSTER": "false",
         "DYNAMODB_ENDPOINT_URL": stack.dynamodb_url,
         "MARKET_DATA_TABLE_NAME": stack.table,
+        # Only the Binance simulator runs here: no other exchange may be reached, real or not.
+        "EXCHANGES": '["binance"]',
         "BINANCE_API_BASE_URL": stack.exchange_url,
         "TRADING_PAIRS": json.dumps(list(pairs)),
         "POWERTOOLS_SERVICE_NAME": "market-data",

@@ -675,8 +675,7 @@ def _measure_fetcher(stack: Stack, cache_wire: CacheWire, slots: Iterator[int]) 
             raise RuntimeError(f"the overlapping invocation did not skip: {summary.as_dict()}")
         dataset_bytes = cache_wire.dataset_bytes()
     finally:
-        deps.executor.shutdown()
-        deps.exchange._http.close()
+        deps.close()
         deps.redis.close()
     if not exchange_info or not dynamo.lkg_item_bytes or not dynamo.query_bytes:
         raise RuntimeError("the first slot read no exchangeInfo, or wrote no last known good")

@@ -305,8 +305,7 @@ def measure_case(
             for _ in range(steady_ticks):
                 figures.steady.append(run_one_slot(deps, next(slots), results, stack.simulator))
     finally:
-        deps.executor.shutdown()
-        deps.exchange._http.close()  # its kept-alive connections would hold simulator threads
+        deps.close()  # its kept-alive connections would hold simulator threads
         deps.redis.close()
     for tick in (figures.first, *figures.steady):
         if tick.pairs_fetched != rules.pairs:

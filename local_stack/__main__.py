@@ -6,8 +6,10 @@
 - Redis from ``REDIS_URL``, else a local ``redis-server`` started here (an in-process stand-in
   only where no redis-server exists); DynamoDB from ``DYNAMODB_ENDPOINT_URL``, else a fresh
   moto server, the table made from template.yaml;
-- the exchange at ``BINANCE_API_BASE_URL`` (real Binance by default), or with ``--simulator``
-  the project's Binance-protocol simulator, for offline use;
+- the exchanges named in ``EXCHANGES`` at their ``*_API_BASE_URL`` (the real APIs by default), or
+  with ``--simulator`` the project's simulators, for offline use: Binance (on ``SIMULATOR_PORT``
+  when set), Coinbase and Kraken, and a second Binance-protocol one for Binance.US when
+  ``EXCHANGES`` names binance_us;
 - the metrics the functions would send to CloudWatch: one line per fetcher slot in the output,
   and a summary at ``GET /_local/metrics`` (``--emf`` prints the raw EMF documents too).
 Ctrl-C stops everything it started.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -27,6 +30,7 @@ from typing import Any
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.metrics_view import EmfTap, LocalMetrics
 from local_stack.servers import MotoServer, RedisServer, create_table_from_template, free_port, port_in_use
+from local_stack.simulator_http import SimulatorBase
 from local_stack.template import REPO_ROOT, function_definition, http_routes, load_template
 
 SCHEDULE_SECONDS = 60  # rate(1 minute)
@@ -36,7 +40,12 @@ DEFAULT_TABLE = "market-data-local"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--simulator", action="store_true", help="use the Binance simulator (offline)")
+    parser.add_argument(
+        "--simulator",
+        action="store_true",
+        help="use the exchange simulators (Binance, Coinbase, Kraken; Binance.US too when EXCHANGES "
+        "names binance_us) instead of the real APIs (offline)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--emf", action="store_true", help="print the raw EMF metric documents as well")
@@ -91,20 +100,52 @@ def dynamodb(table_name: str) -> Iterator[str]:
         server.stop()
 
 
-@contextlib.contextmanager
-def exchange(use_simulator: bool) -> Iterator[str]:
-    if not use_simulator:
-        yield os.environ.get("BINANCE_API_BASE_URL", "https://api.binance.com")
-        return
+def configured_exchanges() -> list[str]:
+    """The names in ``EXCHANGES``, as far as they read; the settings report a malformed value."""
+    try:
+        names = json.loads(os.environ.get("EXCHANGES", "[]"))
+    except json.JSONDecodeError:
+        return []
+    return [str(name).strip().lower() for name in names] if isinstance(names, list) else []
+
+
+def _binance_us_simulator() -> SimulatorBase[Any]:
+    """Binance's protocol and default symbols, plus the USD pairs binance.us lists (binance.com does not)."""
     from local_stack.binance_simulator import BinanceSimulator
 
-    simulator = BinanceSimulator(port=int(os.environ.get("SIMULATOR_PORT", "0")))
-    url = simulator.start()
-    say(f"Binance simulator on {url} (faults: POST {url}/_simulator/faults)")
-    try:
-        yield url
-    finally:
-        simulator.stop()
+    simulator = BinanceSimulator(seed=1)  # its own random walk, not the Binance one's
+    simulator.add_symbol("BTCUSD", "BTC", "USD", "TRADING", 66_990.0)
+    simulator.add_symbol("ETHUSD", "ETH", "USD", "TRADING", 3_499.0)
+    return simulator
+
+
+@contextlib.contextmanager
+def exchanges(use_simulator: bool) -> Iterator[dict[str, str]]:
+    """The exchanges' base URLs to give the functions. Without ``--simulator``, none: the functions
+    read them from this shell's environment, or fall back to the real APIs (the settings' defaults)."""
+    if not use_simulator:
+        yield {}
+        return
+    from local_stack.binance_simulator import BinanceSimulator
+    from local_stack.coinbase_simulator import CoinbaseSimulator
+    from local_stack.kraken_simulator import KrakenSimulator
+
+    binance_port = int(os.environ.get("SIMULATOR_PORT", "0"))  # the others take free ports
+    simulators: list[tuple[str, str, SimulatorBase[Any]]] = [  # (variable, name, simulator)
+        ("BINANCE_API_BASE_URL", "Binance", BinanceSimulator(port=binance_port)),
+        ("COINBASE_API_BASE_URL", "Coinbase", CoinbaseSimulator()),
+        ("KRAKEN_API_BASE_URL", "Kraken", KrakenSimulator()),
+    ]
+    if "binance_us" in configured_exchanges():
+        simulators.append(("BINANCE_US_API_BASE_URL", "Binance.US", _binance_us_simulator()))
+    urls: dict[str, str] = {}
+    with contextlib.ExitStack() as started:
+        for variable, name, simulator in simulators:
+            url = simulator.start()
+            started.callback(simulator.stop)
+            say(f"{name} simulator on {url} (faults: POST {url}/_simulator/faults)")
+            urls[variable] = url
+        yield urls
 
 
 def function_environment(template: dict[str, Any], local: dict[str, str]) -> dict[str, str]:
@@ -176,12 +217,12 @@ def run(args: argparse.Namespace) -> int:
             "REDIS_CLUSTER": "false",
             "DYNAMODB_ENDPOINT_URL": stack.enter_context(dynamodb(table_name)),
             "MARKET_DATA_TABLE_NAME": table_name,
-            "BINANCE_API_BASE_URL": stack.enter_context(exchange(args.simulator)),
+            **stack.enter_context(exchanges(args.simulator)),
             "POWERTOOLS_SERVICE_NAME": "market-data-local",
         }
         os.environ.update(function_environment(template, local))
 
-        from market_data.config import ConfigurationError, get_settings
+        from market_data.config import ConfigurationError, exchange_base_url, get_settings
 
         try:
             settings = get_settings()
@@ -208,12 +249,14 @@ def run(args: argparse.Namespace) -> int:
         scheduler.start()
 
         base = f"http://{args.host}:{args.port}"
-        say(f"exchange: {settings.binance_api_base_url}; TRADING_PAIRS: {list(settings.trading_pairs)}")
+        sources = ", ".join(f"{name} {exchange_base_url(settings, name)}" for name in settings.exchanges)
+        say(f"EXCHANGES (in order of preference): {sources}")
+        say(f"TRADING_PAIRS: {list(settings.trading_pairs)}")
         say(f"serving on {base}  (Ctrl-C stops everything)")
         for route in api.routes:
             say(f"  {route.route.method} {base}{route.route.path}")
         say(f"  GET {base}{METRICS_PAGE}  (local only: the metrics CloudWatch would get)")
-        say(f"try: curl '{base}/api/market-data/prices?pairs=BTC/USDT,ETH/USDT'")
+        say(f"try: curl '{base}/api/market-data/prices?pairs={','.join(settings.trading_pairs)}'")
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:
             server.serve_forever(poll_interval=0.2)

@@ -8,6 +8,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from market_data.config import KNOWN_EXCHANGES
+
+# A loopback port nothing listens on (discard): what an exchange URL is when a test sets none.
+UNREACHABLE = "http://127.0.0.1:9"
+
 # No test may reach real AWS: dummy credentials, a region, no instance metadata.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -80,6 +85,10 @@ def service_env(
         "FETCH_INTERVAL_MS": "2000",
         "MARKET_DATA_CACHE_STALE_TTL_MS": "5000",
         "TRADING_PAIRS": '["BTC/USDT","ETH/USDT"]',
+        # Binance alone unless a test says otherwise; no base URL ever leaves this machine (a test
+        # that needs an exchange points its URL at a simulator).
+        "EXCHANGES": '["binance"]',
+        **{f"{name.upper()}_API_BASE_URL": UNREACHABLE for name in KNOWN_EXCHANGES},
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

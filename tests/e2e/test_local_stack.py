@@ -24,9 +24,13 @@ pytestmark = pytest.mark.e2e
 PAIRS = "BTC/USDT,ETH/USDT"
 # Settings a developer's shell might hold must not leak into the stack under test.
 SCRUBBED = (
-    "REDIS_URL", "DYNAMODB_ENDPOINT_URL", "MARKET_DATA_TABLE_NAME", "BINANCE_API_BASE_URL", "PORT",
-    "ADMIN_TOKEN",
+    "REDIS_URL", "DYNAMODB_ENDPOINT_URL", "MARKET_DATA_TABLE_NAME", "PORT", "ADMIN_TOKEN", "EXCHANGES",
+    "TRADING_PAIRS", "BINANCE_API_BASE_URL", "BINANCE_US_API_BASE_URL", "COINBASE_API_BASE_URL",
+    "KRAKEN_API_BASE_URL",
 )  # fmt: skip
+# Binance first: it serves the USDT pairs these tests read, and ``Stack.simulator`` is its simulator.
+EXCHANGES = '["binance","coinbase","kraken"]'
+SIMULATOR_LINE = re.compile(r"\[local\] (\S+) simulator on http://127\.0\.0\.1:(\d+)")
 ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"  # 32 characters
 
 
@@ -51,7 +55,8 @@ class Stack:
 def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
     port, simulator_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    env.update(PORT=str(port), SIMULATOR_PORT=str(simulator_port), **(extra_env or {}))
+    env.update(PORT=str(port), SIMULATOR_PORT=str(simulator_port), EXCHANGES=EXCHANGES)
+    env.update(extra_env or {})
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack", "--simulator"],
@@ -97,6 +102,17 @@ def wait_for(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def
             last = exc
         time.sleep(0.2)
     raise AssertionError(f"{what} not seen within {timeout_s} s; last: {last!r}")
+
+
+def simulators(stack: Stack) -> dict[str, int]:
+    """The simulators the stack says it started: name -> port."""
+    return {name: int(port) for name, port in SIMULATOR_LINE.findall("".join(stack.output))}
+
+
+def test_demo_starts_a_simulator_for_each_exchange_and_binance_on_simulator_port(demo: Stack) -> None:
+    started = simulators(demo)
+    assert list(started) == ["Binance", "Coinbase", "Kraken"], demo.output  # no Binance.US unless named
+    assert started["Binance"] == int(demo.simulator.rsplit(":", 1)[1])
 
 
 def test_demo_serves_prices_and_a_running_fetcher_within_10_s_of_start(demo: Stack) -> None:
@@ -260,17 +276,20 @@ def test_a_submitted_pair_is_verified_and_served_and_an_unlisted_one_rejected(de
 
 
 def test_ctrl_c_stops_everything_it_started() -> None:
-    stack = start_stack()
+    # Binance.US named too: its simulator is started only then, and must stop with the rest.
+    stack = start_stack({"EXCHANGES": '["binance","binance_us","coinbase","kraken"]'})
     wait_for(lambda: any("serving on" in line for line in stack.output), 20, "the serving banner")
     found = re.search(r"redis-server started on redis://127.0.0.1:(\d+)", "".join(stack.output))
     assert found, stack.output
     redis_port = int(found.group(1))
     port = int(stack.base.rsplit(":", 1)[1])
-    simulator_port = int(stack.simulator.rsplit(":", 1)[1])
+    simulator_ports = simulators(stack)
+    assert sorted(simulator_ports) == ["Binance", "Binance.US", "Coinbase", "Kraken"], stack.output
+    assert simulator_ports["Binance"] == int(stack.simulator.rsplit(":", 1)[1])
 
     assert stop_stack(stack) == 0
 
-    for freed in (port, simulator_port, redis_port):
+    for freed in (port, redis_port, *simulator_ports.values()):
         assert not port_in_use(freed), freed
 
 

@@ -82,7 +82,7 @@ def test_a_ban_is_honoured_while_the_cache_is_lost_and_recovery_needs_no_restart
 
     assert summary.paused == 1
     assert [r.status for r in simulator.requests if r.path == TICKER] == [200, 429]
-    assert store.get_ban(deps.table) is not None
+    assert store.get_bans(deps.table, ["binance"])["binance"]["status"] == 429
 
     # When the cache comes back, the next tick writes it again, without a restart
     redis_server.start()

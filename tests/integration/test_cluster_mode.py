@@ -33,8 +33,12 @@ def test_fetcher_writes_and_the_api_reads_through_a_cluster() -> None:
     health = json.loads(lambda_handler(load_event("health_get.json"), context)["body"])
     assert health["status"] == "ok" and health["fetcher"]["isRunning"] is True
     # A second slot is claimed once: the claim works across the cluster client too.
-    assert cache.open_slot(deps.redis, slot=1, owner="a", interval_ms=2000, heartbeat={"at": 1}).claimed
-    assert not cache.open_slot(deps.redis, slot=1, owner="b", interval_ms=2000, heartbeat={"at": 1}).claimed
+    assert cache.open_slot(
+        deps.redis, slot=1, owner="a", interval_ms=2000, heartbeat={"at": 1}, exchanges=["binance"]
+    ).claimed
+    assert not cache.open_slot(
+        deps.redis, slot=1, owner="b", interval_ms=2000, heartbeat={"at": 1}, exchanges=["binance"]
+    ).claimed
 
 
 def test_an_unreachable_cluster_is_a_fallback_not_a_500(

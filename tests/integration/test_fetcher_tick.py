@@ -188,7 +188,7 @@ def test_after_429_no_exchange_call_until_retry_after_has_passed(
 
     tick(deps)  # answered 429 Retry-After: 2
     assert len(simulator.requests) == 1
-    ban = orjson.loads(deps.redis.get(cache.BAN))
+    ban = orjson.loads(deps.redis.get(cache.ban_key("binance")))
     assert ban["status"] == 429
 
     summary = tick(deps)  # inside the window: paused, heartbeat says why, no request
@@ -235,7 +235,7 @@ def test_exchange_info_is_cached_and_refreshed_every_few_minutes(
     info_calls = [r for r in simulator.requests if r.path == "/api/v3/exchangeInfo"]
     assert len(info_calls) == 1  # weight 20 once, not every tick
 
-    deps.directory.fetched_at -= deps.settings.exchange_info_refresh_ms  # the refresh time comes
+    deps.venues["binance"].directory.next_read_at = 0  # the refresh time comes
     tick(deps)
     assert len([r for r in simulator.requests if r.path == "/api/v3/exchangeInfo"]) == 2
 
@@ -250,7 +250,7 @@ def test_a_429_on_exchange_info_pauses_without_a_ticker_call(
     tick(deps)
 
     assert [r.path for r in simulator.requests] == ["/api/v3/exchangeInfo"]
-    assert orjson.loads(deps.redis.get(cache.BAN))["status"] == 429
+    assert orjson.loads(deps.redis.get(cache.ban_key("binance")))["status"] == 429
 
 
 def test_a_hung_batch_is_cut_off_by_the_timeout_and_the_others_are_written(
@@ -329,7 +329,7 @@ def test_the_fetcher_slows_down_before_the_weight_limit_instead_of_running_into_
             cache.reset_client()
             store.reset_table()
             deps = build_deps(load_settings())
-            deps.redis.delete(cache.BAN)
+            deps.redis.delete(cache.ban_key("binance"))
             started = now_ms()
             paused = [tick(deps).paused for _ in range(8)]
             if started // 60_000 == now_ms() // 60_000:
@@ -339,7 +339,7 @@ def test_the_fetcher_slows_down_before_the_weight_limit_instead_of_running_into_
         assert any(paused)
         assert {record.status for record in small.requests} == {200}
         assert sum(record.weight for record in small.requests) <= 27  # 90 % of the limit
-        ban = orjson.loads(deps.redis.get(cache.BAN))
+        ban = orjson.loads(deps.redis.get(cache.ban_key("binance")))
         assert "weight budget" in ban["reason"]
 
 
@@ -395,7 +395,7 @@ def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
 
     for _ in range(3):  # three failed ticks open it
         tick(deps)
-    circuit = deps.redis.hgetall(cache.CIRCUIT)
+    circuit = deps.redis.hgetall(cache.circuit_key("binance"))
     assert circuit[b"state"] == b"open"
     simulator.reset_requests()
 
@@ -405,16 +405,16 @@ def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
     assert health["fetcher"]["circuitState"] == "open" and "circuit open" in health["fetcher"]["pauseReason"]
 
     # A failed probe doubles the backoff (with jitter); a good one closes the circuit
-    deps.redis.hset(cache.CIRCUIT, "retryAt", "0")
+    deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
     first_wait = int(circuit[b"retryAt"]) - now_ms()
     tick(deps)  # the probe: still failing
     assert len(simulator.requests) == 1
-    reopened = deps.redis.hgetall(cache.CIRCUIT)
+    reopened = deps.redis.hgetall(cache.circuit_key("binance"))
     assert reopened[b"opens"] == b"2" and int(reopened[b"retryAt"]) - now_ms() > first_wait / 2
     simulator.clear_faults()
-    deps.redis.hset(cache.CIRCUIT, "retryAt", "0")
+    deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
     tick(deps)
-    assert deps.redis.hgetall(cache.CIRCUIT)[b"state"] == b"closed"
+    assert deps.redis.hgetall(cache.circuit_key("binance"))[b"state"] == b"closed"
     assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
 
 

@@ -116,7 +116,7 @@ def test_a_pair_that_stops_trading_is_suspended_served_stale_and_returns_when_it
     deps = make_deps()
     tick(deps)
     simulator.set_status("ETHUSDT", "HALT")
-    deps.directory.fetched_at -= deps.directory.refresh_ms  # the re-check time comes
+    deps.venues["binance"].directory.next_read_at = 0  # the re-check time comes
 
     tick(deps)
 
@@ -126,7 +126,7 @@ def test_a_pair_that_stops_trading_is_suspended_served_stale_and_returns_when_it
     assert (entry["stale"], entry["source"]) == (True, "last_known_good")  # never fresh-looking
 
     simulator.set_status("ETHUSDT", "TRADING")
-    deps.directory.fetched_at -= deps.directory.refresh_ms
+    deps.venues["binance"].directory.next_read_at = 0
     tick(deps)
     assert record(deps, "ETH/USDT").status == "active"
     entry = json.loads(prices("ETH/USDT")["body"])["ETH/USDT"]
@@ -140,7 +140,7 @@ def test_a_transient_error_during_a_recheck_changes_no_status(
     tick(deps)
     simulator.remove_symbol("ETHUSDT")
     simulator.set_fault("server_error", path="/api/v3/exchangeInfo", status=503)
-    deps.directory.fetched_at -= deps.directory.refresh_ms
+    deps.venues["binance"].directory.next_read_at = 0
 
     tick(deps)
     tick(deps)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from market_data.config import ConfigurationError, load_settings
+from market_data.config import ConfigurationError, exchange_base_url, load_settings
 
 REQUIRED = {"REDIS_URL": "redis://127.0.0.1:6379/0", "MARKET_DATA_TABLE_NAME": "market-data"}
 
@@ -24,8 +24,38 @@ def test_defaults_are_the_designs(env: pytest.MonkeyPatch) -> None:
     assert settings.market_data_batch_size == 20
     assert settings.market_data_max_concurrent_batches == 3
     assert settings.last_known_good_write_interval_ms == 60_000
-    assert settings.trading_pairs == ("BTC/USDT", "ETH/USDT")
+    assert settings.trading_pairs == ("BTC/USD", "BTC/USDT", "ETH/USD", "ETH/USDT")
+    assert settings.exchanges == ("binance", "coinbase", "kraken")
     assert settings.binance_api_base_url == "https://api.binance.com"
+    assert settings.binance_us_api_base_url == "https://api.binance.us"
+    assert settings.coinbase_api_base_url == "https://api.exchange.coinbase.com"
+    assert settings.kraken_api_base_url == "https://api.kraken.com"
+
+
+def test_exchanges_keep_their_order_and_each_has_its_base_url(env: pytest.MonkeyPatch) -> None:
+    env.setenv("EXCHANGES", '["Kraken", "binance_us", "kraken"]')
+    env.setenv("BINANCE_US_API_BASE_URL", "http://127.0.0.1:8080/")
+    settings = load_settings()
+    assert settings.exchanges == ("kraken", "binance_us")  # the order is the preference
+    assert exchange_base_url(settings, "binance_us") == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('["binance","bitstamp"]', "unknown exchange 'bitstamp'"),
+        ("[]", "non-empty JSON list"),
+        ("binance", "JSON list"),
+        ('{"binance": 1}', "non-empty JSON list"),
+    ],
+)
+def test_a_bad_exchanges_list_is_named_at_start_up(env: pytest.MonkeyPatch, value: str, message: str) -> None:
+    env.setenv("EXCHANGES", value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert (
+        "EXCHANGES" in str(caught.value) and message in str(caught.value) and repr(value) in str(caught.value)
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,6 +70,7 @@ def test_defaults_are_the_designs(env: pytest.MonkeyPatch) -> None:
         ("TRADING_PAIRS", "BTC/USDT"),
         ("TRADING_PAIRS", '["BTCUSDT"]'),
         ("BINANCE_API_BASE_URL", "api.binance.com"),
+        ("KRAKEN_API_BASE_URL", "ftp://api.kraken.com"),
         ("REDIS_URL", "localhost:6379"),
     ],
 )

@@ -104,12 +104,25 @@ def test_when_every_source_of_a_pair_is_out_the_reasons_name_each() -> None:
         ["BTC/USD"],
         ORDER,
         LISTINGS,
+        unavailable={"coinbase": "circuit open", "kraken": "rate limited"},
+        holds=FailureHolds(),
+        now_ms=NOW,
+    )
+    assert routing.routes == {}
+    assert routing.unserved["BTC/USD"] == "coinbase: circuit open; kraken: rate limited"
+
+
+def test_a_held_source_is_asked_again_when_no_other_exchange_can_serve_the_pair() -> None:
+    routing = route_pairs(
+        ["BTC/USD"],
+        ORDER,
+        LISTINGS,
         unavailable={"coinbase": "circuit open"},
         holds=FailureHolds({("kraken", "BTC/USD"): Hold(until_ms=NOW + 1, failures=1)}),
         now_ms=NOW,
     )
-    assert routing.routes == {}
-    assert routing.unserved["BTC/USD"] == "coinbase: circuit open; kraken: failed recently"
+    assert routing.routes["BTC/USD"].exchange == "kraken"  # held, but the only one left
+    assert routing.unserved == {}
 
 
 def test_only_pairs_trading_now_count_as_listed() -> None:

@@ -21,6 +21,7 @@ from local_stack.template import (
     table_create_kwargs,
     table_ttl_attribute,
 )
+from market_data.config import KNOWN_EXCHANGES, PARSERS, load_settings
 
 CURRENT_PYTHON_RUNTIMES = {"python3.12", "python3.13"}
 
@@ -179,6 +180,67 @@ def test_fetcher_timeout_leaves_room_for_the_last_tick(template: dict[str, Any])
     run_seconds, timeout = _fetcher_run_seconds_and_timeout(template)
     interval_seconds = float(_interval_parameter(template)["Default"]) / 1000
     assert timeout > run_seconds + 2 * interval_seconds
+
+
+# --- the fetcher's exchanges ----------------------------------------------------------------------
+
+# What CloudFormation would pass for the other required settings when checking parameter defaults.
+_RESOLVED_STORES = {"REDIS_URL": "rediss://cache.example:6379", "MARKET_DATA_TABLE_NAME": "market-data"}
+
+
+def _settings_default(variable: str) -> Any:
+    return getattr(load_settings(_RESOLVED_STORES), variable.lower())
+
+
+def _base_url_variables() -> list[str]:
+    """Every setting that names an exchange's base URL, as its environment variable."""
+    return sorted(name.upper() for name in PARSERS if name.endswith("_api_base_url"))
+
+
+def _parameter_of(template: dict[str, Any], function: str, variable: str) -> dict[str, Any]:
+    value = function_properties(template, function)["Environment"]["Variables"].get(variable)
+    assert isinstance(value, dict) and "Ref" in value, f"{function}: {variable} is not set from a parameter"
+    assert value["Ref"] in template["Parameters"], f"{variable}: no parameter {value['Ref']}"
+    return template["Parameters"][value["Ref"]]
+
+
+def test_every_known_exchange_has_a_base_url_setting() -> None:
+    assert _base_url_variables() == sorted(f"{name.upper()}_API_BASE_URL" for name in KNOWN_EXCHANGES)
+
+
+@pytest.mark.parametrize("variable", _base_url_variables())
+def test_fetcher_gets_every_exchange_base_url_from_a_parameter_defaulting_to_the_real_api(
+    template: dict[str, Any], variable: str
+) -> None:
+    parameter = _parameter_of(template, "FetcherFunction", variable)
+    assert parameter["Type"] == "String"
+    # The deployed default is the exchange's real API: the same one the settings fall back to.
+    assert parameter["Default"].startswith("https://")
+    assert parameter["Default"] == _settings_default(variable)
+
+
+@pytest.mark.parametrize("variable", ["EXCHANGES", "TRADING_PAIRS"])
+@pytest.mark.parametrize("function", ["FetcherFunction", "PricesApiFunction"])
+def test_exchanges_and_pairs_reach_the_fetcher_and_the_prices_function(
+    template: dict[str, Any], function: str, variable: str
+) -> None:
+    # The fetcher routes pairs by them; the prices function's health reports on each exchange.
+    _parameter_of(template, function, variable)
+
+
+@pytest.mark.parametrize("variable", ["EXCHANGES", "TRADING_PAIRS"])
+def test_exchanges_and_pairs_parameters_default_to_the_settings_defaults(
+    template: dict[str, Any], variable: str
+) -> None:
+    default = _parameter_of(template, "FetcherFunction", variable)["Default"]
+    deployed = load_settings({**_RESOLVED_STORES, variable: default})
+    assert getattr(deployed, variable.lower()) == _settings_default(variable)
+
+
+def test_exchanges_parameter_names_every_known_exchange(template: dict[str, Any]) -> None:
+    description = _parameter_of(template, "FetcherFunction", "EXCHANGES")["Description"]
+    for name in KNOWN_EXCHANGES:
+        assert name in description, name
 
 
 # --- the HTTP API ----------------------------------------------------------------------------------

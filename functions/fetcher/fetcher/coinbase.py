@@ -133,7 +133,11 @@ def parse_ticker(
     ``product_id`` is the listing's id for ``pair`` (``SymbolInfo.symbol``): the ticker body does not
     name its product, and an id is never guessed from a pair's spelling.
 
-    - ``timestamp`` is the ticker's own ``time`` (the last trade's), the exchange's time, not ours.
+    - ``timestamp`` is ``fetched_at``. The ticker's ``time`` is the last trade's: it says how long
+      the market has been quiet, not how current the figures are (the bid, ask and volume are as of
+      the request). A pair that trades once a minute would otherwise look stale while its figures
+      are seconds old, and one quiet for a day would be refused as a day-old ticker. The time is
+      still read, so a ticker without a valid one is refused as malformed.
     - ``volume`` is the ticker's 24 h volume in the base currency.
     - ``quoteVolume`` is ``volume * price``, an estimate: Coinbase publishes no quote volume, and
       the day's trades were not all at the last price.
@@ -144,12 +148,13 @@ def parse_ticker(
         price = float(ticker_raw["price"])
         volume = float(ticker_raw["volume"])
         open_price = float(stats_raw["open"])
+        _epoch_ms(str(ticker_raw["time"]))  # a ticker without a valid time is malformed
         values = {
             "pair": pair,
             "price": price,
             "volume": volume,
             "quoteVolume": volume * price,
-            "timestamp": _epoch_ms(str(ticker_raw["time"])),
+            "timestamp": fetched_at,
             "fetchedAt": fetched_at,
             "change24h": round((price - open_price) / open_price * 100, 4)
             if open_price > 0 and math.isfinite(open_price)

@@ -8,11 +8,14 @@ from typing import Any
 import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fetcher.binance import BinanceClient
+from fetcher import binance
+from fetcher.coinbase import CoinbaseClient
+from fetcher.kraken import KrakenClient
 from fetcher.loop import run_fetcher
-from fetcher.tick import FetcherDeps, SymbolDirectory
+from fetcher.sources import BinanceSource, CoinbaseSource, ExchangeSource, KrakenSource
+from fetcher.tick import FetcherDeps, ListingDirectory, Venue
 from market_data import cache, store
-from market_data.config import Settings, get_settings
+from market_data.config import Settings, exchange_base_url, get_settings
 from market_data.observability import logger
 
 _deps: FetcherDeps | None = None
@@ -27,22 +30,45 @@ def build_deps(settings: Settings) -> FetcherDeps:
             write=settings.exchange_connect_timeout_s,
             pool=settings.exchange_connect_timeout_s,
         ),
-        limits=httpx.Limits(max_connections=settings.market_data_max_concurrent_batches + 1),
+        # Binance's batches in flight, Coinbase's requests in flight, and each exchange's listing.
+        limits=httpx.Limits(max_connections=settings.market_data_max_concurrent_batches + 8),
         headers={"User-Agent": "market-data-fetcher/1"},
     )
+    batches = ThreadPoolExecutor(
+        max_workers=settings.market_data_max_concurrent_batches, thread_name_prefix="batch"
+    )
+    # The listings are re-read every few minutes: that is also when listed pairs are re-checked.
+    refresh_ms = min(settings.exchange_info_refresh_ms, settings.whitelist_recheck_ms)
+    venues = {
+        name: Venue(make_source(name, settings, http, batches), ListingDirectory(refresh_ms))
+        for name in settings.exchanges
+    }
     return FetcherDeps(
         settings=settings,
         redis=cache.get_client(settings),
         table=store.get_table(settings),
-        exchange=BinanceClient(http, settings.binance_api_base_url),
-        executor=ThreadPoolExecutor(
-            max_workers=settings.market_data_max_concurrent_batches, thread_name_prefix="batch"
-        ),
-        # The listing is re-read every few minutes: that is also when listed pairs are re-checked.
-        directory=SymbolDirectory(
-            refresh_ms=min(settings.exchange_info_refresh_ms, settings.whitelist_recheck_ms)
-        ),
+        venues=venues,
+        executor=ThreadPoolExecutor(max_workers=len(venues), thread_name_prefix="exchange"),
+        closers=[batches.shutdown, http.close],
     )
+
+
+def make_source(
+    name: str, settings: Settings, http: httpx.Client, batches: ThreadPoolExecutor
+) -> ExchangeSource:
+    """The fetching side of one of EXCHANGES (names checked when the settings were read)."""
+    base_url = exchange_base_url(settings, name)
+    if name == "coinbase":
+        return CoinbaseSource(CoinbaseClient(http, base_url))
+    if name == "kraken":
+        return KrakenSource(KrakenClient(http, base_url))
+    if name == binance.BINANCE_US:
+        client = binance.BinanceClient(
+            http, base_url, name=name, default_weight_limit_1m=binance.BINANCE_US_WEIGHT_LIMIT_1M
+        )
+    else:
+        client = binance.BinanceClient(http, base_url)
+    return BinanceSource(client, batch_size=settings.market_data_batch_size, executor=batches)
 
 
 def get_deps() -> FetcherDeps:

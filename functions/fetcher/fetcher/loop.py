@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fetcher.circuit import Circuit
 from fetcher.metrics import SlotReport, emit_slot
-from fetcher.tick import FetcherDeps, run_tick
+from fetcher.tick import FetcherDeps, Venue, exchange_pause, run_tick
 from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.observability import logger
@@ -119,24 +119,18 @@ def _run_slot(
             owner=invocation_id,
             interval_ms=deps.settings.fetch_interval_ms,
             heartbeat=heartbeat,
+            exchanges=list(deps.venues),
         )
     except cache.CACHE_ERRORS as exc:
         start = open_slot_without_cache(deps, slot, invocation_id, heartbeat, exc)
     report.heartbeat_written = True
-    # A ban is honoured from the cache (shared by every invocation) and from this container's
-    # memory, so a cache write that failed cannot make us forget it.
-    ban = max((b for b in (start.ban, deps.ban) if b), key=lambda b: int(b.get("until", 0)), default=None)
-    circuit = Circuit.from_fields(start.circuit) if start.cache_ok else deps.circuit
-    report.circuit_open = circuit.state == "open"
+    pauses = {name: exchange_pause(venue, start, now) for name, venue in deps.venues.items()}
+    report.circuits_open = sum(1 for venue in deps.venues.values() if _circuit(venue, start).state == "open")
     pause: tuple[int, str] | None = None
-    if ban and int(ban.get("until", 0)) > now:
-        pause = int(ban["until"]), _pause_reason(ban)
-    elif not circuit.allows(now):
-        wait_s = (circuit.retry_at - now) / 1000
-        pause = (
-            circuit.retry_at,
-            f"circuit open after {circuit.failures} failed ticks; next probe in {wait_s:.1f} s",
-        )
+    if all(pauses.values()):  # every exchange banned or backing off: nothing to ask this slot
+        until = min(p[0] for p in pauses.values() if p)
+        reasons = [f"{name}: {p[1]}" for name, p in pauses.items() if p]
+        pause = until, "; ".join(reasons)
     if pause is not None:
         # Paused is not dead: the heartbeat says why and until when, and no exchange call is made.
         summary.paused += 1
@@ -155,7 +149,7 @@ def _run_slot(
     result = run_tick(deps, start, now, deadline=deadline)
     summary.ticks += 1
     report.outcome, report.tick, report.stale_pairs = "ticked", result, result.stale_pairs
-    report.circuit_open = deps.circuit.state == "open"
+    report.circuits_open = sum(1 for venue in deps.venues.values() if venue.circuit.state == "open")
     logger.debug(
         "tick",
         slot=slot,
@@ -184,16 +178,12 @@ def open_slot_without_cache(
     store.put_heartbeat(deps.table, {**heartbeat, "cacheUnreachable": True})
     return cache.SlotStart(
         claimed=store.claim_slot(deps.table, slot, owner=invocation_id, expires_at_ms=(slot + 3) * interval),
-        ban=store.get_ban(deps.table),
+        bans=store.get_bans(deps.table, list(deps.venues)),
         cached_pairs=frozenset(),
         lkg_written=deps.lkg_written,
         cache_ok=False,
     )
 
 
-def _pause_reason(ban: dict[str, object]) -> str:
-    status = ban.get("status")
-    if status not in (418, 429):  # a pause of our own, e.g. the weight budget: its reason says why
-        return str(ban.get("reason"))
-    kind = "IP banned (HTTP 418)" if status == 418 else "rate limited (HTTP 429)"
-    return f"exchange {kind}; no request until Retry-After has passed"
+def _circuit(venue: Venue, start: cache.SlotStart) -> Circuit:
+    return Circuit.from_fields(start.circuits.get(venue.name, {})) if start.cache_ok else venue.circuit

@@ -31,7 +31,7 @@ class SlotReport:
     slot: int
     heartbeat_written: bool = False
     outcome: str = "failed"  # ticked, paused, skipped or failed
-    circuit_open: bool = False
+    circuits_open: int = 0  # exchanges whose circuit breaker is open
     stale_pairs: int | None = None  # active pairs not refreshed; None when not this invocation's slot
     tick: TickResult | None = None
     store_errors: int = 0
@@ -45,7 +45,7 @@ def slot_values(report: SlotReport) -> tuple[dict[str, float | list[float]], dic
         "TicksPaused": 1 if report.outcome == "paused" else 0,
         "TicksSkippedClaimedElsewhere": 1 if report.outcome == "skipped" else 0,
         "TickFailures": 1 if report.outcome == "failed" else 0,
-        "CircuitOpen": 1 if report.circuit_open else 0,
+        "CircuitOpen": report.circuits_open,
     }
     if report.stale_pairs is not None:
         values["PairsMissing"] = report.stale_pairs

@@ -5,7 +5,9 @@ cannot be asked this tick (circuit open, a ban, its listing unreadable) is skipp
 exchange on which the pair has just failed (missing from an answer, an error for its batch): the
 next exchange that lists the pair serves it from the next tick. The hold on the failed source
 doubles while probes fail and ends at a cap; when it ends, the pair is routed to its first source
-again, which is the probe: an answer with the pair clears the hold and the pair stays there.
+again, which is the probe: an answer with the pair clears the hold and the pair stays there. A
+hold only ever sends a pair elsewhere: when no other exchange can serve it, its held source is
+asked again rather than leaving it unserved.
 
 A pair is listed nowhere only when every configured exchange's listing was read and none has it:
 an exchange whose listing is unknown this tick might still list it, so nothing is concluded.
@@ -110,15 +112,17 @@ def route_pairs(
                 unserved[pair] = "not listed on any exchange whose listing could be read this tick"
             continue
         reasons = []
-        for exchange in listed_on:
-            if exchange in unavailable:
-                reasons.append(f"{exchange}: {unavailable[exchange]}")
-            elif holds.is_held(exchange, pair, now_ms):
-                reasons.append(f"{exchange}: failed recently")
-            else:
-                listing = listings[exchange] or {}
-                routes[pair] = Route(pair, exchange, listing[pair].symbol, preferred=exchange == listed_on[0])
-                break
-        else:
+        askable = [exchange for exchange in listed_on if exchange not in unavailable]
+        reasons = [
+            f"{exchange}: {unavailable[exchange]}" for exchange in listed_on if exchange in unavailable
+        ]
+        # A hold sends the pair elsewhere; where there is nowhere else, its source is asked again.
+        source = next((e for e in askable if not holds.is_held(e, pair, now_ms)), None) or next(
+            iter(askable), None
+        )
+        if source is None:
             unserved[pair] = "; ".join(reasons)
+        else:
+            symbol = (listings[source] or {})[pair].symbol
+            routes[pair] = Route(pair, source, symbol, preferred=source == listed_on[0])
     return Routing(routes, unserved, frozenset(nowhere))

@@ -1,9 +1,11 @@
-"""Fetching one slot's pairs from Coinbase and Kraken, each within its own limits.
+"""Fetching one slot's pairs from each exchange, within that exchange's own limits.
 
 A source is given the pairs routed to it (pair -> the exchange's own name for it, from its
-listing) and a deadline, and returns what came back. Coinbase has no batching: one ticker request
-per product, started no faster than its public limit (about 10 a second). Kraken takes every pair
-in one Ticker request but allows about one request a second.
+listing) and a deadline, and returns what came back. Binance (and Binance.US) take up to
+``MARKET_DATA_BATCH_SIZE`` symbols per request, a few batches in flight, within a weight budget a
+minute. Coinbase has no batching: one ticker request per product, started no faster than its
+public limit (about 10 a second). Kraken takes every pair in one Ticker request but allows about
+one request a second.
 
 Slow-moving figures are kept between slots and refreshed a few at a time, so that per-pair calls
 fit each exchange's limits: Coinbase's 24 h stats (open, high, low) every few minutes, and
@@ -17,14 +19,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from fetcher import coinbase, kraken
+from fetcher.binance import WEIGHT_WINDOW_MS, BinanceClient, InvalidSymbolError, ticker_weight
+from fetcher.binance import parse_ticker as parse_binance_ticker
 from fetcher.exchange import ExchangeError, RateLimitedError, SymbolInfo
 from market_data.clock import now_ms
 from market_data.models import Ticker
@@ -64,9 +68,18 @@ class Pacer:
         return True
 
 
+# Error kinds that mean the exchange's listing changed under us (a name it no longer knows): the
+# listing is read again at the next tick, so the name is not asked for again and again.
+LISTING_CHANGED_KINDS = frozenset({"invalid_symbol", "unknown_pair", "not_found"})
+
+
 @dataclass
 class SourceResult:
-    """One exchange's part of a tick: tickers by pair, and why the others are missing."""
+    """One exchange's part of a tick: tickers by pair, and why the others are missing.
+
+    ``deferred`` pairs were not asked for this slot (the exchange's rate or the slot's time was
+    spent, or a 429 stopped the requests): they did not fail there, so they are not held off it.
+    """
 
     exchange: str
     tickers: dict[str, Ticker] = field(default_factory=dict)
@@ -75,11 +88,26 @@ class SourceResult:
     errors: list[ExchangeError] = field(default_factory=list)
     requests: int = 0
     rate_limited: RateLimitedError | None = None
+    deferred: set[str] = field(default_factory=set)
+    rejected: list[str] = field(default_factory=list)  # symbols the exchange called unknown
+    fetch_ms: int | None = None
 
     def failed(self, error: ExchangeError) -> None:
         self.errors.append(error)
         if isinstance(error, RateLimitedError):
             self.rate_limited = error
+
+    def defer(self, pair: str, reason: str) -> None:
+        self.missing[pair] = reason
+        self.deferred.add(pair)
+
+    @property
+    def listing_changed(self) -> bool:
+        return bool(self.rejected) or any(error.kind in LISTING_CHANGED_KINDS for error in self.errors)
+
+    def failed_pairs(self, routed: Iterable[str]) -> set[str]:
+        """Routed pairs that did not come back for a reason of this exchange's (not deferred)."""
+        return {pair for pair in routed if pair not in self.tickers and pair not in self.deferred}
 
 
 @dataclass
@@ -91,9 +119,170 @@ class Kept:
 
 
 def _short_reason(exc: Exception) -> str:
+    """``field: message`` of the first problem; the field is what operators count a rejection by."""
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "ticker"  # a check across fields
+        return f"{where}: {first['msg']}"
     return str(exc)
+
+
+class ExchangeSource(Protocol):
+    """What the tick asks of every exchange."""
+
+    name: str
+    servable_status: str  # the listing status under which the exchange trades a pair
+
+    @property
+    def used_weight(self) -> int | None: ...
+
+    def listing(self) -> dict[str, SymbolInfo]: ...
+
+    def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None: ...
+
+    def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult: ...
+
+
+# Share of the exchange's weight limit this service allows itself: the rest is headroom for other
+# clients behind the same address (a NAT gateway is shared) and for the limit's own rounding.
+WEIGHT_BUDGET_SHARE = 0.9
+
+
+class BinanceSource:
+    """Binance's protocol (binance.com or Binance.US): batches of symbols, a few in flight, within a
+    weight budget a minute; one unknown symbol is found by bisection instead of blanking a batch."""
+
+    def __init__(self, client: BinanceClient, *, batch_size: int, executor: ThreadPoolExecutor) -> None:
+        self.client = client
+        self.name = client.name
+        self.servable_status = "TRADING"
+        self.batch_size = batch_size
+        self._executor = executor  # shared by the batches of every slot: bounds the requests in flight
+        self.weight_limit_1m: int | None = None  # as exchangeInfo last said
+
+    def listing(self) -> dict[str, SymbolInfo]:
+        info = self.client.exchange_info()
+        self.weight_limit_1m = info.weight_limit_1m or self.weight_limit_1m
+        return info.by_pair
+
+    @property
+    def used_weight(self) -> int | None:
+        """What the exchange last reported in X-MBX-USED-WEIGHT-1M."""
+        return self.client.last_used_weight
+
+    def batches(self, symbols: list[str]) -> list[list[str]]:
+        size = self.batch_size
+        return [symbols[start : start + size] for start in range(0, len(symbols), size)]
+
+    def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None:
+        """Why this slot must not call the exchange, when its requests would pass the weight budget.
+
+        Reads what the exchange reported this minute: slowing down before the limit costs a tick or
+        two, running into it costs a 429 and, repeated, an IP ban.
+        """
+        used, seen_at = self.client.last_used_weight, self.client.last_used_weight_at
+        if used is None or seen_at // WEIGHT_WINDOW_MS != now // WEIGHT_WINDOW_MS:
+            return None  # nothing reported this minute: the count has started again
+        planned = sum(ticker_weight(len(batch)) for batch in self.batches(list(routes.values())))
+        limit = self.weight_limit_1m or self.client.default_weight_limit_1m
+        budget = int(limit * WEIGHT_BUDGET_SHARE)
+        if used + planned <= budget:
+            return None
+        return (
+            f"weight budget: {used} of {budget} used this minute, this tick needs {planned}; "
+            "resuming next minute"
+        )
+
+    def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
+        """Fetch ``routes`` in batches; no request leaves after ``deadline`` (monotonic seconds)."""
+        result = SourceResult(self.name)
+        pairs_by_symbol = {symbol: pair for pair, symbol in routes.items()}
+        stop = threading.Event()  # set on 429/418: no further request may leave
+        lock = threading.Lock()
+
+        def run_batch(batch: list[str]) -> None:
+            outcome = _fetch_batch(self.client, batch, stop, deadline)
+            if isinstance(outcome.error, RateLimitedError):
+                stop.set()
+            fetched_at = now_ms()
+            # Parsed before taking the lock: the other batches' threads merge their answers meanwhile.
+            parsed: dict[str, Ticker] = {}
+            invalid: dict[str, str] = {}
+            for raw in outcome.raws:
+                pair = pairs_by_symbol.get(str(raw.get("symbol")) if isinstance(raw, dict) else "")
+                if pair is None:
+                    continue  # an answer for a name we did not ask for is not trusted
+                try:
+                    parsed[pair] = parse_binance_ticker(raw, pair, fetched_at=fetched_at, exchange=self.name)
+                except (ValidationError, ValueError) as exc:
+                    invalid[pair] = _short_reason(exc)
+            answered = {str(raw.get("symbol")) for raw in outcome.raws if isinstance(raw, dict)}
+            with lock:
+                result.requests += outcome.requests
+                result.rejected.extend(outcome.rejected)
+                for symbol in outcome.rejected:
+                    result.missing[pairs_by_symbol[symbol]] = f"{self.name} rejected {symbol}: Invalid symbol"
+                error = outcome.error
+                if error is not None:
+                    result.failed(error)
+                for symbol in batch:
+                    if symbol in outcome.rejected or symbol in answered:
+                        continue
+                    pair = pairs_by_symbol[symbol]
+                    if outcome.requests == 0:  # never asked: the slot's time ran out, or a 429 came
+                        why = error.kind if error else "the exchange answered 429 to another batch"
+                        result.defer(pair, f"not fetched this slot: {why}")
+                    elif isinstance(error, RateLimitedError):
+                        result.defer(pair, f"exchange error: {error.kind}")
+                    elif error is None:
+                        result.missing[pair] = "absent from the exchange's answer"
+                    else:
+                        result.missing.setdefault(pair, f"exchange error: {error.kind}")
+                result.tickers.update(parsed)
+                result.invalid.update(invalid)
+
+        started = time.monotonic()
+        list(self._executor.map(run_batch, self.batches(list(routes.values()))))
+        result.fetch_ms = round((time.monotonic() - started) * 1000)
+        return result
+
+
+@dataclass
+class BatchOutcome:
+    raws: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # symbols the exchange called invalid
+    requests: int = 0
+    error: ExchangeError | None = None  # the first failure; what was fetched before it is kept
+
+
+def _fetch_batch(
+    client: BinanceClient, batch: list[str], stop: threading.Event, deadline: float
+) -> BatchOutcome:
+    """One request for the batch; on -1121 bisect so one unknown name cannot blank the others.
+
+    Bisection costs at most 2 * log2(batch) extra requests for one bad name, and only when the
+    listing changed under us; a failure half-way keeps the halves already fetched.
+    """
+    if stop.is_set():
+        return BatchOutcome()  # a 429 came for another batch: this one is not asked
+    if time.monotonic() >= deadline:
+        return BatchOutcome(error=ExchangeError("deadline", "no time left in this slot"))
+    try:
+        return BatchOutcome(raws=client.tickers(batch), requests=1)
+    except InvalidSymbolError:
+        if len(batch) == 1:
+            return BatchOutcome(rejected=list(batch), requests=1)
+    except ExchangeError as exc:
+        return BatchOutcome(requests=1, error=exc)
+    middle = len(batch) // 2
+    left = _fetch_batch(client, batch[:middle], stop, deadline)
+    right = _fetch_batch(client, batch[middle:], stop, deadline)
+    return BatchOutcome(
+        raws=left.raws + right.raws,
+        rejected=left.rejected + right.rejected,
+        requests=1 + left.requests + right.requests,
+        error=left.error or right.error,
+    )
 
 
 class CoinbaseSource:
@@ -101,6 +290,7 @@ class CoinbaseSource:
 
     name = coinbase.EXCHANGE
     servable_status = coinbase.SERVABLE_STATUS
+    used_weight: int | None = None  # Coinbase counts requests, not weight: the pacer keeps to them
 
     def __init__(
         self,
@@ -120,6 +310,9 @@ class CoinbaseSource:
     def listing(self) -> dict[str, SymbolInfo]:
         self._pacer.wait_turn(math.inf)  # a request like any other against the exchange's rate
         return self.client.products()
+
+    def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None:
+        return None  # the pacer spreads the requests instead
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
@@ -155,7 +348,7 @@ class CoinbaseSource:
                 with lock:
                     result.failed(exc)
                 if product not in self.stats:
-                    raise _Skipped(f"exchange error: {exc.kind}") from exc
+                    raise _Skipped(f"exchange error: {exc.kind}", failed=True) from exc
 
         def fetch_pair(pair: str, product: str) -> None:
             try:
@@ -171,12 +364,15 @@ class CoinbaseSource:
                     result.tickers[pair] = ticker
             except _Skipped as skipped:
                 with lock:
-                    result.missing[pair] = str(skipped)
+                    if skipped.failed:
+                        result.missing[pair] = str(skipped)
+                    else:
+                        result.defer(pair, str(skipped))
             except RateLimitedError as exc:
                 stop.set()  # no further request may leave in this slot
                 with lock:
                     result.failed(exc)
-                    result.missing[pair] = f"exchange error: {exc.kind}"
+                    result.defer(pair, f"exchange error: {exc.kind}")
             except ExchangeError as exc:
                 with lock:
                     result.failed(exc)
@@ -185,8 +381,10 @@ class CoinbaseSource:
                 with lock:
                     result.invalid[pair] = _short_reason(exc)
 
+        started = time.monotonic()
         with ThreadPoolExecutor(COINBASE_IN_FLIGHT, thread_name_prefix="coinbase") as pool:
             list(pool.map(lambda item: fetch_pair(*item), routes.items()))
+        result.fetch_ms = round((time.monotonic() - started) * 1000)
         return result
 
     def _stats_due(self, product: str, now: int) -> bool:
@@ -199,6 +397,7 @@ class KrakenSource:
 
     name = kraken.EXCHANGE
     servable_status = kraken.SERVABLE_STATUS
+    used_weight: int | None = None  # Kraken counts requests, not weight: the pacer keeps to them
 
     def __init__(
         self,
@@ -216,6 +415,9 @@ class KrakenSource:
         self._pacer.wait_turn(math.inf)  # a request like any other against the exchange's rate
         return self.client.asset_pairs()
 
+    def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None:
+        return None  # the pacer spreads the requests instead
+
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
         pacer = self._pacer
@@ -229,16 +431,25 @@ class KrakenSource:
         try:
             # A pair without an open cannot be served: those first, then the one Ticker request,
             # then the opens that are merely an hour old, as far as the slot's time goes.
-            self._read_opens(never_read, pacer, deadline, result, keep_one_turn=True)
+            # While no routed pair has an open yet, a Ticker request would serve nothing: the
+            # slot's turns all go to the opens.
+            servable = any(key in self.opens for key in routes.values())
+            self._read_opens(never_read, pacer, deadline, result, keep_one_turn=servable)
             raws: dict[str, dict[str, Any]] = {}
-            if routes and pacer.wait_turn(deadline):
+            asked = any(key in self.opens for key in routes.values()) and pacer.wait_turn(deadline)
+            if asked:
                 result.requests += 1
+                started = time.monotonic()
                 raws = self.client.tickers(list(routes.values()))
+                result.fetch_ms = round((time.monotonic() - started) * 1000)
             fetched_at = self._clock_ms()
         except ExchangeError as exc:
             result.failed(exc)
             for pair in routes:
-                result.missing[pair] = f"exchange error: {exc.kind}"
+                if isinstance(exc, RateLimitedError):
+                    result.defer(pair, f"exchange error: {exc.kind}")
+                else:
+                    result.missing[pair] = f"exchange error: {exc.kind}"
             return result
         try:
             self._read_opens(from_an_earlier_hour, pacer, deadline, result, keep_one_turn=False)
@@ -246,11 +457,11 @@ class KrakenSource:
             result.failed(exc)
         for pair, key in routes.items():
             if key not in self.opens:
-                result.missing[pair] = "not fetched this slot: its rolling 24 h open is not read yet"
+                result.defer(pair, "not fetched this slot: its rolling 24 h open is not read yet")
+            elif not asked:
+                result.defer(pair, "not fetched this slot: kraken's request rate is spent")
             elif key not in raws:
-                result.missing[pair] = (
-                    "absent from the exchange's answer" if raws else "not fetched this slot"
-                )
+                result.missing[pair] = "absent from the exchange's answer"
             else:
                 try:
                     result.tickers[pair] = kraken.parse_ticker(
@@ -274,4 +485,9 @@ class KrakenSource:
 
 
 class _Skipped(Exception):
-    """A request that may not leave in this slot; the message says why."""
+    """A request that may not leave in this slot (``failed``: because a needed one failed); the
+    message says why."""
+
+    def __init__(self, message: str, *, failed: bool = False) -> None:
+        super().__init__(message)
+        self.failed = failed

@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import random
-import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
 
-from fetcher.binance import (
-    RESTRICTED_LOCATION_ADVICE,
-    WEIGHT_WINDOW_MS,
-    BinanceClient,
-    InvalidSymbolError,
-    ticker_weight,
-)
-from fetcher.binance import parse_ticker as parse_binance_ticker
+from fetcher.binance import RESTRICTED_LOCATION_ADVICE, WEIGHT_WINDOW_MS
 from fetcher.circuit import Circuit
-from fetcher.exchange import ExchangeError, ExchangeInfo, RateLimitedError
+from fetcher.exchange import ExchangeError, RateLimitedError, SymbolInfo
 from fetcher.jumps import judge_jumps
-from fetcher.verify import Transition, decide_pending, pending_since, recheck_listed
+from fetcher.routing import FailureHolds, Route, route_pairs
+from fetcher.sources import ExchangeSource, SourceResult
+from fetcher.verify import ListingView, Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.models import PairRecord, Ticker
@@ -43,41 +36,87 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class SymbolDirectory:
-    """exchangeInfo, kept per container and refreshed every ``refresh_ms`` (weight 20 a call).
+class ListingDirectory:
+    """One exchange's listing (pair -> its own name and status), kept per container and re-read
+    every ``refresh_ms``, sooner when a name it gave was refused (the listing changed under us).
 
-    Symbols the exchange rejected with -1121 are left out until the next regular refresh, so one
-    stale name costs one bisection, not one per tick.
+    Names the exchange refused are left out until the next regular read, so one stale name costs
+    one bisection, not one per tick.
     """
 
     refresh_ms: int
-    info: ExchangeInfo | None = None
-    fetched_at: int = 0
-    refresh_due: bool = True
-    rejected: dict[str, int] = field(default_factory=dict)  # symbol -> when it was rejected
+    by_pair: dict[str, SymbolInfo] | None = None
+    read_at: int = 0  # when the listing last came back
+    attempted_at: int = 0  # when it was last asked for
+    next_read_at: int = 0
+    conclusive: bool = True  # False while refreshes fail and the last copy stands in
+    refused: str | None = None  # HTTP 451: the exchange serves nothing to this location
+    rejected: dict[str, int] = field(default_factory=dict)  # symbol -> when it was refused
 
-    def current(self, exchange: BinanceClient, now: int) -> ExchangeInfo:
-        if self.info is None or self.refresh_due or now - self.fetched_at >= self.refresh_ms:
-            try:
-                self.info = exchange.exchange_info()
-            except RateLimitedError:
-                raise  # a ban must pause the tick, never be followed by a ticker call
-            except ExchangeError:
-                if self.info is None:
-                    raise
-                self.refresh_due, self.fetched_at = False, now  # retry at the next regular refresh
-                logger.warning("exchangeInfo refresh failed; using the previous listing")
-            else:
-                if now - self.fetched_at >= self.refresh_ms:
-                    self.rejected.clear()
-                # When the listing was actually read (not when the tick began): a submission made
-                # while this tick started is then judged on this read, not one tick later.
-                self.fetched_at, self.refresh_due = now_ms(), False
-        return self.info
+    def due(self, now: int, *, needed_after: int = 0) -> bool:
+        """``needed_after``: a listing read before then cannot judge a pair submitted since."""
+        return self.by_pair is None or now >= self.next_read_at or self.attempted_at < needed_after
+
+    def servable(self, status: str) -> dict[str, SymbolInfo] | None:
+        if self.by_pair is None:
+            return None
+        return {
+            pair: info
+            for pair, info in self.by_pair.items()
+            if info.status == status and info.symbol not in self.rejected
+        }
+
+    def read(self, source: ExchangeSource, now: int) -> None:
+        """Read the listing; raises RateLimitedError (a ban must pause the exchange) and, when no
+        copy is kept, ExchangeError. A failed refresh keeps the last copy until the next regular read."""
+        regular = now >= self.next_read_at
+        self.attempted_at = now
+        try:
+            by_pair = source.listing()
+        except RateLimitedError:
+            raise
+        except ExchangeError as exc:
+            self.next_read_at = now + self.refresh_ms
+            if exc.kind == "restricted_location":
+                # The exchange refuses this location: it lists nothing it would serve us.
+                self.by_pair, self.refused, self.conclusive, self.read_at = {}, str(exc), True, now
+                raise
+            self.conclusive = False
+            if self.by_pair is None:
+                raise
+            logger.warning("listing refresh failed; using the previous one", exchange=source.name)
+            raise
+        if regular:
+            self.rejected.clear()
+        # When the listing was actually read (not when the tick began): a submission made while
+        # this tick started is then judged on this read, not one tick later.
+        self.by_pair, self.refused, self.conclusive = by_pair, None, True
+        self.read_at = now_ms()
+        self.next_read_at = now + self.refresh_ms
 
     def reject(self, symbol: str, now: int) -> None:
         self.rejected[symbol] = now
-        self.refresh_due = True  # the listing changed under us: read it again next tick
+        self.next_read_at = 0  # the listing changed under us: read it again next tick
+
+    def view(self, exchange: str, servable_status: str) -> ListingView:
+        return ListingView(
+            exchange, self.by_pair, servable_status, self.read_at, self.conclusive, self.refused
+        )
+
+
+@dataclass
+class Venue:
+    """One configured exchange as this container knows it: how to reach it, its listing, and
+    its ban and circuit as last seen (the cache holds the shared copies)."""
+
+    source: ExchangeSource
+    directory: ListingDirectory
+    ban: dict[str, Any] | None = None
+    circuit: Circuit = field(default_factory=Circuit)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
 
 
 @dataclass
@@ -87,20 +126,26 @@ class FetcherDeps:
     settings: Settings
     redis: Redis
     table: Any
-    exchange: BinanceClient
-    executor: ThreadPoolExecutor
-    directory: SymbolDirectory
+    venues: dict[str, Venue]  # in EXCHANGES order: the first that lists a pair serves it
+    executor: ThreadPoolExecutor  # one thread per exchange: they are asked side by side
+    holds: FailureHolds = field(default_factory=FailureHolds)  # pairs held off a failing exchange
     registry: list[PairRecord] | None = None  # the last registry read, used while DynamoDB fails
-    ban: dict[str, Any] | None = None  # the last rate-limit ban seen by this container
     lkg_written: dict[str, int] = field(default_factory=dict)  # used while the cache is lost
-    circuit: Circuit = field(default_factory=Circuit)  # the breaker as this container last saw it
     store_errors: int = 0  # DynamoDB failures not yet counted in the stats
     store_errors_total: int = 0  # DynamoDB failures since the container started (for metrics)
     rng: random.Random = field(default_factory=random.Random)  # backoff jitter
+    closers: list[Callable[[], None]] = field(default_factory=list)  # what close() releases
 
     def count_store_error(self) -> None:
         self.store_errors += 1
         self.store_errors_total += 1
+
+    def close(self) -> None:
+        """Release the pools and kept-alive connections (a container never needs to; tests and
+        benchmarks that build many do)."""
+        self.executor.shutdown()
+        for close in self.closers:
+            close()
 
 
 @dataclass
@@ -110,9 +155,10 @@ class TickResult:
     invalid: dict[str, str] = field(default_factory=dict)  # pair -> why its ticker was dropped
     errors: list[ExchangeError] = field(default_factory=list)
     requests: int = 0
-    rate_limited: RateLimitedError | None = None
+    routes: dict[str, Route] = field(default_factory=dict)  # pair -> the exchange asked for it
+    exchanges: dict[str, SourceResult] = field(default_factory=dict)  # each exchange's part
+    paused: dict[str, dict[str, Any]] = field(default_factory=dict)  # exchange -> a pause of our own
     held: dict[str, float] = field(default_factory=dict)  # jumped prices not written this tick
-    paused: dict[str, Any] | None = None  # a self-imposed pause (the weight budget), kept like a ban
     lkg_written: int = 0
     applied: list[Transition] = field(default_factory=list)  # status changes stored this tick
     pairs_by_status: dict[str, int] = field(default_factory=dict)
@@ -121,7 +167,7 @@ class TickResult:
     duration_ms: int = 0
     cache_write_ms: int | None = None  # None when the cache write did not happen or failed
     sync_gaps_ms: list[int] = field(default_factory=list)  # per written pair: ticker time -> visible
-    used_weight: int | None = None  # as the exchange reported it on this tick's last answer
+    used_weight: int | None = None  # the highest X-MBX-USED-WEIGHT-1M an exchange reported this tick
 
 
 def read_registry(deps: FetcherDeps, now: int) -> list[PairRecord]:
@@ -148,149 +194,123 @@ def read_registry(deps: FetcherDeps, now: int) -> list[PairRecord]:
     return deps.registry
 
 
-def resolve_symbols(
-    pairs: Sequence[str], info: ExchangeInfo, directory: SymbolDirectory, exchange_name: str
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Map pairs to exchange symbols through base/quote assets; never by guessing names."""
-    symbols: dict[str, str] = {}
-    missing: dict[str, str] = {}
-    for pair in pairs:
-        listing = info.by_pair.get(pair)
-        if listing is None:
-            missing[pair] = f"not listed on {exchange_name}"
-        elif listing.status != "TRADING":
-            missing[pair] = f"{exchange_name} lists {listing.symbol} with status {listing.status}"
-        elif listing.symbol in directory.rejected:
-            missing[pair] = f"{exchange_name} rejected {listing.symbol}: Invalid symbol"
-        else:
-            symbols[listing.symbol] = pair
-    return symbols, missing
+def exchange_pause(venue: Venue, slot: cache.SlotStart, now: int) -> tuple[int, str] | None:
+    """Until when, and why, ``venue`` may not be asked: a ban (from the cache, shared by every
+    invocation, or from this container's memory, so a failed cache write cannot make us forget
+    it), or its circuit open and not yet due for a probe."""
+    bans = (slot.bans.get(venue.name), venue.ban)
+    ban = max((b for b in bans if b), key=lambda b: int(b.get("until", 0)), default=None)
+    if ban and int(ban.get("until", 0)) > now:
+        return int(ban["until"]), _ban_reason(ban)
+    circuit = Circuit.from_fields(slot.circuits.get(venue.name, {})) if slot.cache_ok else venue.circuit
+    if not circuit.allows(now):
+        wait_s = (circuit.retry_at - now) / 1000
+        return (
+            circuit.retry_at,
+            f"circuit open after {circuit.failures} failed ticks; next probe in {wait_s:.1f} s",
+        )
+    return None
 
 
-def batches_of(names: list[str], settings: Settings) -> list[list[str]]:
-    size = settings.market_data_batch_size
-    return [names[start : start + size] for start in range(0, len(names), size)]
+def _ban_reason(ban: dict[str, Any]) -> str:
+    status = ban.get("status")
+    if status not in (418, 429):  # a pause of our own, e.g. the weight budget: its reason says why
+        return str(ban.get("reason"))
+    kind = "IP banned (HTTP 418)" if status == 418 else "rate limited (HTTP 429)"
+    return f"{kind}; no request until Retry-After has passed"
 
 
-# Share of the exchange's weight limit this service allows itself: the rest is headroom for other
-# clients behind the same address (a NAT gateway is shared) and for the limit's own rounding.
-WEIGHT_BUDGET_SHARE = 0.9
-
-
-def weight_pause(deps: FetcherDeps, info: ExchangeInfo, planned: int, now: int) -> dict[str, Any] | None:
-    """A self-imposed pause until the next minute when this tick would pass the weight budget.
-
-    Reads what the exchange reported in X-MBX-USED-WEIGHT-1M this minute: slowing down before
-    the limit costs a tick or two, running into it costs a 429 and, repeated, an IP ban.
-    """
-    used, seen_at = deps.exchange.last_used_weight, deps.exchange.last_used_weight_at
-    if used is None or seen_at // WEIGHT_WINDOW_MS != now // WEIGHT_WINDOW_MS:
-        return None  # nothing reported this minute: the count has started again
-    budget = int((info.weight_limit_1m or deps.exchange.default_weight_limit_1m) * WEIGHT_BUDGET_SHARE)
-    if used + planned <= budget:
-        return None
-    reason = (
-        f"weight budget: {used} of {budget} used this minute, this tick needs {planned}; resuming next minute"
-    )
-    return {"until": (now // WEIGHT_WINDOW_MS + 1) * WEIGHT_WINDOW_MS, "status": 0, "reason": reason}
-
-
-def fetch_tickers(deps: FetcherDeps, symbols: dict[str, str], result: TickResult, *, deadline: float) -> None:
-    """Fetch ``symbols`` in batches, at most MAX_CONCURRENT_BATCHES in flight; fills ``result``.
-
-    No request leaves after ``deadline`` (monotonic seconds): a slow exchange cannot push a tick
-    into the next slot or past the invocation's time.
-    """
-    batches = batches_of(list(symbols), deps.settings)
-    stop = threading.Event()  # set on 429/418: no further request may leave
-    lock = threading.Lock()
-
-    def run_batch(batch: list[str]) -> None:
-        outcome = _fetch_batch(deps.exchange, batch, stop, deadline)
-        raws, rejected, requests, error = outcome.raws, outcome.rejected, outcome.requests, outcome.error
-        if isinstance(error, RateLimitedError):
-            stop.set()
-        fetched_at = now_ms()
-        # Parsed before taking the lock: the other batches' threads merge their answers meanwhile.
-        parsed: dict[str, Ticker] = {}
-        invalid: dict[str, str] = {}
-        for raw in raws:
-            pair = symbols.get(str(raw.get("symbol")) if isinstance(raw, dict) else "")
-            if pair is None:
-                continue  # an answer for a name we did not ask for is not trusted
-            try:
-                parsed[pair] = parse_binance_ticker(
-                    raw, pair, fetched_at=fetched_at, exchange=deps.exchange.name
-                )
-            except (ValidationError, ValueError) as exc:
-                invalid[pair] = _short_reason(exc)
-        answered = {str(raw.get("symbol")) for raw in raws if isinstance(raw, dict)}
-        with lock:
-            result.requests += requests
-            for symbol in rejected:
-                deps.directory.reject(symbol, fetched_at)
-                result.missing[symbols[symbol]] = f"{deps.exchange.name} rejected {symbol}: Invalid symbol"
-            if error is not None:
-                result.errors.append(error)
-                if isinstance(error, RateLimitedError):
-                    result.rate_limited = error
-            for symbol in batch:
-                if symbol in rejected or symbol in answered:
-                    continue
-                reason = f"exchange error: {error.kind}" if error else "absent from the exchange's answer"
-                result.missing.setdefault(symbols[symbol], reason)
-            result.tickers.update(parsed)
-            result.invalid.update(invalid)
-
-    list(deps.executor.map(run_batch, batches))
-    for pair, reason in result.invalid.items():
-        result.missing[pair] = f"invalid ticker dropped: {reason}"
-
-
-@dataclass
-class BatchOutcome:
-    raws: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)  # symbols the exchange called invalid
-    requests: int = 0
-    error: ExchangeError | None = None  # the first failure; what was fetched before it is kept
-
-
-def _fetch_batch(
-    exchange: BinanceClient, batch: list[str], stop: threading.Event, deadline: float
-) -> BatchOutcome:
-    """One request for the batch; on -1121 bisect so one unknown name cannot blank the others.
-
-    Bisection costs at most 2 * log2(batch) extra requests for one bad name, and only when the
-    listing changed under us; a failure half-way keeps the halves already fetched.
-    """
-    if stop.is_set():
-        return BatchOutcome()
-    if time.monotonic() >= deadline:
-        return BatchOutcome(error=ExchangeError("deadline", "no time left in this slot"))
+def _read_listing(venue: Venue, outcome: SourceResult, now: int, needed_after: int) -> bool:
+    """Read the exchange's listing when due; True when a listing came back this tick."""
+    if not venue.directory.due(now, needed_after=needed_after):
+        return False
+    outcome.requests += 1
     try:
-        return BatchOutcome(raws=exchange.tickers(batch), requests=1)
-    except InvalidSymbolError:
-        if len(batch) == 1:
-            return BatchOutcome(rejected=list(batch), requests=1)
+        venue.directory.read(venue.source, now)
     except ExchangeError as exc:
-        return BatchOutcome(requests=1, error=exc)
-    middle = len(batch) // 2
-    left = _fetch_batch(exchange, batch[:middle], stop, deadline)
-    right = _fetch_batch(exchange, batch[middle:], stop, deadline)
-    return BatchOutcome(
-        raws=left.raws + right.raws,
-        rejected=left.rejected + right.rejected,
-        requests=1 + left.requests + right.requests,
-        error=left.error or right.error,
-    )
+        outcome.failed(exc)
+        return False
+    return True
 
 
-def _short_reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "ticker"
-        return f"{where}: {first['msg']}"
-    return str(exc)
+def route_tick(
+    deps: FetcherDeps, pairs: list[str], unavailable: dict[str, str], now: int
+) -> tuple[dict[str, Route], dict[str, str], dict[str, dict[str, Any]]]:
+    """Route ``pairs``; an exchange whose share would pass its own budget (Binance's weight a
+    minute) pauses itself instead, and its pairs go to the next exchange that lists them."""
+    listings = {
+        name: venue.directory.servable(venue.source.servable_status) for name, venue in deps.venues.items()
+    }
+    pauses: dict[str, dict[str, Any]] = {}
+    while True:
+        routing = route_pairs(
+            pairs, list(deps.venues), listings, unavailable=unavailable, holds=deps.holds, now_ms=now
+        )
+        paused_now = False
+        for name, routes in routes_by_exchange(routing.routes.values()).items():
+            reason = deps.venues[name].source.pause_reason(routes, now_ms())
+            if reason is not None:
+                until = (now // WEIGHT_WINDOW_MS + 1) * WEIGHT_WINDOW_MS
+                pauses[name] = {"until": until, "status": 0, "reason": reason}
+                unavailable[name] = reason
+                paused_now = True
+        if not paused_now:
+            return routing.routes, routing.unserved, pauses
+
+
+def routes_by_exchange(routes: Iterable[Route]) -> dict[str, dict[str, str]]:
+    """exchange -> {pair: the exchange's own name for it}."""
+    grouped: dict[str, dict[str, str]] = {}
+    for route in routes:
+        grouped.setdefault(route.exchange, {})[route.pair] = route.symbol
+    return grouped
+
+
+def fetch_routed(
+    deps: FetcherDeps, routes: dict[str, Route], outcomes: dict[str, SourceResult], *, deadline: float
+) -> int | None:
+    """Ask every exchange for its share at the same time; returns the phase's ms (None: no request)."""
+    grouped = routes_by_exchange(routes.values())
+    if not grouped:
+        return None
+    started = time.monotonic()
+    futures = {
+        name: deps.executor.submit(deps.venues[name].source.fetch, share, deadline=deadline)
+        for name, share in grouped.items()
+    }
+    now = now_ms()
+    for name, future in futures.items():
+        try:
+            fetched = future.result()
+        except Exception as exc:  # one exchange's bug must not cost the others' prices
+            logger.exception("exchange fetch failed", exchange=name)
+            fetched = SourceResult(name)
+            fetched.failed(ExchangeError("internal", f"{type(exc).__name__}: {exc}"))
+            for pair in grouped[name]:
+                fetched.missing[pair] = "exchange error: internal"
+        outcome = outcomes[name]
+        outcome.tickers.update(fetched.tickers)
+        outcome.missing.update(fetched.missing)
+        outcome.invalid.update(fetched.invalid)
+        outcome.errors.extend(fetched.errors)
+        outcome.requests += fetched.requests
+        outcome.rate_limited = outcome.rate_limited or fetched.rate_limited
+        outcome.deferred |= fetched.deferred
+        outcome.rejected.extend(fetched.rejected)
+        outcome.fetch_ms = fetched.fetch_ms
+        directory = deps.venues[name].directory
+        for symbol in fetched.rejected:
+            directory.reject(symbol, now)
+        if fetched.listing_changed:
+            directory.next_read_at = 0
+        share = [route for route in routes.values() if route.exchange == name]
+        deps.holds.record(
+            share,
+            served=fetched.tickers,
+            failed=fetched.failed_pairs(grouped[name]),
+            now_ms=now,
+        )
+    return round((time.monotonic() - started) * 1000)
 
 
 def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadline: float) -> TickResult:
@@ -301,60 +321,54 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     status: dict[str, str] = {record.pair: record.status for record in records}
     reasons = {record.pair: record.reason for record in records}
     pending = [record for record in records if record.status == "pending"]
-    try:
-        info = deps.directory.current(deps.exchange, started_at)
-        if any(deps.directory.fetched_at < pending_since(p) for p in pending):
-            # Verdicts need a listing read after the submission (an older copy may predate a
-            # listing or a halt): one read for all pending pairs of the tick, once per
-            # submission, and the submission caps bound how often that can be.
-            deps.directory.refresh_due = True
-            info = deps.directory.current(deps.exchange, started_at)
-    except RateLimitedError as exc:
-        result.errors.append(exc)
-        result.rate_limited = exc
-        result.requests += 1
-        info = None
-    except ExchangeError as exc:
-        result.errors.append(exc)
-        result.requests += 1
-        info = None
+    venues = list(deps.venues.values())
+    outcomes = result.exchanges = {venue.name: SourceResult(venue.name) for venue in venues}
+
+    unavailable: dict[str, str] = {}
+    for venue in venues:
+        pause = exchange_pause(venue, slot, started_at)
+        if pause is not None:
+            unavailable[venue.name] = pause[1]
+    # Verdicts need listings read after the submission (an older copy may predate a listing or a
+    # halt): one read per exchange for all pending pairs of the tick, once per submission, and the
+    # submission caps bound how often that can be.
+    newest_pending = max((pending_since(record) for record in pending), default=0)
+    asked = [venue for venue in venues if venue.name not in unavailable]
+    reads = deps.executor.map(
+        lambda venue: _read_listing(venue, outcomes[venue.name], started_at, newest_pending), asked
+    )
+    listings_read = {venue.name for venue, read in zip(asked, list(reads), strict=True) if read}
+    for venue in asked:
+        if outcomes[venue.name].rate_limited is not None:
+            unavailable[venue.name] = "rate limited"  # a ban must never be followed by a ticker call
+    views = [venue.directory.view(venue.name, venue.source.servable_status) for venue in venues]
+
+    # Pending pairs that trade are fetched with the others: their ticker is the liquidity check,
+    # so verification costs no request of its own.
     served = [pair for pair, state in status.items() if state == "active"]
-    if info is None:
-        result.missing = dict.fromkeys(served, "exchange listing unavailable")
-    else:
-        # Pending pairs that trade are fetched with the others: their ticker is the liquidity
-        # check, so verification costs no request of its own.
-        candidates = [
-            p.pair for p in pending if (lst := info.by_pair.get(p.pair)) and lst.status == "TRADING"
-        ]
-        symbols, result.missing = resolve_symbols(
-            served + candidates, info, deps.directory, deps.exchange.name
-        )
-        planned = sum(ticker_weight(len(batch)) for batch in batches_of(list(symbols), settings))
-        result.paused = weight_pause(deps, info, planned, now_ms())
-        if result.paused is None:
-            fetch_started = time.monotonic()
-            fetch_tickers(deps, symbols, result, deadline=deadline)
-            result.fetch_ms = round((time.monotonic() - fetch_started) * 1000)
-        else:
-            for pair in symbols.values():
-                result.missing[pair] = f"not fetched this tick: {result.paused['reason']}"
-        listing_is_fresh = deps.directory.fetched_at >= started_at
-        transitions = decide_pending(
-            pending,
-            info,
-            result.tickers,
-            listing_fetched_at=deps.directory.fetched_at,
-            min_quote_volume=settings.whitelist_min_quote_volume,
-            exchange=deps.exchange.name,
-        )
-        if listing_is_fresh:  # re-checks only on a listing the exchange returned just now
-            listed = [record for record in records if record.status in ("active", "suspended")]
-            transitions += recheck_listed(listed, info, exchange=deps.exchange.name)
-        result.applied = apply_transitions(deps, transitions, started_at)
-        for transition in result.applied:
-            status[transition.pair] = transition.to
-            reasons[transition.pair] = transition.reason
+    candidates = [p.pair for p in pending if any(view.trading(p.pair) for view in views)]
+    result.routes, unserved, result.paused = route_tick(deps, served + candidates, unavailable, started_at)
+    result.fetch_ms = fetch_routed(deps, result.routes, outcomes, deadline=deadline)
+    for outcome in outcomes.values():
+        result.tickers.update(outcome.tickers)
+        result.missing.update(outcome.missing)
+        result.invalid.update(outcome.invalid)
+        result.errors.extend(outcome.errors)
+        result.requests += outcome.requests
+    result.missing.update(unserved)
+    for pair, reason in result.invalid.items():
+        result.missing[pair] = f"invalid ticker dropped: {reason}"
+
+    transitions = decide_pending(
+        pending, views, result.tickers, min_quote_volume=settings.whitelist_min_quote_volume
+    )
+    if listings_read:  # re-checks only when a listing came back just now
+        listed = [record for record in records if record.status in ("active", "suspended")]
+        transitions += recheck_listed(listed, views)
+    result.applied = apply_transitions(deps, transitions, started_at)
+    for transition in result.applied:
+        status[transition.pair] = transition.to
+        reasons[transition.pair] = transition.reason
     # Served: active pairs, plus suspended ones from their last copy (flagged stale by age).
     pairs = sorted(pair for pair, state in status.items() if state in ("active", "suspended"))
     result.tickers = {pair: t for pair, t in result.tickers.items() if status.get(pair) == "active"}
@@ -368,54 +382,32 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     result.stale_pairs = sum(1 for pair in pairs if status[pair] == "active" and pair not in result.tickers)
 
     finished_at = now_ms()
-    if result.paused is not None:
-        remember_ban(deps, result.paused, finished_at)
-        logger.warning("weight budget reached: pausing until the next minute", reason=result.paused["reason"])
-    if result.rate_limited is not None:
-        retry = result.rate_limited
-        until = finished_at + retry.retry_after_s * 1000
-        known = max(int((ban or {}).get("until", 0)) for ban in (slot.ban, deps.ban))
-        # A ban only ever grows: a short 429 window must not replace a longer 418 ban.
-        ban = {"until": max(until, known), "status": retry.status or 429, "reason": str(retry)}
-        remember_ban(deps, ban, finished_at)
-        logger.warning("exchange rate limit: pausing", status=retry.status, retry_after_s=retry.retry_after_s)
-
-    result.duration_ms = finished_at - started_at
     fields = {
-        "lastFetchDurationMs": str(result.duration_ms),
+        "lastFetchDurationMs": str(finished_at - started_at),
         "missingPairs": orjson.dumps(result.missing).decode(),
         "pairsByStatus": orjson.dumps(result.pairs_by_status).decode(),
+        "pairSources": orjson.dumps(
+            {
+                pair: {"exchange": route.exchange, "symbol": route.symbol, "preferred": route.preferred}
+                for pair, route in sorted(result.routes.items())
+                if status.get(pair) == "active"
+            }
+        ).decode(),
     }
+    circuits = settle_exchanges(deps, slot, result, fields, finished_at)
+    result.duration_ms = finished_at - started_at
     if result.fetch_ms is not None:
         fields["syncLatencyMs"] = str(result.fetch_ms)
-    if deps.exchange.last_used_weight is not None:
-        fields["usedWeight"] = str(deps.exchange.last_used_weight)
-        if result.requests:
-            result.used_weight = deps.exchange.last_used_weight
     if result.tickers:
         fields["lastFetchTime"] = str(finished_at)
     if result.errors:
         fields["lastError"] = f"{result.errors[-1].kind}: {result.errors[-1]}"[:500]
-    # Advice for operators stays in health while the cause lasts, and goes with it.
-    restricted = any(error.kind == "restricted_location" for error in result.errors)
-    fields["exchangeAdvice"] = RESTRICTED_LOCATION_ADVICE if restricted else ""
     # The cache first (freshness is what readers wait for), then the durable copy, which must
     # not depend on the cache write succeeding: it is what readers need when the cache fails.
-    # The breaker counts ticks that fetched nothing because the exchange failed (bans and our own
-    # pauses are handled apart): it opens after a few, and backs off while probes fail.
-    failed = not result.tickers and bool(result.errors) and result.rate_limited is None
-    previous = Circuit.from_fields(slot.circuit) if slot.cache_ok else deps.circuit
-    deps.circuit = previous.after_tick(
-        failed=failed, now=finished_at, interval_ms=settings.fetch_interval_ms, rng=deps.rng
-    )
-    if deps.circuit.state == "open" and previous.state != "open":
-        logger.warning(
-            "exchange circuit opened", failures=deps.circuit.failures, retry_at=deps.circuit.retry_at
-        )
     if slot.cache_ok:
         try:
             write_started = time.monotonic()
-            _write_cache(deps, result, pairs, status, slot, fields)
+            _write_cache(deps, result, pairs, status, slot, fields, circuits)
             visible_at = now_ms()
             result.cache_write_ms = round((time.monotonic() - write_started) * 1000)
             result.sync_gaps_ms = [visible_at - ticker.timestamp for ticker in result.tickers.values()]
@@ -430,6 +422,81 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         logger.exception("last known good write failed; retried when next due")
         deps.count_store_error()  # counted with the next tick's stats
     return result
+
+
+def settle_exchanges(
+    deps: FetcherDeps, slot: cache.SlotStart, result: TickResult, fields: dict[str, str], now: int
+) -> dict[str, dict[str, str]]:
+    """After the requests: each exchange's bans, circuit and figures for health.
+
+    Returns the circuits to store: only those of exchanges asked this tick (one not asked keeps its
+    state). The breaker counts ticks on which an exchange was asked and gave nothing because it
+    failed (bans and our own pauses are handled apart): it opens after a few, and backs off while
+    probes fail.
+    """
+    circuits: dict[str, dict[str, str]] = {}
+    figures: dict[str, dict[str, Any]] = {}
+    advice = []
+    for name, venue in deps.venues.items():
+        outcome = result.exchanges[name]
+        pause = result.paused.get(name)
+        if pause is not None:
+            remember_ban(deps, name, pause, now)
+            logger.warning(
+                "weight budget reached: pausing until the next minute", exchange=name, reason=pause["reason"]
+            )
+        if outcome.rate_limited is not None:
+            retry = outcome.rate_limited
+            until = now + retry.retry_after_s * 1000
+            known = max(int((ban or {}).get("until", 0)) for ban in (slot.bans.get(name), venue.ban))
+            # A ban only ever grows: a short 429 window must not replace a longer 418 ban.
+            ban = {"until": max(until, known), "status": retry.status or 429, "reason": str(retry)}
+            remember_ban(deps, name, ban, now)
+            logger.warning(
+                "exchange rate limit: pausing",
+                exchange=name,
+                status=retry.status,
+                retry_after_s=retry.retry_after_s,
+            )
+        previous = Circuit.from_fields(slot.circuits.get(name, {})) if slot.cache_ok else venue.circuit
+        venue.circuit = previous
+        if outcome.requests:
+            failed = not outcome.tickers and bool(outcome.errors) and outcome.rate_limited is None
+            venue.circuit = previous.after_tick(
+                failed=failed, now=now, interval_ms=deps.settings.fetch_interval_ms, rng=deps.rng
+            )
+            circuits[name] = venue.circuit.as_fields()
+            if venue.circuit.state == "open" and previous.state != "open":
+                logger.warning(
+                    "exchange circuit opened",
+                    exchange=name,
+                    failures=venue.circuit.failures,
+                    retry_at=venue.circuit.retry_at,
+                )
+        used_weight = venue.source.used_weight if outcome.requests else None
+        if used_weight is not None:
+            result.used_weight = max(result.used_weight or 0, used_weight)
+        figures[name] = {
+            "pairs": sorted(outcome.tickers),
+            "requests": outcome.requests,
+            "fetchMs": outcome.fetch_ms,
+            "usedWeight": venue.source.used_weight,
+            "errors": len(outcome.errors),
+        }
+        if outcome.errors:
+            fields[f"lastError:{name}"] = f"{outcome.errors[-1].kind}: {outcome.errors[-1]}"[:500]
+        if any(error.kind == "restricted_location" for error in outcome.errors) or venue.directory.refused:
+            advice.append(
+                RESTRICTED_LOCATION_ADVICE
+                if name == "binance"
+                else f"{name} refuses requests from this location (HTTP 451)"
+            )
+    fields["exchanges"] = orjson.dumps(figures).decode()
+    if result.used_weight is not None:
+        fields["usedWeight"] = str(result.used_weight)
+    # Advice for operators stays in health while the cause lasts, and goes with it.
+    fields["exchangeAdvice"] = "; ".join(advice)
+    return circuits
 
 
 def hold_back_jumps(deps: FetcherDeps, result: TickResult) -> None:
@@ -455,22 +522,27 @@ def counts_by_kind(result: TickResult) -> dict[str, int]:
     return dict(counts)
 
 
-def remember_ban(deps: FetcherDeps, ban: dict[str, Any], now: int) -> None:
-    """Keep a ban in this container, in the cache (for every invocation) and in DynamoDB (for when
-    the cache is lost): whichever of them survives, no request leaves before it ends."""
+def remember_ban(deps: FetcherDeps, exchange: str, ban: dict[str, Any], now: int) -> None:
+    """Keep an exchange's ban in this container, in the cache (for every invocation) and in DynamoDB
+    (for when the cache is lost): whichever of them survives, no request leaves before it ends."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    deps.ban = ban
+    deps.venues[exchange].ban = ban
     try:
         cache.set_ban(
-            deps.redis, until_ms=ban["until"], now_ms=now, status=ban["status"], reason=ban["reason"]
+            deps.redis,
+            exchange,
+            until_ms=ban["until"],
+            now_ms=now,
+            status=ban["status"],
+            reason=ban["reason"],
         )
     except cache.CACHE_ERRORS:
-        logger.warning("ban not stored in the cache; kept in DynamoDB and in memory")
+        logger.warning("ban not stored in the cache; kept in DynamoDB and in memory", exchange=exchange)
     try:
-        store.put_ban(deps.table, ban)
+        store.put_ban(deps.table, exchange, ban)
     except (BotoCoreError, ClientError):
-        logger.warning("ban not stored in DynamoDB; kept in the cache and in memory")
+        logger.warning("ban not stored in DynamoDB; kept in the cache and in memory", exchange=exchange)
 
 
 def _write_cache(
@@ -480,6 +552,7 @@ def _write_cache(
     status: dict[str, str],
     slot: cache.SlotStart,
     fields: dict[str, str],
+    circuits: dict[str, dict[str, str]],
 ) -> None:
     """The tick's one MULTI/EXEC; DynamoDB errors seen since the last one are counted in it."""
     cache.write_tick(
@@ -500,7 +573,7 @@ def _write_cache(
             },
             fields=fields,
             held=result.held,
-            circuit=deps.circuit.as_fields(),
+            circuits=circuits,
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )

@@ -1,16 +1,16 @@
-"""Whitelist verification and re-checks: decisions from the exchange's own listing, nothing else.
+"""Whitelist verification and re-checks: decisions from the exchanges' own listings, nothing else.
 
-Pure functions over what the tick already has (exchangeInfo and the tickers it fetched), so user
-submissions never cost an extra exchange call per pair, and a timeout, a 5xx or a ban can never
-change a status: only a listing the exchange actually returned can.
+Pure functions over what the tick already has (each configured exchange's listing and the tickers
+it fetched), so user submissions never cost an extra exchange call per pair, and a timeout, a 5xx
+or a ban can never change a status: only listings the exchanges actually returned can.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from fetcher.exchange import ExchangeInfo
+from fetcher.exchange import SymbolInfo
 from market_data.models import PairRecord, Ticker
 
 
@@ -25,48 +25,82 @@ class Transition:
     verified: bool = False
 
 
+@dataclass(frozen=True)
+class ListingView:
+    """One configured exchange's listing as the tick knows it."""
+
+    exchange: str
+    by_pair: Mapping[str, SymbolInfo] | None  # None: never read, so nothing can be concluded
+    servable_status: str  # the exchange's own word for "trading"
+    read_at: int = 0  # when it was last read
+    conclusive: bool = True  # False while its refresh fails: an old copy may miss a change
+    refused: str | None = None  # the exchange refuses us (HTTP 451): it lists nothing we can serve
+
+    def trading(self, pair: str) -> SymbolInfo | None:
+        listing = (self.by_pair or {}).get(pair)
+        return listing if listing is not None and listing.status == self.servable_status else None
+
+    def known_since(self, moment: int) -> bool:
+        return self.by_pair is not None and self.conclusive and self.read_at >= moment
+
+
 def decide_pending(
     pending: Iterable[PairRecord],
-    info: ExchangeInfo,
+    listings: Sequence[ListingView],
     tickers: Mapping[str, Ticker],
     *,
-    listing_fetched_at: int,
     min_quote_volume: float,
-    exchange: str,
 ) -> list[Transition]:
     """Verdicts for pending pairs; a pair without a verdict stays pending for the next tick.
 
-    A verdict needs a listing read after the pair became pending (an older copy may predate a
-    listing or a halt), and "active" needs the pair's ticker from this tick to judge liquidity.
+    ``listings`` are every configured exchange's, in EXCHANGES order. A pair is verified on the
+    exchange that served its ticker this tick (its liquidity is judged there), with that exchange's
+    listing read after the pair became pending (an older copy may predate a listing or a halt). It
+    is rejected as unlisted only when every exchange's listing was read after that and none trades
+    it: an exchange whose listing is unknown might still list it.
     """
     verdicts = []
     for record in pending:
-        if listing_fetched_at < pending_since(record):
-            continue
-        listing = info.by_pair.get(record.pair)
-        if listing is None:
-            reason = f"{exchange} does not list {record.pair}"
-            verdicts.append(Transition(record.pair, "rejected", reason, ("pending",), verified=True))
-            continue
-        if listing.status != "TRADING":
-            reason = f"{exchange} lists {listing.symbol} but it is not trading (status {listing.status})"
+        since = pending_since(record)
+        if any(view.trading(record.pair) for view in listings):
+            ticker = tickers.get(record.pair)
+            view = next((view for view in listings if ticker and view.exchange == ticker.exchange), None)
+            if ticker is None or view is None or not view.known_since(since):
+                continue  # not fetched this tick (transient error), or on a listing too old: later
+            if ticker.quoteVolume < min_quote_volume:
+                volume, minimum = f"{ticker.quoteVolume:g}", f"{min_quote_volume:g}"
+                reason = (
+                    f"illiquid: 24 h quote volume {volume} on {view.exchange} is below the minimum {minimum}"
+                )
+                verdicts.append(
+                    Transition(
+                        record.pair, "rejected", reason, ("pending",), view.exchange, ticker.symbol, True
+                    )
+                )
+                continue
+            reason = f"verified: {view.exchange} lists {ticker.symbol} and it is trading"
             verdicts.append(
-                Transition(record.pair, "rejected", reason, ("pending",), exchange, listing.symbol, True)
+                Transition(record.pair, "active", reason, ("pending",), view.exchange, ticker.symbol, True)
             )
             continue
-        ticker = tickers.get(record.pair)
-        if ticker is None:
-            continue  # not fetched this tick (transient error): decide on a later tick
-        if ticker.quoteVolume < min_quote_volume:
-            volume, minimum = f"{ticker.quoteVolume:g}", f"{min_quote_volume:g}"
-            reason = f"illiquid: 24 h quote volume {volume} is below the minimum {minimum}"
-            verdicts.append(
-                Transition(record.pair, "rejected", reason, ("pending",), exchange, listing.symbol, True)
-            )
+        if not all(view.known_since(since) for view in listings):
             continue
-        reason = f"verified: {exchange} lists {listing.symbol} and it is trading"
+        listed = next((view for view in listings if (view.by_pair or {}).get(record.pair)), None)
+        symbol = (listed.by_pair or {})[record.pair].symbol if listed else None
         verdicts.append(
-            Transition(record.pair, "active", reason, ("pending",), exchange, listing.symbol, True)
+            Transition(
+                record.pair,
+                "rejected",
+                _nowhere(
+                    record.pair,
+                    listings,
+                    not_trading="lists {symbol} but it is not trading (status {status})",
+                ),
+                ("pending",),
+                listed.exchange if listed else None,
+                symbol,
+                True,
+            )
         )
     return verdicts
 
@@ -77,23 +111,36 @@ def pending_since(record: PairRecord) -> int:
     return change.at if change is not None and change.to == "pending" else record.submittedAt
 
 
-def recheck_listed(records: Iterable[PairRecord], info: ExchangeInfo, *, exchange: str) -> list[Transition]:
-    """Active pairs that stopped trading or disappeared become suspended; suspended ones that
-    trade again become active. Call only with a listing fetched just now."""
+def recheck_listed(records: Iterable[PairRecord], listings: Sequence[ListingView]) -> list[Transition]:
+    """Active pairs that no configured exchange trades any more become suspended; suspended ones
+    that one trades again become active. Call on a tick that read a listing: a suspension needs
+    every exchange's listing known (and not an old copy kept while its refresh fails)."""
+    every_listing_known = all(view.by_pair is not None and view.conclusive for view in listings)
     changes = []
     for record in records:
-        listing = info.by_pair.get(record.pair)
-        trading = listing is not None and listing.status == "TRADING"
-        if record.status == "active" and not trading:
-            reason = (
-                f"{exchange} does not list {record.pair}"
-                if listing is None
-                else f"{exchange} reports {listing.symbol} as {listing.status}: not trading"
-            )
+        serving = next((view for view in listings if view.trading(record.pair)), None)
+        if record.status == "active" and serving is None and every_listing_known:
+            reason = _nowhere(record.pair, listings, not_trading="reports {symbol} as {status}: not trading")
             changes.append(Transition(record.pair, "suspended", reason, ("active",), verified=True))
-        elif record.status == "suspended" and trading and listing is not None:
-            reason = f"{exchange} trades {listing.symbol} again"
+        elif record.status == "suspended" and serving is not None:
+            symbol = serving.by_pair[record.pair].symbol  # type: ignore[index]  # trading: listed
+            reason = f"{serving.exchange} trades {symbol} again"
             changes.append(
-                Transition(record.pair, "active", reason, ("suspended",), exchange, listing.symbol, True)
+                Transition(record.pair, "active", reason, ("suspended",), serving.exchange, symbol, True)
             )
     return changes
+
+
+def _nowhere(pair: str, listings: Sequence[ListingView], *, not_trading: str) -> str:
+    """Why no configured exchange can serve ``pair``, exchange by exchange."""
+    reasons = []
+    for view in listings:
+        listing = (view.by_pair or {}).get(pair)
+        if view.refused:
+            reasons.append(f"{view.exchange} refuses requests from this location")
+        elif listing is None:
+            reasons.append(f"{view.exchange} does not list {pair}")
+        else:
+            detail = not_trading.format(symbol=listing.symbol, status=listing.status)
+            reasons.append(f"{view.exchange} {detail}")
+    return "; ".join(reasons)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 import orjson
@@ -13,6 +14,7 @@ from market_data.http import ApiResponse, json_response
 from market_data.models import (
     CacheHealth,
     DataHealth,
+    ExchangeStatus,
     FetcherHealth,
     FetcherStats,
     FetcherStatus,
@@ -39,7 +41,9 @@ def get_health(*, settings: Settings, now: int) -> ApiResponse:
 def compute_health(*, settings: Settings, now: int) -> HealthBody:
     interval = settings.fetch_interval_ms
     try:
-        record = cache.read_fetcher_record(cache.get_client(settings), now_ms=now)
+        record = cache.read_fetcher_record(
+            cache.get_client(settings), now_ms=now, exchanges=settings.exchanges
+        )
     except cache.CACHE_ERRORS as exc:
         logger.warning("cache unreachable for health", error=type(exc).__name__)
         return _health_without_cache(exc, settings=settings, now=now)
@@ -56,16 +60,19 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
     heartbeat = record.heartbeat or {}
     last_heartbeat = _int(heartbeat.get("at"))
     is_running = last_heartbeat is not None and now - last_heartbeat <= MISSED_HEARTBEATS_FOR_DOWN * interval
+    exchanges = _exchanges(record, raw, settings, now)
+    # Fetching is paused when no exchange may be asked: the heartbeat says so, and so do the bans.
     paused_until = _int(heartbeat.get("pausedUntil"))
-    ban_until = _int((record.ban or {}).get("until"))
-    if ban_until is not None and ban_until > now:
-        paused_until = max(paused_until or 0, ban_until)
+    exchange_pauses = [status.pausedUntil for status in exchanges.values()]
+    if exchange_pauses and all(exchange_pauses):
+        paused_until = max(paused_until or 0, min(until for until in exchange_pauses if until))
     paused = paused_until is not None and paused_until > now
     pause_reason = heartbeat.get("pauseReason") if paused else None
-    if paused and pause_reason is None and record.ban:
-        pause_reason = str(record.ban.get("reason"))
+    if paused and pause_reason is None:
+        pause_reason = "; ".join(f"{name}: {status.pauseReason}" for name, status in exchanges.items())
     fetcher_health = _health(stats, is_running, now, settings)
     advice = raw.get("exchangeAdvice") or None
+    out = [f"{name}: {status.pauseReason}" for name, status in exchanges.items() if status.pausedUntil]
 
     if not is_running:
         status, reason = "down", "the fetcher has written no heartbeat for over three intervals"
@@ -75,6 +82,8 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
         status, reason = "degraded", f"fetching paused: {pause_reason}"
     elif fetcher_health.isCacheStale:
         status, reason = "degraded", "cached prices are stale: the last fetches did not succeed"
+    elif out:
+        status, reason = "degraded", "exchanges not asked (their pairs fail over): " + "; ".join(out)
     else:
         status, reason = "ok", None
 
@@ -92,11 +101,13 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             listedPairs=sorted(record.listed),
             missingPairs=orjson.loads(raw["missingPairs"]) if raw.get("missingPairs") else {},
             invalidTickers=_int(raw.get("invalidTickers")) or 0,
-            circuitState=_circuit_state(record.circuit, now),
+            circuitState=_worst_circuit(exchanges.values()),
             errorsByKind=_by_prefix(raw, "errors:"),
             invalidByKind=_by_prefix(raw, "invalid:"),
             advice=advice,
             pairsByStatus=orjson.loads(raw["pairsByStatus"]) if raw.get("pairsByStatus") else {},
+            pairSources=orjson.loads(raw["pairSources"]) if raw.get("pairSources") else {},
+            exchanges=exchanges,
         ),
         dataHealth=DataHealth(
             syncLatencyMs=_int(raw.get("syncLatencyMs")),
@@ -170,6 +181,42 @@ def _health(stats: FetcherStats, is_running: bool, now: int | None, settings: Se
         if stats.fetchAttempts
         else None,
         lastErrorMessage=stats.lastError,
+    )
+
+
+def _exchanges(
+    record: cache.FetcherRecord, stats: dict[str, str], settings: Settings, now: int
+) -> dict[str, ExchangeStatus]:
+    """Each configured exchange: its circuit and ban from their keys, its figures from the last tick."""
+    figures = orjson.loads(stats["exchanges"]) if stats.get("exchanges") else {}
+    statuses = {}
+    for name in settings.exchanges:
+        last = figures.get(name, {})
+        ban = record.bans.get(name) or {}
+        circuit = record.circuits.get(name, {})
+        until, reason = _int(ban.get("until")), ban.get("reason")
+        if not (until and until > now) and circuit.get("state") == "open":
+            until = _int(circuit.get("retryAt"))
+            reason = f"circuit open after {circuit.get('failures')} failed ticks"
+        paused = until is not None and until > now
+        statuses[name] = ExchangeStatus(
+            circuitState=_circuit_state(circuit, now),
+            pausedUntil=until if paused else None,
+            pauseReason=str(reason) if paused else None,
+            usedWeight=_int(last.get("usedWeight")),
+            pairs=list(last.get("pairs", [])),
+            requests=_int(last.get("requests")) or 0,
+            lastError=stats.get(f"lastError:{name}"),
+        )
+    return statuses
+
+
+CIRCUIT_SEVERITY = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def _worst_circuit(statuses: Iterable[ExchangeStatus]) -> Literal["closed", "open", "half_open"]:
+    return max(
+        (status.circuitState for status in statuses), key=CIRCUIT_SEVERITY.__getitem__, default="closed"
     )
 
 

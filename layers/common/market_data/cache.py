@@ -31,8 +31,6 @@ SUSPENDED_FIELD = "_suspended"
 META_FIELDS = frozenset({LISTED_FIELD, SUSPENDED_FIELD})
 STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
 HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
-BAN = f"{TAG}:ban"  # JSON {until, status, reason}: no exchange call before `until`
-CIRCUIT = f"{TAG}:circuit"  # HASH: the exchange circuit breaker (state, failures, opens, retryAt)
 HELD_PRICES = f"{TAG}:held"  # HASH pair -> a jumped price waiting for the next tick to confirm it
 LKG_WRITTEN = f"{TAG}:lkg-written"  # HASH pair -> ms of the last DynamoDB last-known-good write
 # Per-minute windows of the prices API's own figures, summed over every container (for health).
@@ -52,6 +50,16 @@ CACHE_ERRORS = (RedisError, RedisClusterException)
 
 def fresh_key(pair: str) -> str:
     return f"{TAG}:fresh:{pair}"
+
+
+def ban_key(exchange: str) -> str:
+    """JSON {until, status, reason}: no call to ``exchange`` before ``until``."""
+    return f"{TAG}:ban:{exchange}"
+
+
+def circuit_key(exchange: str) -> str:
+    """HASH: ``exchange``'s circuit breaker (state, failures, opens, retryAt)."""
+    return f"{TAG}:circuit:{exchange}"
 
 
 def claim_key(slot: int) -> str:
@@ -156,26 +164,29 @@ def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
 class FetcherRecord:
     stats: dict[str, str]
     heartbeat: dict[str, Any] | None
-    ban: dict[str, Any] | None
+    bans: dict[str, dict[str, Any]]  # exchange -> its ban, while one lasts
     listed: frozenset[str]
-    circuit: dict[str, str] = field(default_factory=dict)
+    circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
     read_counts: dict[str, int] = field(default_factory=dict)  # prices requests, this and last minute
     read_latencies_us: list[int] = field(default_factory=list)
 
 
-def read_fetcher_record(client: Redis, *, now_ms: int) -> FetcherRecord:
-    """Stats, heartbeat, ban, listed pairs and the read windows in one round trip (for health)."""
+def read_fetcher_record(client: Redis, *, now_ms: int, exchanges: Sequence[str]) -> FetcherRecord:
+    """Stats, heartbeat, each exchange's ban and circuit, listed pairs and the read windows in one
+    round trip (for health)."""
     window = now_ms // READS_WINDOW_MS
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(STATS)
     pipe.get(HEARTBEAT)
-    pipe.get(BAN)
     pipe.smembers(LISTED_PAIRS)
-    pipe.hgetall(CIRCUIT)
+    for exchange in exchanges:
+        pipe.get(ban_key(exchange))
+        pipe.hgetall(circuit_key(exchange))
     for minute in (window - 1, window):
         pipe.hgetall(reads_key(minute))
         pipe.lrange(read_latency_key(minute), 0, -1)
-    stats, heartbeat, ban, members, circuit, *windows = pipe.execute()
+    stats, heartbeat, members, *rest = pipe.execute()
+    per_exchange, windows = rest[: 2 * len(exchanges)], rest[2 * len(exchanges) :]
     read_counts: dict[str, int] = {}
     latencies: list[int] = []
     for counts, samples in zip(windows[::2], windows[1::2], strict=True):
@@ -185,12 +196,23 @@ def read_fetcher_record(client: Redis, *, now_ms: int) -> FetcherRecord:
     return FetcherRecord(
         stats={key.decode(): value.decode() for key, value in stats.items()},
         heartbeat=orjson.loads(heartbeat) if heartbeat else None,
-        ban=orjson.loads(ban) if ban else None,
+        bans=_bans(exchanges, per_exchange[::2]),
         listed=frozenset(member.decode() for member in members),
-        circuit={key.decode(): value.decode() for key, value in circuit.items()},
+        circuits=_circuits(exchanges, per_exchange[1::2]),
         read_counts=read_counts,
         read_latencies_us=latencies,
     )
+
+
+def _bans(exchanges: Sequence[str], raws: Sequence[bytes | None]) -> dict[str, dict[str, Any]]:
+    return {exchange: orjson.loads(raw) for exchange, raw in zip(exchanges, raws, strict=True) if raw}
+
+
+def _circuits(exchanges: Sequence[str], raws: Sequence[dict[bytes, bytes]]) -> dict[str, dict[str, str]]:
+    return {
+        exchange: {key.decode(): value.decode() for key, value in fields.items()}
+        for exchange, fields in zip(exchanges, raws, strict=True)
+    }
 
 
 def record_reads(
@@ -219,17 +241,24 @@ class SlotStart:
     """What the fetcher learns when it opens a slot."""
 
     claimed: bool  # this invocation owns the slot's exchange fetch
-    ban: dict[str, Any] | None
+    bans: dict[str, dict[str, Any]]  # exchange -> its ban, while one lasts
     cached_pairs: frozenset[str]  # pairs that have a stale copy (to drop the unlisted ones)
     lkg_written: dict[str, int]  # pair -> ms of its last DynamoDB write
     cache_ok: bool = True  # False: the cache is unreachable and DynamoDB coordinates this slot
-    circuit: dict[str, str] = field(default_factory=dict)  # the breaker's stored fields
+    circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
 
 
 def open_slot(
-    client: Redis, *, slot: int, owner: str, interval_ms: int, heartbeat: dict[str, Any]
+    client: Redis,
+    *,
+    slot: int,
+    owner: str,
+    interval_ms: int,
+    heartbeat: dict[str, Any],
+    exchanges: Sequence[str],
 ) -> SlotStart:
-    """Write the heartbeat and try to claim the slot (``SET NX PX``), in one round trip.
+    """Write the heartbeat and try to claim the slot (``SET NX PX``), in one round trip, with what
+    the tick needs to know first: each exchange's ban and circuit.
 
     The claim outlives the slot by two intervals so an overlapping invocation whose clock lags
     a little still finds it taken.
@@ -237,17 +266,18 @@ def open_slot(
     pipe = client.pipeline(transaction=False)
     pipe.set(HEARTBEAT, orjson.dumps(heartbeat), px=HEARTBEAT_TTL_MS)
     pipe.set(claim_key(slot), owner, nx=True, px=3 * interval_ms)
-    pipe.get(BAN)
     pipe.hkeys(STALE_COPIES)
     pipe.hgetall(LKG_WRITTEN)
-    pipe.hgetall(CIRCUIT)
-    _, claimed, ban, cached, written, circuit = pipe.execute()
+    for exchange in exchanges:
+        pipe.get(ban_key(exchange))
+        pipe.hgetall(circuit_key(exchange))
+    _, claimed, cached, written, *per_exchange = pipe.execute()
     return SlotStart(
         claimed=bool(claimed),
-        ban=orjson.loads(ban) if ban else None,
+        bans=_bans(exchanges, per_exchange[::2]),
         cached_pairs=frozenset(key.decode() for key in cached) - META_FIELDS,
         lkg_written={key.decode(): int(value) for key, value in written.items()},
-        circuit={key.decode(): value.decode() for key, value in circuit.items()},
+        circuits=_circuits(exchanges, per_exchange[1::2]),
     )
 
 
@@ -255,10 +285,10 @@ def write_heartbeat(client: Redis, heartbeat: dict[str, Any]) -> None:
     client.set(HEARTBEAT, orjson.dumps(heartbeat), px=HEARTBEAT_TTL_MS)
 
 
-def set_ban(client: Redis, *, until_ms: int, now_ms: int, status: int, reason: str) -> None:
-    """Remember a rate-limit ban for every invocation: no exchange call before ``until_ms``."""
+def set_ban(client: Redis, exchange: str, *, until_ms: int, now_ms: int, status: int, reason: str) -> None:
+    """Remember a ban for every invocation: no call to ``exchange`` before ``until_ms``."""
     body = orjson.dumps({"until": until_ms, "status": status, "reason": reason, "since": now_ms})
-    client.set(BAN, body, px=max(until_ms - now_ms, 1))
+    client.set(ban_key(exchange), body, px=max(until_ms - now_ms, 1))
 
 
 @dataclass(frozen=True)
@@ -270,7 +300,7 @@ class TickWrite:
     fields: dict[str, str]  # other STATS fields, replaced
     suspended: Sequence[str] = ()  # listed pairs served only from their last copy
     held: dict[str, float] = field(default_factory=dict)  # jumped prices waiting for confirmation
-    circuit: dict[str, str] = field(default_factory=dict)  # the breaker's fields after this tick
+    circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
 
 
 def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -328,8 +358,8 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
     unlisted = list(write.unlisted_copies)
     if write.tickers:
         pipe.hdel(HELD_PRICES, *write.tickers)  # written prices need no confirmation any more
-    if write.circuit:
-        pipe.hset(CIRCUIT, mapping=write.circuit)
+    for exchange, circuit in write.circuits.items():
+        pipe.hset(circuit_key(exchange), mapping=circuit)
     if write.held:
         pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
     if unlisted:

@@ -28,6 +28,11 @@ class ConfigurationError(RuntimeError):
     """Raised at start-up when an environment variable is missing or invalid."""
 
 
+# The exchanges the fetcher can speak to, by the names EXCHANGES uses.
+KNOWN_EXCHANGES = ("binance", "binance_us", "coinbase", "kraken")
+DEFAULT_EXCHANGES = ("binance", "coinbase", "kraken")
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """One field per environment variable (the field name in upper case)."""
 
@@ -42,13 +47,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     exchange_info_refresh_ms: Annotated[int, Meta(ge=60_000)] = 300_000
     exchange_connect_timeout_s: Annotated[float, Meta(gt=0, le=10)] = 2.0
     exchange_read_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 3.0
+    # Where prices come from: each pair is served by the first of these whose own listing trades it.
+    exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
     binance_api_base_url: str = "https://api.binance.com"
+    binance_us_api_base_url: str = "https://api.binance.us"
+    coinbase_api_base_url: str = "https://api.exchange.coinbase.com"
+    kraken_api_base_url: str = "https://api.kraken.com"
 
     max_price_jump_ratio: Annotated[float, Meta(gt=0, le=10)] = 0.25
 
     # --- durable copy ---
     last_known_good_write_interval_ms: Annotated[int, Meta(gt=0)] = 60_000
-    trading_pairs: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    trading_pairs: tuple[str, ...] = ("BTC/USD", "BTC/USDT", "ETH/USD", "ETH/USDT")
 
     # --- stores (set by the template; the local stack points them at local servers) ---
     redis_url: str
@@ -96,6 +106,20 @@ def _trading_pairs(value: str) -> tuple[str, ...]:
         return tuple(dict.fromkeys(normalise_pair(item) for item in pairs))
     except InvalidPairError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _exchanges(value: str) -> tuple[str, ...]:
+    example = '["binance","coinbase","kraken"]'
+    try:
+        names = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"must be a JSON list such as {example}: {exc.msg}") from None
+    if not isinstance(names, list) or not names or not all(isinstance(item, str) for item in names):
+        raise ValueError(f"must be a non-empty JSON list of exchange names such as {example}")
+    unknown = [name for name in names if name.strip().lower() not in KNOWN_EXCHANGES]
+    if unknown:
+        raise ValueError(f"unknown exchange {unknown[0]!r}: known ones are {', '.join(KNOWN_EXCHANGES)}")
+    return tuple(dict.fromkeys(name.strip().lower() for name in names))  # order kept, repeats dropped
 
 
 def _http_base_url(value: str) -> str:
@@ -150,7 +174,11 @@ def _scalar(text: str, annotation: Any) -> Any:
 # Variables whose text needs more than a type and bounds: parsed (and checked) before conversion.
 PARSERS: dict[str, Callable[[str], Any]] = {
     "trading_pairs": _trading_pairs,
+    "exchanges": _exchanges,
     "binance_api_base_url": _http_base_url,
+    "binance_us_api_base_url": _http_base_url,
+    "coinbase_api_base_url": _http_base_url,
+    "kraken_api_base_url": _http_base_url,
     "redis_url": _redis_url,
 }
 
@@ -178,6 +206,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(**values)
     except ValueError as exc:  # the relations between settings
         raise ConfigurationError(f"invalid configuration: {exc}") from None
+
+
+def exchange_base_url(settings: Settings, exchange: str) -> str:
+    """The base URL configured for one of ``KNOWN_EXCHANGES``."""
+    return str(getattr(settings, f"{exchange}_api_base_url"))
 
 
 @lru_cache(maxsize=1)

@@ -118,6 +118,28 @@ class FetcherHealth(BaseModel):
     lastErrorMessage: str | None
 
 
+class PairSource(BaseModel):
+    """Where a pair's price comes from now."""
+
+    exchange: str
+    symbol: str = Field(description="the exchange's own name for the pair, from its listing")
+    preferred: bool = Field(
+        description="false while the pair is served by a later exchange in EXCHANGES (failover)"
+    )
+
+
+class ExchangeStatus(BaseModel):
+    """One configured exchange as the fetcher last saw it."""
+
+    circuitState: Literal["closed", "open", "half_open"] = "closed"
+    pausedUntil: int | None = None
+    pauseReason: str | None = None
+    usedWeight: int | None = Field(None, description="request weight used this minute (Binance protocol)")
+    pairs: list[str] = Field(default_factory=list, description="pairs it served on the last tick")
+    requests: int = Field(0, description="requests made to it on the last tick")
+    lastError: str | None = None
+
+
 class FetcherStatus(BaseModel):
     isRunning: bool
     stats: FetcherStats
@@ -125,8 +147,10 @@ class FetcherStatus(BaseModel):
     lastHeartbeat: int | None = None
     pausedUntil: int | None = None
     pauseReason: str | None = None
-    circuitState: Literal["closed", "open", "half_open"] = "closed"
-    usedWeight: int | None = None
+    circuitState: Literal["closed", "open", "half_open"] = Field(
+        "closed", description="the worst of the exchanges' circuits"
+    )
+    usedWeight: int | None = Field(None, description="the highest weight an exchange reported this minute")
     listedPairs: list[str] = []
     missingPairs: dict[str, str] = Field(default_factory=dict, description="pair -> why it is not served")
     invalidTickers: int = 0
@@ -139,6 +163,12 @@ class FetcherStatus(BaseModel):
     advice: str | None = Field(None, description="What an operator can do about the current exchange error")
     pairsByStatus: dict[str, int] = Field(
         default_factory=dict, description="registry pairs by status (active, pending, suspended, ...)"
+    )
+    pairSources: dict[str, PairSource] = Field(
+        default_factory=dict, description="active pair -> the exchange asked for it on the last tick"
+    )
+    exchanges: dict[str, ExchangeStatus] = Field(
+        default_factory=dict, description="each configured exchange, in EXCHANGES order"
     )
 
 

@@ -356,17 +356,25 @@ def claim_slot(table: Any, slot: int, *, owner: str, expires_at_ms: int) -> bool
     return True
 
 
-def put_ban(table: Any, ban: dict[str, Any]) -> None:
-    """Keep a rate-limit ban durable too (rare writes), so a lost cache cannot forget it."""
-    item = {"pk": STATE_PK, "sk": "ban", **ban, "expiresAt": int(ban["until"]) // 1000 + 60}
+def put_ban(table: Any, exchange: str, ban: dict[str, Any]) -> None:
+    """Keep an exchange's rate-limit ban durable too (rare writes), so a lost cache cannot forget it."""
+    item = {"pk": STATE_PK, "sk": f"ban#{exchange}", **ban, "expiresAt": int(ban["until"]) // 1000 + 60}
     table.put_item(Item=item)
 
 
-def get_ban(table: Any) -> dict[str, Any] | None:
-    item = table.get_item(Key={"pk": STATE_PK, "sk": "ban"}, ConsistentRead=True).get("Item")
-    if not item:
-        return None
-    return {"until": int(item["until"]), "status": int(item["status"]), "reason": item.get("reason")}
+def get_bans(table: Any, exchanges: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored bans of ``exchanges``, by exchange (one strongly consistent read each)."""
+    bans = {}
+    for exchange in exchanges:
+        key = {"pk": STATE_PK, "sk": f"ban#{exchange}"}
+        item = table.get_item(Key=key, ConsistentRead=True).get("Item")
+        if item:
+            bans[exchange] = {
+                "until": int(item["until"]),
+                "status": int(item["status"]),
+                "reason": item.get("reason"),
+            }
+    return bans
 
 
 def put_heartbeat(table: Any, heartbeat: dict[str, Any]) -> None:

@@ -1,0 +1,269 @@
+"""Three exchanges over real HTTP: each pair served by the first that lists it, failover and return.
+
+Binance, Coinbase and Kraken simulators, a real redis-server and moto; the fetcher built as a
+container builds it, with the default EXCHANGES order and the default pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from fetcher.loop import LoopSummary, run_slot
+from fetcher.tick import FetcherDeps
+from local_stack.binance_simulator import BinanceSimulator
+from local_stack.coinbase_simulator import CoinbaseSimulator
+from local_stack.kraken_simulator import KrakenSimulator
+from local_stack.lambda_context import LocalLambdaContext
+from market_data import store
+from market_data.clock import now_ms
+from market_data.models import PairRecord
+from prices_api.handler import lambda_handler as prices_handler
+from tests.support import load_event
+
+DEFAULT_PAIRS = ["BTC/USD", "BTC/USDT", "ETH/USD", "ETH/USDT"]
+BINANCE_TICKER = "/api/v3/ticker/24hr"
+KRAKEN_TICKER = "/0/public/Ticker"
+_slots = itertools.count(20_000)
+
+
+@pytest.fixture
+def exchanges(
+    fetcher_env: dict[str, str], simulator: BinanceSimulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]]:
+    """The Binance simulator every fetcher test has, with Coinbase and Kraken after it in EXCHANGES."""
+    with CoinbaseSimulator(seed=3) as coinbase, KrakenSimulator(seed=3) as kraken:
+        monkeypatch.setenv("EXCHANGES", '["binance","coinbase","kraken"]')
+        monkeypatch.setenv("TRADING_PAIRS", json.dumps(DEFAULT_PAIRS))
+        monkeypatch.setenv("COINBASE_API_BASE_URL", coinbase.base_url)
+        monkeypatch.setenv("KRAKEN_API_BASE_URL", kraken.base_url)
+        yield simulator, coinbase, kraken
+
+
+@pytest.fixture
+def deps(exchanges: object, make_deps: Callable[..., FetcherDeps]) -> FetcherDeps:
+    return make_deps()
+
+
+def tick(deps: FetcherDeps) -> None:
+    summary = LoopSummary()
+    run_slot(deps, next(_slots), "failover-test", summary)
+    assert summary.failed == 0
+
+
+def prices(pairs: str) -> dict[str, Any]:
+    event = load_event("prices_get.json")
+    event["queryStringParameters"] = {"pairs": pairs}
+    response = prices_handler(event, LocalLambdaContext("prices", 6))
+    assert response["statusCode"] == 200, response
+    return json.loads(response["body"])  # type: ignore[no-any-return]
+
+
+def health() -> dict[str, Any]:
+    return json.loads(prices_handler(load_event("health_get.json"), LocalLambdaContext("prices", 6))["body"])  # type: ignore[no-any-return]
+
+
+def sources(body: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {pair: (entry["exchange"], entry["symbol"]) for pair, entry in body.items()}
+
+
+def record(deps: FetcherDeps, pair: str) -> PairRecord:
+    found = store.get_record(deps.table, pair)
+    assert found is not None
+    return found
+
+
+def end_holds(deps: FetcherDeps) -> None:
+    """The holds' time passes (30 s at first): a held pair is routed to its first source again."""
+    for hold in deps.holds.holds.values():
+        hold.until_ms = 0
+
+
+def test_each_default_pair_is_served_by_the_first_exchange_in_order_that_lists_it(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    _, _, kraken = exchanges
+
+    tick(deps)
+
+    # binance.com lists no USD pairs: those come from Coinbase, under Coinbase's own names
+    assert sources(prices(",".join(DEFAULT_PAIRS))) == {
+        "BTC/USD": ("coinbase", "BTC-USD"),
+        "BTC/USDT": ("binance", "BTCUSDT"),
+        "ETH/USD": ("coinbase", "ETH-USD"),
+        "ETH/USDT": ("binance", "ETHUSDT"),
+    }
+    fetcher = health()["fetcher"]
+    assert fetcher["pairSources"]["BTC/USD"] == {
+        "exchange": "coinbase",
+        "symbol": "BTC-USD",
+        "preferred": True,
+    }
+    assert fetcher["exchanges"]["binance"]["pairs"] == ["BTC/USDT", "ETH/USDT"]
+    assert fetcher["exchanges"]["kraken"]["pairs"] == []
+    # Kraken, third in order, was read for its listing only: no ticker request for pairs it does not serve
+    assert [r.path for r in kraken.requests] == ["/0/public/AssetPairs"]
+
+
+def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_when_it_recovers(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    binance, _, _ = exchanges
+    tick(deps)
+    binance.set_fault("server_error", path=BINANCE_TICKER, status=503)
+
+    tick(deps)  # binance fails: its pairs are not served this tick...
+    assert "exchange error: http_5xx" in health()["fetcher"]["missingPairs"]["BTC/USDT"]
+
+    tick(deps)  # ...and from the next one the next exchange that lists them serves them
+    assert sources(prices("BTC/USDT,ETH/USDT")) == {
+        "BTC/USDT": ("coinbase", "BTC-USDT"),
+        "ETH/USDT": ("coinbase", "ETH-USDT"),
+    }
+    body = health()
+    assert body["fetcher"]["pairSources"]["BTC/USDT"]["preferred"] is False  # no silent mixing
+    assert body["fetcher"]["missingPairs"] == {}
+    ticker_calls = len([r for r in binance.requests if r.path == BINANCE_TICKER])
+
+    tick(deps)  # while the hold lasts, binance is not asked for them again
+    assert len([r for r in binance.requests if r.path == BINANCE_TICKER]) == ticker_calls
+
+    binance.clear_faults()
+    end_holds(deps)
+    tick(deps)  # the hold over, binance is asked again (the probe), answers, and keeps its pairs
+    assert sources(prices("BTC/USDT,ETH/USDT")) == {
+        "BTC/USDT": ("binance", "BTCUSDT"),
+        "ETH/USDT": ("binance", "ETHUSDT"),
+    }
+    assert deps.holds.holds == {}
+    tick(deps)
+    assert health()["fetcher"]["pairSources"]["ETH/USDT"] == {
+        "exchange": "binance",
+        "symbol": "ETHUSDT",
+        "preferred": True,
+    }
+
+
+def test_a_source_that_still_fails_when_probed_is_held_off_longer(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    binance, _, _ = exchanges
+    tick(deps)
+    binance.set_fault("server_error", path=BINANCE_TICKER, status=503)
+    tick(deps)
+    first = deps.holds.holds[("binance", "BTC/USDT")]
+    first_hold = first.until_ms - now_ms()
+
+    end_holds(deps)
+    tick(deps)  # probed, failed again
+
+    second = deps.holds.holds[("binance", "BTC/USDT")]
+    assert second.failures == 2 and second.until_ms - now_ms() > first_hold * 1.5
+    assert sources(prices("BTC/USDT"))["BTC/USDT"][0] == "binance"  # the last good price, until...
+    tick(deps)
+    assert sources(prices("BTC/USDT"))["BTC/USDT"] == ("coinbase", "BTC-USDT")
+
+
+def test_binance_refusing_this_location_sends_its_pairs_elsewhere_at_once_and_health_says_why(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    binance, _, _ = exchanges
+    binance.set_fault("restricted")  # HTTP 451 on everything, as binance.com answers US addresses
+
+    tick(deps)
+
+    assert sources(prices(",".join(DEFAULT_PAIRS))) == {
+        "BTC/USD": ("coinbase", "BTC-USD"),
+        "BTC/USDT": ("coinbase", "BTC-USDT"),
+        "ETH/USD": ("coinbase", "ETH-USD"),
+        "ETH/USDT": ("coinbase", "ETH-USDT"),
+    }
+    body = health()
+    assert "non-US region" in body["fetcher"]["advice"]
+    assert body["fetcher"]["exchanges"]["binance"]["lastError"].startswith("restricted_location")
+    assert [r.path for r in binance.requests] == ["/api/v3/exchangeInfo"]  # not a ticker call more
+
+
+def test_a_pair_is_suspended_only_when_no_configured_exchange_lists_it(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    binance, coinbase, kraken = exchanges
+    tick(deps)
+
+    binance.remove_symbol("BTCUSDT")  # delisted on binance: coinbase lists it too
+    deps.venues["binance"].directory.next_read_at = 0  # the listing's refresh comes
+    tick(deps)
+    assert record(deps, "BTC/USDT").status == "active"
+    assert sources(prices("BTC/USDT")) == {"BTC/USDT": ("coinbase", "BTC-USDT")}
+
+    coinbase.set_status("BTC-USDT", "delisted")
+    kraken.remove_pair("XBTUSDT")
+    for venue in deps.venues.values():
+        venue.directory.next_read_at = 0
+    tick(deps)
+
+    btc = record(deps, "BTC/USDT")
+    assert btc.status == "suspended"
+    assert btc.reason == (
+        "binance does not list BTC/USDT; coinbase reports BTC-USDT as delisted: not trading; "
+        "kraken does not list BTC/USDT"
+    )
+    assert record(deps, "ETH/USDT").status == "active"
+
+
+def test_submissions_are_verified_on_whichever_exchange_lists_them(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    tick(deps)
+    for pair in ("SOL/USD", "DOGE/USD", "FOO/USD"):
+        store.create_submission(deps.table, pair, now_ms=now_ms(), max_pending=100)
+
+    # Kraken allows about one request a second: its listing, the pair's rolling open and the
+    # ticker take a few slots of this test's 2 s.
+    for _ in range(6):
+        tick(deps)
+        if all(record(deps, pair).status != "pending" for pair in ("SOL/USD", "DOGE/USD", "FOO/USD")):
+            break
+
+    sol, doge, foo = (record(deps, pair) for pair in ("SOL/USD", "DOGE/USD", "FOO/USD"))
+    assert (sol.status, sol.exchange, sol.symbol) == ("active", "coinbase", "SOL-USD")
+    # only Kraken trades DOGE/USD, under its own XDG name, found through its listing
+    assert (doge.status, doge.exchange, doge.symbol) == ("active", "kraken", "XDGUSD")
+    assert foo.status == "rejected"
+    assert foo.reason == (
+        "binance does not list FOO/USD; coinbase does not list FOO/USD; kraken does not list FOO/USD"
+    )
+    tick(deps)
+    assert sources(prices("DOGE/USD,SOL/USD")) == {
+        "DOGE/USD": ("kraken", "XDGUSD"),
+        "SOL/USD": ("coinbase", "SOL-USD"),
+    }
+
+
+def test_each_exchange_is_asked_within_its_own_limits_once_per_slot(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    binance, coinbase, kraken = exchanges
+    store.seed_registry(deps.table, [*DEFAULT_PAIRS, "DOGE/USD", "SOL/USD"], now_ms=now_ms())
+    ticks = 5
+
+    for _ in range(ticks):
+        tick(deps)
+
+    for sim in exchanges:
+        assert all(r.status != 429 for r in sim.requests), type(sim).__name__
+    # binance: one request per batch per slot (the two USDT pairs are one batch), after its listing
+    assert len([r for r in binance.requests if r.path == BINANCE_TICKER]) == ticks
+    # coinbase: no batching, so a ticker request per product per slot, and its stats once
+    tickers = [r.path for r in coinbase.requests if r.path.endswith("/ticker")]
+    assert len(tickers) == 3 * ticks and len(set(tickers)) == 3
+    assert len([r for r in coinbase.requests if r.path.endswith("/stats")]) == 3
+    # kraken: at most one Ticker request per slot, never faster than about one request a second
+    kraken_times = [r.monotonic for r in kraken.requests]
+    assert len([r for r in kraken.requests if r.path == KRAKEN_TICKER]) <= ticks
+    assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(kraken_times))
+    assert sources(prices("DOGE/USD"))["DOGE/USD"] == ("kraken", "XDGUSD")
