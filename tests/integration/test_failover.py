@@ -110,7 +110,9 @@ def test_each_default_pair_is_served_by_the_first_exchange_in_order_that_lists_i
 
 
 def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_when_it_recovers(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    deps: FetcherDeps,
+    exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     binance, _, _ = exchanges
     tick(deps)
@@ -127,6 +129,11 @@ def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_whe
     body = health()
     assert body["fetcher"]["pairSources"]["BTC/USDT"]["preferred"] is False  # no silent mixing
     assert body["fetcher"]["missingPairs"] == {}
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    slot = next(doc for doc in reversed(documents) if "PairsOnFallback" in doc)
+    by_exchange = [doc for doc in documents if doc.get("slot") is None and "PairsFetchedByExchange" in doc]
+    assert slot["PairsOnFallback"] == [2.0]  # operators see it on the dashboard too
+    assert (by_exchange[-1]["kind"], by_exchange[-1]["PairsFetchedByExchange"]) == ("coinbase", [4.0])
     ticker_calls = len([r for r in binance.requests if r.path == BINANCE_TICKER])
 
     tick(deps)  # while the hold lasts, binance is not asked for them again

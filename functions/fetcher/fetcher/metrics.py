@@ -58,6 +58,9 @@ def slot_values(report: SlotReport) -> tuple[dict[str, float | list[float]], dic
         values.update(
             TickDuration=tick.duration_ms,
             PairsFetched=len(tick.tickers),
+            PairsOnFallback=sum(
+                1 for pair in tick.tickers if pair in tick.routes and not tick.routes[pair].preferred
+            ),
             PairsRejected=sum(rejected.values()),
             ExchangeErrors=len(tick.errors),
             ExchangeRequests=tick.requests,
@@ -77,6 +80,7 @@ def slot_values(report: SlotReport) -> tuple[dict[str, float | list[float]], dic
         breakdowns = {
             "ExchangeErrorsByKind": dict(errors),
             "PairsRejectedByReason": {kind: n for kind, n in rejected.items() if n},
+            "PairsFetchedByExchange": dict(Counter(ticker.exchange for ticker in tick.tickers.values())),
         }
     values["StoreErrors"] = report.store_errors
     return values, breakdowns

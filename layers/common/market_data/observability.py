@@ -38,7 +38,7 @@ UNITS: dict[str, MetricUnit] = {
     "TicksPaused": COUNT,  # slots not fetched because of a ban, the weight budget or an open circuit
     "TicksSkippedClaimedElsewhere": COUNT,  # slots another invocation fetched
     "TickFailures": COUNT,  # slots that ended in an unexpected error
-    "CircuitOpen": COUNT,  # 1 while the exchange circuit breaker is open
+    "CircuitOpen": COUNT,  # exchanges whose circuit breaker is open
     # fetcher, every slot it owns (fetched, paused or failed)
     "PairsMissing": COUNT,  # active pairs whose price was not refreshed in this slot
     # fetcher, every tick
@@ -47,6 +47,7 @@ UNITS: dict[str, MetricUnit] = {
     "CacheWriteLatency": MS,  # the tick's one MULTI/EXEC
     "SyncGap": MS,  # exchange ticker time to visible in the cache, per pair written
     "PairsFetched": COUNT,
+    "PairsOnFallback": COUNT,  # pairs served by a later exchange than their first (failover)
     "PairsRejected": COUNT,  # tickers dropped (invalid) or held back (price jump)
     "ExchangeErrors": COUNT,
     "ExchangeRequests": COUNT,
@@ -60,6 +61,7 @@ UNITS: dict[str, MetricUnit] = {
     # breakdowns, with the extra dimension ``kind``
     "ExchangeErrorsByKind": COUNT,  # timeout, http_5xx, rate_limited, ...
     "PairsRejectedByReason": COUNT,  # price, high24h, malformed, price_jump, ...
+    "PairsFetchedByExchange": COUNT,  # binance, coinbase, ...: which exchange serves how many
     # API functions, per request, summed per window
     "ReadLatency": MS,  # a prices request, event in to response out
     "RequestLatency": MS,  # a whitelist request
