@@ -97,7 +97,9 @@ def _dashboard_refs(body: dict[str, Any]) -> Iterator[MetricRef]:
         for entry in widget.get("properties", {}).get("metrics", []):
             title = widget["properties"].get("title", "?")
             if isinstance(entry[0], dict):  # an expression: only SEARCH names metrics
-                match = SEARCH.search(entry[0]["expression"])
+                expression = entry[0]["expression"]
+                match = SEARCH.search(expression)
+                assert match or "SEARCH(" not in expression, f"unreadable SEARCH in {title}: {expression}"
                 if match:
                     namespace, *dimension_names = match.group(1).split(",")
                     terms = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
@@ -116,8 +118,9 @@ def _dashboard_refs(body: dict[str, Any]) -> Iterator[MetricRef]:
             )
 
 
-def template_metric_refs(namespace: str) -> list[MetricRef]:
-    template = load_template()
+def template_metric_refs(template: dict[str, Any] | None = None) -> list[MetricRef]:
+    """Every metric the alarms and the dashboard name, whatever its namespace."""
+    template = template if template is not None else load_template()
     refs: list[MetricRef] = []
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] == "AWS::CloudWatch::Alarm":
@@ -125,7 +128,22 @@ def template_metric_refs(namespace: str) -> list[MetricRef]:
         elif resource["Type"] == "AWS::CloudWatch::Dashboard":
             body = json.loads(_substitute(resource["Properties"]["DashboardBody"]["Fn::Sub"]))
             refs += _dashboard_refs(body)
-    return [ref for ref in refs if ref.namespace == namespace]
+    return refs
+
+
+def is_builtin(namespace: str) -> bool:
+    """AWS's own metrics (AWS/Lambda, AWS/ApiGateway, ...): no handler prints them."""
+    return namespace.startswith("AWS/")
+
+
+def foreign_refs(refs: list[MetricRef], namespace: str) -> list[MetricRef]:
+    """References in neither the handlers' namespace nor a built-in one: a misspelt namespace
+    names a metric nobody prints, and its chart or alarm would stay empty."""
+    return [ref for ref in refs if ref.namespace != namespace and not is_builtin(ref.namespace)]
+
+
+def handlers_namespace(template: dict[str, Any]) -> str:
+    return function_definition(template, "FetcherFunction").environment["POWERTOOLS_METRICS_NAMESPACE"]
 
 
 def matches(ref: MetricRef, document: dict[str, Any]) -> bool:
@@ -224,9 +242,7 @@ def printed_documents(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> list[dict[str, Any]]:
-    namespace = function_definition(load_template(), "FetcherFunction").environment[
-        "POWERTOOLS_METRICS_NAMESPACE"
-    ]
+    namespace = handlers_namespace(load_template())
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", namespace)
     monkeypatch.setenv("METRICS_STACK", STACK)
     monkeypatch.setenv("FETCHER_RUN_SECONDS", "10")
@@ -237,13 +253,63 @@ def printed_documents(
     return emf_documents(capsys.readouterr().out)
 
 
+def _misspell_alarm(template: dict[str, Any]) -> None:
+    template["Resources"]["FetcherNotRunningAlarm"]["Properties"]["Namespace"] = "MarketDta"
+
+
+def _misspell_alarm_query(template: dict[str, Any]) -> None:
+    queries = template["Resources"]["ApiServerErrorsAlarm"]["Properties"]["Metrics"]
+    [query] = [q for q in queries if q["Id"] == "prices"]
+    query["MetricStat"]["Metric"]["Namespace"] = "MarketDta"
+
+
+def _misspell_dashboard_row(template: dict[str, Any]) -> None:
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    row = '["MarketData", "ReadLatency"'
+    assert row in body["Fn::Sub"]
+    body["Fn::Sub"] = body["Fn::Sub"].replace(row, '["MarketDta", "ReadLatency"', 1)
+
+
+def _misspell_search(template: dict[str, Any]) -> None:
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    search = 'SEARCH(\'{MarketData,kind,service,stack} MetricName=\\"ExchangeErrorsByKind\\"'
+    assert search in body["Fn::Sub"]
+    body["Fn::Sub"] = body["Fn::Sub"].replace(search, search.replace("MarketData", "MarketDta"), 1)
+
+
+@pytest.mark.parametrize(
+    ("break_it", "where"),
+    [
+        (_misspell_alarm, "FetcherNotRunningAlarm"),
+        (_misspell_alarm_query, "ApiServerErrorsAlarm.prices"),
+        (_misspell_dashboard_row, "dashboard: Prices read latency in the function (ms)"),
+        (_misspell_search, "dashboard: Exchange errors by kind (per minute)"),
+    ],
+)
+def test_a_misspelt_namespace_anywhere_in_the_template_is_caught(
+    break_it: Callable[[dict[str, Any]], None], where: str
+) -> None:
+    template = load_template()
+    namespace = handlers_namespace(template)
+    refs = template_metric_refs(template)
+    # The real template: every reference is the handlers' namespace or AWS's own, and both occur.
+    assert foreign_refs(refs, namespace) == []
+    assert {ref.namespace == namespace for ref in refs} == {True, False}
+
+    scratch = copy.deepcopy(template)
+    break_it(scratch)
+
+    [foreign] = foreign_refs(template_metric_refs(scratch), namespace)
+    assert (foreign.where, foreign.namespace) == (where, "MarketDta")
+
+
 def test_every_metric_the_dashboard_and_alarms_use_is_printed_by_the_handlers(
     printed_documents: list[dict[str, Any]],
 ) -> None:
-    namespace = function_definition(load_template(), "FetcherFunction").environment[
-        "POWERTOOLS_METRICS_NAMESPACE"
-    ]
-    refs = template_metric_refs(namespace)
+    namespace = handlers_namespace(load_template())
+    all_refs = template_metric_refs()
+    assert foreign_refs(all_refs, namespace) == [], f"only {namespace} or AWS/* namespaces"
+    refs = [ref for ref in all_refs if ref.namespace == namespace]
     assert len(refs) >= 40 and any(ref.unit for ref in refs)  # the parse found the dashboard and alarms
     printed = {
         (doc.get("service"), metric["Name"])
