@@ -3,6 +3,7 @@ the handlers' own printed documents."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -15,10 +16,11 @@ from typing import Any
 import pytest
 
 from fetcher.loop import LoopSummary, run_slot
+from fetcher.metrics import TRANSITION_METRICS
 from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
-from market_data import cache
+from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.observability import RequestMetrics
 from tests.integration.test_metrics_contract import emf_documents
@@ -120,6 +122,53 @@ def test_the_circuit_metric_follows_the_breaker(
     assert outcomes[0] == 0 and outcomes[-1] == 1
 
 
+def _tick_with_statuses(
+    deps: FetcherDeps, slot: int, capsys: pytest.CaptureFixture[str], *pairs: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One slot: its transition metrics, and the registry status of ``pairs`` after it."""
+    summary = LoopSummary()
+    run_slot(deps, slot, "metrics-test", summary)
+    assert summary.failed == 0
+    figures = values(slot_document(capsys.readouterr().out, slot))
+    statuses = {}
+    for pair in pairs:
+        record = store.get_record(deps.table, pair)
+        assert record is not None
+        statuses[pair] = record.status
+    return {name: figures[name] for name in TRANSITION_METRICS.values()}, statuses
+
+
+def test_whitelist_status_changes_are_counted_on_the_tick_that_makes_them(
+    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deps = make_deps()
+    slot = current_slot(deps)
+    none = dict.fromkeys(TRANSITION_METRICS.values(), 0)
+    # The seeded pairs start active: no status change, and the metrics say so.
+    assert _tick_with_statuses(deps, slot, capsys, "ETH/USDT") == (none, {"ETH/USDT": "active"})
+    for pair in ("SOL/USDT", "FOO/USDT"):  # listed and trading; not listed at all
+        store.create_submission(deps.table, pair, now_ms=now_ms(), max_pending=100)
+
+    # A submission makes the tick re-read the listing: both are judged on the next tick, once.
+    figures, statuses = _tick_with_statuses(deps, slot + 1, capsys, "SOL/USDT", "FOO/USDT")
+    assert statuses == {"SOL/USDT": "active", "FOO/USDT": "rejected"}
+    assert figures == {**none, "WhitelistVerified": 1, "WhitelistRejected": 1}
+    assert _tick_with_statuses(deps, slot + 2, capsys)[0] == none  # counted once, not per tick
+
+    # The exchange halts ETH/USDT; the next re-read of the listing suspends it, and back.
+    simulator.set_status("ETHUSDT", "HALT")
+    deps.venues["binance"].directory.next_read_at = 0
+    figures, statuses = _tick_with_statuses(deps, slot + 3, capsys, "ETH/USDT")
+    assert statuses == {"ETH/USDT": "suspended"}
+    assert figures == {**none, "WhitelistSuspended": 1}
+
+    simulator.set_status("ETHUSDT", "TRADING")
+    deps.venues["binance"].directory.next_read_at = 0
+    figures, statuses = _tick_with_statuses(deps, slot + 4, capsys, "ETH/USDT")
+    assert statuses == {"ETH/USDT": "active"}
+    assert figures == {**none, "WhitelistRestored": 1}
+
+
 # --------------------------------------------------------------------------- API functions
 
 
@@ -189,6 +238,51 @@ def test_requests_on_many_threads_lose_no_sample_and_never_overfill_a_document(
     assert all(len(document["ReadLatency"]) <= 99 for document in documents)
     assert sum(len(document["ReadLatency"]) for document in documents) == 2_000
     assert sum(values(document).get("Responses2xx", 0) for document in documents) == 2_000
+
+
+def _whitelist_submit(pair: str | None, source_ip: str) -> int:
+    import whitelist.handler as whitelist
+
+    event = copy.deepcopy(load_event("whitelist_submit.json"))
+    event["body"] = json.dumps({"pair": pair}) if pair else "not json"
+    event["requestContext"]["http"]["sourceIp"] = source_ip
+    status: int = whitelist.lambda_handler(event, LocalLambdaContext("whitelist", 6))["statusCode"]
+    return status
+
+
+def test_whitelist_submissions_and_refusals_are_counted_as_answered(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import whitelist.handler as whitelist
+    from market_data.config import get_settings
+
+    monkeypatch.setenv("WHITELIST_MAX_PER_SOURCE_PER_HOUR", "2")
+    monkeypatch.setenv("WHITELIST_MAX_PENDING", "2")
+    get_settings.cache_clear()
+    whitelist.request_metrics.flush()  # earlier requests in this process land here: start afresh
+    capsys.readouterr()
+
+    answers = [
+        _whitelist_submit("SOL/USDT", "203.0.113.7"),  # new: pending
+        _whitelist_submit("SOL/USDT", "203.0.113.7"),  # a retry: the known record, not counted
+        _whitelist_submit("ADA/USDT", "203.0.113.7"),  # new: pending (two waiting now)
+        _whitelist_submit("XRP/USDT", "203.0.113.7"),  # the address's hourly cap
+        _whitelist_submit("DOT/USDT", "198.51.100.9"),  # another address: the pending cap
+        _whitelist_submit(None, "198.51.100.9"),  # a malformed body
+    ]
+    whitelist.request_metrics.flush()
+
+    assert answers == [202, 200, 202, 429, 429, 400]
+    documents = [d for d in emf_documents(capsys.readouterr().out) if d["service"] == "whitelist"]
+    totals: dict[str, float] = {}
+    for document in documents:  # a window may close mid-sequence: sum the documents
+        for name, value in values(document).items():
+            if name != "RequestLatency":
+                totals[name] = totals.get(name, 0) + value
+    assert totals == {
+        "WhitelistSubmissions": 2, "WhitelistRefusedByCap": 2, "Responses2xx": 3, "Responses4xx": 3,
+    }  # fmt: skip
+    assert sum(len(document["RequestLatency"]) for document in documents) == len(answers)
 
 
 # --------------------------------------------------------------------------- health
