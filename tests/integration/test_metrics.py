@@ -240,6 +240,39 @@ def test_requests_on_many_threads_lose_no_sample_and_never_overfill_a_document(
     assert sum(values(document).get("Responses2xx", 0) for document in documents) == 2_000
 
 
+@pytest.mark.parametrize("table", ["empty", "unreachable"])
+def test_a_designed_503_from_the_prices_handler_is_counted_unavailable_not_as_a_server_error(
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    table: str,
+) -> None:
+    import prices_api.handler as prices
+    from market_data.config import get_settings
+
+    if table == "unreachable":  # DynamoDB refuses the connection: last known good is lost too
+        monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", "http://127.0.0.1:9")
+        get_settings.cache_clear()
+        store.reset_table()
+    prices.read_metrics.flush()  # earlier requests in this process land here: start afresh
+    capsys.readouterr()
+
+    # A cold cache (reachable, never filled), and nothing to fall back on.
+    response = prices.lambda_handler(load_event("prices_get.json"), LocalLambdaContext("prices", 6))
+    prices.read_metrics.flush()
+
+    assert response["statusCode"] == 503
+    fell_back = [r for r in caplog.records if r.getMessage() == "last known good unreachable too"]
+    assert len(fell_back) == (table == "unreachable")
+    [document] = [d for d in emf_documents(capsys.readouterr().out) if d["service"] == "prices-api"]
+    figures = values(document)
+    assert figures["ResponsesUnavailable"] == 1 and figures["PairsServedMissing"] == 2
+    # What the server-error alarm counts stays silent: a cold start of the service pages nobody.
+    assert "Responses5xx" not in figures and "Responses2xx" not in figures
+    assert isinstance(figures["ReadLatency"], float)  # the request's latency, one sample
+
+
 def _whitelist_submit(pair: str | None, source_ip: str) -> int:
     import whitelist.handler as whitelist
 
