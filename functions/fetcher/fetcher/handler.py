@@ -16,7 +16,7 @@ from fetcher.sources import BinanceSource, CoinbaseSource, ExchangeSource, Krake
 from fetcher.tick import FetcherDeps, ListingDirectory, Venue
 from market_data import cache, store
 from market_data.config import Settings, exchange_base_url, get_settings
-from market_data.observability import logger
+from market_data.observability import logger, traced
 
 _deps: FetcherDeps | None = None
 
@@ -78,6 +78,7 @@ def get_deps() -> FetcherDeps:
     return _deps
 
 
+@traced
 @logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = get_deps()
