@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -508,3 +509,95 @@ def test_fetcher_can_change_whitelist_statuses_in_transactions(template: dict[st
     actions = _function_actions(template, "FetcherFunction")
     assert {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"} <= actions
     assert not {a for a in actions if a.split(":", 1)[1].startswith(("Delete", "Scan"))}
+
+
+# --- alarms ----------------------------------------------------------------------------------------
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    alarms = {
+        name: res["Properties"]
+        for name, res in _resources_of_type(template, "AWS::CloudWatch::Alarm").items()
+    }
+    assert alarms, "the template defines no alarms"
+    return alarms
+
+
+def _condition_holds(template: dict[str, Any], condition: Any, parameters: dict[str, str]) -> bool:
+    """CloudFormation's condition functions, evaluated for the given parameter values."""
+    if isinstance(condition, str):
+        return _condition_holds(template, template["Conditions"][condition], parameters)
+    ((function, argument),) = condition.items()
+    if function == "Condition":
+        return _condition_holds(template, argument, parameters)
+    if function == "Fn::Not":
+        return not _condition_holds(template, argument[0], parameters)
+    if function == "Fn::And":
+        return all(_condition_holds(template, item, parameters) for item in argument)
+    if function == "Fn::Or":
+        return any(_condition_holds(template, item, parameters) for item in argument)
+    if function == "Fn::Equals":
+        left, right = (parameters[v["Ref"]] if isinstance(v, dict) else v for v in argument)
+        return bool(left == right)
+    raise AssertionError(f"unexpected condition function {function}")
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_when_it_clears(
+    template: dict[str, Any],
+) -> None:
+    assert template["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    for name, alarm in _alarms(template).items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm.get("ActionsEnabled", True) is True, name
+
+
+def test_the_email_subscription_exists_only_when_an_address_is_given(template: dict[str, Any]) -> None:
+    subscriptions = _resources_of_type(template, "AWS::SNS::Subscription")
+    [(name, subscription)] = subscriptions.items()
+    properties = subscription["Properties"]
+    assert properties["TopicArn"] == {"Ref": "AlarmTopic"}
+    assert (properties["Protocol"], properties["Endpoint"]) == ("email", {"Ref": "AlarmEmail"})
+    # Without the condition, a stack deployed with no address would fail on an empty endpoint.
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    condition = subscription["Condition"]
+    assert _condition_holds(template, condition, {"AlarmEmail": "ops@example.com"}), name
+    assert not _condition_holds(template, condition, {"AlarmEmail": ""}), name
+
+
+def test_the_fetcher_not_running_alarm_fires_after_two_minutes_without_a_heartbeat(
+    template: dict[str, Any],
+) -> None:
+    alarm = _alarms(template)["FetcherNotRunningAlarm"]
+    namespace = function_definition(template, "FetcherFunction").environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, "Heartbeats")
+    assert alarm["Dimensions"] == [
+        {"Name": "service", "Value": "fetcher"}, {"Name": "stack", "Value": {"Ref": "AWS::StackName"}},
+    ]  # fmt: skip
+    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 60)
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 2
+    # Fewer than one heartbeat a minute is no invocation running...
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    # ...and a fetcher that never runs prints nothing at all: missing data is the failure itself.
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+def test_the_api_server_error_alarm_counts_the_functions_5xx_not_api_gateways(
+    template: dict[str, Any],
+) -> None:
+    alarm = _alarms(template)["ApiServerErrorsAlarm"]
+    namespace = function_definition(template, "FetcherFunction").environment["POWERTOOLS_METRICS_NAMESPACE"]
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+    stats = {qid: query["MetricStat"]["Metric"] for qid, query in queries.items() if "MetricStat" in query}
+    # API Gateway's 5xx include the designed 503s (cold cache, fetcher down): never counted here.
+    for metric in stats.values():
+        assert (metric["Namespace"], metric["MetricName"]) == (namespace, "Responses5xx")
+    services = {
+        d["Value"] for metric in stats.values() for d in metric["Dimensions"] if d["Name"] == "service"
+    }
+    assert services == {"prices-api", "whitelist"}
+    # The one series the alarm evaluates adds up every function's count.
+    [returned] = [query for query in queries.values() if query.get("ReturnData", True)]
+    assert "MetricStat" not in returned
+    assert set(re.findall(r"[a-z]\w*", returned["Expression"])) >= set(stats)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
