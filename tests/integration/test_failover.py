@@ -19,7 +19,7 @@ from local_stack.binance_simulator import BinanceSimulator
 from local_stack.coinbase_simulator import CoinbaseSimulator
 from local_stack.kraken_simulator import KrakenSimulator
 from local_stack.lambda_context import LocalLambdaContext
-from market_data import store
+from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.models import PairRecord
 from prices_api.handler import lambda_handler as prices_handler
@@ -79,8 +79,10 @@ def record(deps: FetcherDeps, pair: str) -> PairRecord:
 
 def end_holds(deps: FetcherDeps) -> None:
     """The holds' time passes (30 s at first): a held pair is routed to its first source again."""
-    for hold in deps.holds.holds.values():
-        hold.until_ms = 0
+    kept = deps.redis.hgetall(cache.FAILURE_HOLDS)
+    deps.redis.hset(
+        cache.FAILURE_HOLDS, mapping={key: b"0," + value.split(b",")[1] for key, value in kept.items()}
+    )
 
 
 def test_each_default_pair_is_served_by_the_first_exchange_in_order_that_lists_it(
@@ -111,6 +113,7 @@ def test_each_default_pair_is_served_by_the_first_exchange_in_order_that_lists_i
 
 def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_when_it_recovers(
     deps: FetcherDeps,
+    make_deps: Callable[..., FetcherDeps],
     exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -121,7 +124,8 @@ def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_whe
     tick(deps)  # binance fails: its pairs are not served this tick...
     assert "exchange error: http_5xx" in health()["fetcher"]["missingPairs"]["BTC/USDT"]
 
-    tick(deps)  # ...and from the next one the next exchange that lists them serves them
+    tick(make_deps())  # ...and from the next one the next exchange that lists them serves them,
+    # whichever invocation owns the slot (overlapping invocations share the holds)
     assert sources(prices("BTC/USDT,ETH/USDT")) == {
         "BTC/USDT": ("coinbase", "BTC-USDT"),
         "ETH/USDT": ("coinbase", "ETH-USDT"),
@@ -274,3 +278,47 @@ def test_each_exchange_is_asked_within_its_own_limits_once_per_slot(
     assert len([r for r in kraken.requests if r.path == KRAKEN_TICKER]) <= ticks
     assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(kraken_times))
     assert sources(prices("DOGE/USD"))["DOGE/USD"] == ("kraken", "XDGUSD")
+
+
+def test_pairs_beyond_what_coinbase_can_fetch_in_a_slot_go_to_the_next_exchange_that_lists_them(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    _, coinbase, kraken = exchanges
+    # 14 USD pairs both list, against Coinbase's 12 ticker requests in this test's 2 s slot
+    extra = [f"C{index:02d}" for index in range(12)]
+    for index, base in enumerate(extra):
+        coinbase.add_product(f"{base}-USD", base, "USD", 10.0 + index)
+        kraken.add_pair(f"{base}USD", base, "ZUSD", price=10.0 + index)
+    pairs = ["BTC/USD", "ETH/USD", *(f"{base}/USD" for base in extra)]
+    store.seed_registry(deps.table, pairs, now_ms=now_ms())
+
+    for _ in range(4):
+        tick(deps)
+    served_by = sources(prices(",".join(pairs)))
+    tick(deps)
+
+    assert len(served_by) == len(pairs)  # every pair served, none left waiting on Coinbase's rate
+    on_coinbase = {pair for pair, (exchange, _) in served_by.items() if exchange == "coinbase"}
+    assert len(on_coinbase) == deps.venues["coinbase"].source.capacity(2.0) == 12
+    assert set(health()["fetcher"]["exchanges"]["coinbase"]["pairs"]) == on_coinbase  # the same ones
+    assert all(r.status != 429 for r in coinbase.requests)
+
+
+def test_a_kraken_pair_whose_rolling_open_cannot_be_read_costs_only_that_pair(
+    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+) -> None:
+    _, _, kraken = exchanges
+    store.seed_registry(deps.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
+    kraken.set_fault("server_error", path="/0/public/OHLC", count=1)  # the first open read fails
+
+    # Kraken's one request a second: its listing, two opens (one of them twice) and the ticker
+    for _ in range(8):
+        tick(deps)
+        if len(health()["fetcher"]["exchanges"]["kraken"]["pairs"]) == 2:
+            break
+
+    assert sources(prices("DOGE/USD,USDT/USD")) == {
+        "DOGE/USD": ("kraken", "XDGUSD"),
+        "USDT/USD": ("kraken", "USDTZUSD"),
+    }
+    assert deps.venues["kraken"].circuit.state == "closed"

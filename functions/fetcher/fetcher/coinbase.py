@@ -94,6 +94,9 @@ class CoinbaseClient:
         status = response.status_code
         if status == 429:
             raise RateLimitedError(429, DEFAULT_RETRY_AFTER_S, _error_message(response))
+        if status == 451:  # this location may not be served: no request from here will succeed
+            message = f"{path}: HTTP 451 {_error_message(response)}"
+            raise ExchangeError("restricted_location", message, status=451)
         if status == 404 and product_id is not None:
             message = f"{EXCHANGE} does not list {product_id}: {_error_message(response)}"
             raise ExchangeError("not_found", message, status=404)

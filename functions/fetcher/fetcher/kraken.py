@@ -152,6 +152,8 @@ class KrakenClient:
         if status == 429 or RATE_LIMIT_ERRORS.intersection(errors):
             message = f"{path}: HTTP {status} {', '.join(errors) or response.text[:200]}"
             raise RateLimitedError(429, _retry_after(response), message)
+        if status == 451:  # this location may not be served: no request from here will succeed
+            raise ExchangeError("restricted_location", f"{path}: HTTP 451", status=451)
         if status >= 500:  # the CDN answers these, often as HTML
             raise ExchangeError("http_5xx", f"{path}: HTTP {status}", status=status)
         if body is None:

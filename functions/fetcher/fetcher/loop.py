@@ -125,7 +125,7 @@ def _run_slot(
         start = open_slot_without_cache(deps, slot, invocation_id, heartbeat, exc)
     report.heartbeat_written = True
     pauses = {name: exchange_pause(venue, start, now) for name, venue in deps.venues.items()}
-    report.circuits_open = sum(1 for venue in deps.venues.values() if _circuit(venue, start).state == "open")
+    report.circuits_open = sum(1 for venue in deps.venues.values() if not _circuit(venue, start).allows(now))
     pause: tuple[int, str] | None = None
     if all(pauses.values()):  # every exchange banned or backing off: nothing to ask this slot
         until = min(p[0] for p in pauses.values() if p)
@@ -149,7 +149,7 @@ def _run_slot(
     result = run_tick(deps, start, now, deadline=deadline)
     summary.ticks += 1
     report.outcome, report.tick, report.stale_pairs = "ticked", result, result.stale_pairs
-    report.circuits_open = sum(1 for venue in deps.venues.values() if venue.circuit.state == "open")
+    report.circuits_open = sum(1 for venue in deps.venues.values() if not venue.circuit.allows(now_ms()))
     logger.debug(
         "tick",
         slot=slot,

@@ -65,6 +65,25 @@ class FailureHolds:
     def served(self, exchange: str, pair: str) -> None:
         self.holds.pop((exchange, pair), None)
 
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> FailureHolds:
+        """The holds as the cache keeps them for every invocation: ``exchange|pair`` -> ``until,failures``."""
+        holds = {}
+        for key, value in fields.items():
+            exchange, _, pair = key.partition("|")
+            until, _, failures = value.partition(",")
+            if pair and until.isdigit() and failures.isdigit():
+                holds[(exchange, pair)] = Hold(int(until), int(failures))
+        return cls(holds)
+
+    def as_fields(self, now_ms: int) -> dict[str, str]:
+        """The holds to keep; one long over is dropped (its failures count no more)."""
+        return {
+            f"{exchange}|{pair}": f"{hold.until_ms},{hold.failures}"
+            for (exchange, pair), hold in self.holds.items()
+            if now_ms - hold.until_ms < 2 * MAX_HOLD_MS
+        }
+
     def record(
         self, routes: Iterable[Route], *, served: Iterable[str], failed: Iterable[str], now_ms: int
     ) -> None:

@@ -38,6 +38,9 @@ from market_data.models import Ticker
 RATE_SHARE = 0.8
 COINBASE_STATS_REFRESH_MS = 300_000
 COINBASE_IN_FLIGHT = 3
+# Work that can wait a slot (refreshing a figure that still serves) stops this long before the
+# slot's deadline, so a slow answer cannot push the slot's writes into the next slot.
+OPTIONAL_WORK_MARGIN_S = 1.0
 
 
 class Pacer:
@@ -124,7 +127,7 @@ def _short_reason(exc: Exception) -> str:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "ticker"  # a check across fields
         return f"{where}: {first['msg']}"
-    return str(exc)
+    return f"malformed: {exc}"  # a field missing or not a number: counted as one kind
 
 
 class ExchangeSource(Protocol):
@@ -139,6 +142,10 @@ class ExchangeSource(Protocol):
     def listing(self) -> dict[str, SymbolInfo]: ...
 
     def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None: ...
+
+    def capacity(self, slot_s: float) -> int | None:
+        """How many pairs one slot can fetch (None: as many as are routed, in batches)."""
+        ...
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult: ...
 
@@ -192,6 +199,9 @@ class BinanceSource:
             f"weight budget: {used} of {budget} used this minute, this tick needs {planned}; "
             "resuming next minute"
         )
+
+    def capacity(self, slot_s: float) -> int | None:
+        return None  # batches: the weight budget is what bounds them
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         """Fetch ``routes`` in batches; no request leaves after ``deadline`` (monotonic seconds)."""
@@ -305,6 +315,7 @@ class CoinbaseSource:
         self.stats_refresh_ms = stats_refresh_ms
         self._clock_ms = clock_ms
         self.stats: dict[str, Kept] = {}  # product id -> its last /stats body
+        self.served_at: dict[str, int] = {}  # product id -> when its last ticker came back
         self._pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
 
     def listing(self) -> dict[str, SymbolInfo]:
@@ -313,6 +324,11 @@ class CoinbaseSource:
 
     def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None:
         return None  # the pacer spreads the requests instead
+
+    def capacity(self, slot_s: float) -> int | None:
+        """A ticker request per pair at the paced rate, with a quarter of the slot left for the
+        24 h stats refreshes and the answers' time."""
+        return max(int(self.requests_per_s * slot_s * 0.75), 1)
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
@@ -362,6 +378,7 @@ class CoinbaseSource:
                 )
                 with lock:
                     result.tickers[pair] = ticker
+                    self.served_at[product] = fetched_at
             except _Skipped as skipped:
                 with lock:
                     if skipped.failed:
@@ -381,9 +398,12 @@ class CoinbaseSource:
                 with lock:
                     result.invalid[pair] = _short_reason(exc)
 
+        # The longest unserved first: when the slot's rate runs out, the pairs left over are served
+        # first in the next slot, rather than the same ones missing every slot.
+        order = sorted(routes.items(), key=lambda item: self.served_at.get(item[1], 0))
         started = time.monotonic()
         with ThreadPoolExecutor(COINBASE_IN_FLIGHT, thread_name_prefix="coinbase") as pool:
-            list(pool.map(lambda item: fetch_pair(*item), routes.items()))
+            list(pool.map(lambda item: fetch_pair(*item), order))
         result.fetch_ms = round((time.monotonic() - started) * 1000)
         return result
 
@@ -418,6 +438,9 @@ class KrakenSource:
     def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None:
         return None  # the pacer spreads the requests instead
 
+    def capacity(self, slot_s: float) -> int | None:
+        return None  # one Ticker request carries every pair
+
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
         pacer = self._pacer
@@ -434,7 +457,7 @@ class KrakenSource:
             # While no routed pair has an open yet, a Ticker request would serve nothing: the
             # slot's turns all go to the opens.
             servable = any(key in self.opens for key in routes.values())
-            self._read_opens(never_read, pacer, deadline, result, keep_one_turn=servable)
+            failed_opens = self._read_opens(never_read, pacer, deadline, result, keep_one_turn=servable)
             raws: dict[str, dict[str, Any]] = {}
             asked = any(key in self.opens for key in routes.values()) and pacer.wait_turn(deadline)
             if asked:
@@ -451,12 +474,17 @@ class KrakenSource:
                 else:
                     result.missing[pair] = f"exchange error: {exc.kind}"
             return result
-        try:
-            self._read_opens(from_an_earlier_hour, pacer, deadline, result, keep_one_turn=False)
-        except ExchangeError as exc:  # the hour-old opens still serve; the prices are in hand
+        try:  # the hour-old opens still serve if this fails; the prices are in hand
+            # Optional work: it stops early enough that the slot's writes are not pushed into the next.
+            self._read_opens(
+                from_an_earlier_hour, pacer, deadline - OPTIONAL_WORK_MARGIN_S, result, keep_one_turn=False
+            )
+        except RateLimitedError as exc:
             result.failed(exc)
         for pair, key in routes.items():
-            if key not in self.opens:
+            if key in failed_opens:
+                result.missing[pair] = failed_opens[key]
+            elif key not in self.opens:
                 result.defer(pair, "not fetched this slot: its rolling 24 h open is not read yet")
             elif not asked:
                 result.defer(pair, "not fetched this slot: kraken's request rate is spent")
@@ -473,15 +501,27 @@ class KrakenSource:
 
     def _read_opens(
         self, keys: list[str], pacer: Pacer, deadline: float, result: SourceResult, *, keep_one_turn: bool
-    ) -> None:
+    ) -> dict[str, str]:
+        """Read the keys' rolling opens as far as the time goes; returns the keys whose read failed
+        (why), so that one pair's failure costs only that pair. A rate limit stops them all."""
         # Before the Ticker request, one turn is kept for it: an open without a price serves nothing.
+        # But the first open of a slot is read whatever: otherwise, when a slot has room for only
+        # one request, the Ticker would take it every slot and a new pair would never be served.
         cutoff = deadline - (1 / self.requests_per_s if keep_one_turn else 0)
-        for key in keys:
-            if not pacer.wait_turn(cutoff):
-                return
+        failed: dict[str, str] = {}
+        for index, key in enumerate(keys):
+            if not pacer.wait_turn(deadline if index == 0 else cutoff):
+                break
             result.requests += 1
             read_at = self._clock_ms()
-            self.opens[key] = Kept(self.client.rolling_open(key, now_ms=read_at), read_at)
+            try:
+                self.opens[key] = Kept(self.client.rolling_open(key, now_ms=read_at), read_at)
+            except RateLimitedError:
+                raise
+            except ExchangeError as exc:
+                result.failed(exc)
+                failed[key] = f"exchange error: {exc.kind} (its rolling 24 h open)"
+        return failed
 
 
 class _Skipped(Exception):

@@ -69,7 +69,7 @@ class ListingDirectory:
     def read(self, source: ExchangeSource, now: int) -> None:
         """Read the listing; raises RateLimitedError (a ban must pause the exchange) and, when no
         copy is kept, ExchangeError. A failed refresh keeps the last copy until the next regular read."""
-        regular = now >= self.next_read_at
+        regular = now - self.read_at >= self.refresh_ms  # not a re-read after a refused name
         self.attempted_at = now
         try:
             by_pair = source.listing()
@@ -230,6 +230,10 @@ def _read_listing(venue: Venue, outcome: SourceResult, now: int, needed_after: i
     except ExchangeError as exc:
         outcome.failed(exc)
         return False
+    except Exception as exc:  # one exchange's bug must not cost the others' prices
+        logger.exception("listing read failed", exchange=venue.name)
+        outcome.failed(ExchangeError("internal", f"{type(exc).__name__}: {exc}"))
+        return False
     return True
 
 
@@ -237,25 +241,39 @@ def route_tick(
     deps: FetcherDeps, pairs: list[str], unavailable: dict[str, str], now: int
 ) -> tuple[dict[str, Route], dict[str, str], dict[str, dict[str, Any]]]:
     """Route ``pairs``; an exchange whose share would pass its own budget (Binance's weight a
-    minute) pauses itself instead, and its pairs go to the next exchange that lists them."""
+    minute) pauses itself instead, and its pairs go to the next exchange that lists them. Pairs
+    beyond what an exchange can fetch in one slot (Coinbase: a request per pair) go to the next
+    exchange that lists them too, where there is one."""
     listings = {
         name: venue.directory.servable(venue.source.servable_status) for name, venue in deps.venues.items()
     }
+    order = list(deps.venues)
     pauses: dict[str, dict[str, Any]] = {}
     while True:
-        routing = route_pairs(
-            pairs, list(deps.venues), listings, unavailable=unavailable, holds=deps.holds, now_ms=now
-        )
+        routing = route_pairs(pairs, order, listings, unavailable=unavailable, holds=deps.holds, now_ms=now)
         paused_now = False
-        for name, routes in routes_by_exchange(routing.routes.values()).items():
-            reason = deps.venues[name].source.pause_reason(routes, now_ms())
+        for name, symbols in routes_by_exchange(routing.routes.values()).items():
+            reason = deps.venues[name].source.pause_reason(symbols, now_ms())
             if reason is not None:
                 until = (now // WEIGHT_WINDOW_MS + 1) * WEIGHT_WINDOW_MS
                 pauses[name] = {"until": until, "status": 0, "reason": reason}
                 unavailable[name] = reason
                 paused_now = True
         if not paused_now:
-            return routing.routes, routing.unserved, pauses
+            break
+    routes = dict(routing.routes)
+    slot_s = deps.settings.fetch_interval_ms / 1000
+    for name, share in routes_by_exchange(routing.routes.values()).items():
+        capacity = deps.venues[name].source.capacity(slot_s)
+        if capacity is None or len(share) <= capacity:
+            continue
+        # Pairs on their first exchange stay; those failed over to it move on first.
+        keep = sorted(share, key=lambda pair: not routes[pair].preferred)[:capacity]
+        overflow = [pair for pair in share if pair not in keep]
+        full = {**unavailable, name: "its request rate is spent this slot"}
+        moved = route_pairs(overflow, order, listings, unavailable=full, holds=deps.holds, now_ms=now)
+        routes.update(moved.routes)  # the others stay, served as its rate allows
+    return routes, routing.unserved, pauses
 
 
 def routes_by_exchange(routes: Iterable[Route]) -> dict[str, dict[str, str]]:
@@ -323,6 +341,8 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     pending = [record for record in records if record.status == "pending"]
     venues = list(deps.venues.values())
     outcomes = result.exchanges = {venue.name: SourceResult(venue.name) for venue in venues}
+    if slot.holds is not None:  # the holds every invocation shares; this container's while the cache is lost
+        deps.holds = FailureHolds.from_fields(slot.holds)
 
     unavailable: dict[str, str] = {}
     for venue in venues:
@@ -564,7 +584,8 @@ def _write_cache(
             unlisted_copies=slot.cached_pairs - set(pairs),
             counters={
                 "fetchAttempts": 1,
-                "fetchSuccesses": 0 if result.errors else 1,
+                # A tick that served prices succeeded, even if one exchange or one refresh failed.
+                "fetchSuccesses": 1 if result.tickers or not result.errors else 0,
                 "fetchErrors": 1 if result.errors else 0,
                 "invalidTickers": len(result.invalid),
                 "priceJumpsHeld": len(result.held),
@@ -574,6 +595,7 @@ def _write_cache(
             fields=fields,
             held=result.held,
             circuits=circuits,
+            holds=deps.holds.as_fields(now_ms()),
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )

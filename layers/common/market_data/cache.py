@@ -33,6 +33,9 @@ STATS = f"{TAG}:stats"  # HASH of fetcher counters and last results
 HEARTBEAT = f"{TAG}:heartbeat"  # JSON, written every slot by every running fetcher invocation
 HELD_PRICES = f"{TAG}:held"  # HASH pair -> a jumped price waiting for the next tick to confirm it
 LKG_WRITTEN = f"{TAG}:lkg-written"  # HASH pair -> ms of the last DynamoDB last-known-good write
+# HASH "exchange|pair" -> "until,failures": pairs held off an exchange they failed on, shared by
+# every invocation so that overlapping ones route a failing pair the same way.
+FAILURE_HOLDS = f"{TAG}:holds"
 # Per-minute windows of the prices API's own figures, summed over every container (for health).
 READS_WINDOW_MS = 60_000
 READS_WINDOW_TTL_MS = 3 * READS_WINDOW_MS
@@ -246,6 +249,7 @@ class SlotStart:
     lkg_written: dict[str, int]  # pair -> ms of its last DynamoDB write
     cache_ok: bool = True  # False: the cache is unreachable and DynamoDB coordinates this slot
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
+    holds: dict[str, str] | None = None  # FAILURE_HOLDS's fields; None when the cache is lost
 
 
 def open_slot(
@@ -268,16 +272,18 @@ def open_slot(
     pipe.set(claim_key(slot), owner, nx=True, px=3 * interval_ms)
     pipe.hkeys(STALE_COPIES)
     pipe.hgetall(LKG_WRITTEN)
+    pipe.hgetall(FAILURE_HOLDS)
     for exchange in exchanges:
         pipe.get(ban_key(exchange))
         pipe.hgetall(circuit_key(exchange))
-    _, claimed, cached, written, *per_exchange = pipe.execute()
+    _, claimed, cached, written, holds, *per_exchange = pipe.execute()
     return SlotStart(
         claimed=bool(claimed),
         bans=_bans(exchanges, per_exchange[::2]),
         cached_pairs=frozenset(key.decode() for key in cached) - META_FIELDS,
         lkg_written={key.decode(): int(value) for key, value in written.items()},
         circuits=_circuits(exchanges, per_exchange[1::2]),
+        holds={key.decode(): value.decode() for key, value in holds.items()},
     )
 
 
@@ -301,6 +307,7 @@ class TickWrite:
     suspended: Sequence[str] = ()  # listed pairs served only from their last copy
     held: dict[str, float] = field(default_factory=dict)  # jumped prices waiting for confirmation
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
+    holds: dict[str, str] = field(default_factory=dict)  # FAILURE_HOLDS, replaced whole
 
 
 def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -360,6 +367,9 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
         pipe.hdel(HELD_PRICES, *write.tickers)  # written prices need no confirmation any more
     for exchange, circuit in write.circuits.items():
         pipe.hset(circuit_key(exchange), mapping=circuit)
+    pipe.delete(FAILURE_HOLDS)
+    if write.holds:
+        pipe.hset(FAILURE_HOLDS, mapping=write.holds)
     if write.held:
         pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
     if unlisted:
