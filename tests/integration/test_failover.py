@@ -322,3 +322,22 @@ def test_a_kraken_pair_whose_rolling_open_cannot_be_read_costs_only_that_pair(
         "USDT/USD": ("kraken", "USDTZUSD"),
     }
     assert deps.venues["kraken"].circuit.state == "closed"
+
+
+def test_invocations_taking_slots_in_turn_keep_to_each_exchange_s_rate_between_them(
+    deps: FetcherDeps,
+    make_deps: Callable[..., FetcherDeps],
+    exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
+) -> None:
+    _, _, kraken = exchanges
+    other = make_deps()  # an overlapping invocation's container: its own clients, its own pacers
+    store.seed_registry(deps.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
+
+    for _ in range(3):  # the slots go to one invocation, then the other
+        tick(deps)
+        tick(other)
+
+    starts = [r.monotonic for r in kraken.requests]
+    assert len(starts) >= 5
+    assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(starts))
+    assert all(r.status == 200 and not r.errors for r in kraken.requests)

@@ -44,7 +44,9 @@ OPTIONAL_WORK_MARGIN_S = 1.0
 
 
 class Pacer:
-    """Start times at least ``1 / per_second`` apart, shared by the threads of one slot."""
+    """Start times at least ``1 / per_second`` apart, shared by the threads of one slot, and
+    (through ``next_start_ms`` and ``not_before_ms``, kept in the cache) by the invocations that
+    take the slots in turn."""
 
     def __init__(
         self,
@@ -69,6 +71,16 @@ class Pacer:
         if start > now:
             self._sleep(start - now)
         return True
+
+    def next_start_ms(self) -> int:
+        """The next allowed start as epoch ms, for the invocation that takes the next slot."""
+        with self._lock:
+            return now_ms() + max(round((self._next - self._clock()) * 1000), 0)
+
+    def not_before_ms(self, epoch_ms: int) -> None:
+        """No start before ``epoch_ms``: another invocation's last request was paced up to then."""
+        with self._lock:
+            self._next = max(self._next, self._clock() + (epoch_ms - now_ms()) / 1000)
 
 
 # Error kinds that mean the exchange's listing changed under us (a name it no longer knows): the
@@ -147,6 +159,12 @@ class ExchangeSource(Protocol):
         """How many pairs one slot can fetch (None: as many as are routed, in batches)."""
         ...
 
+    @property
+    def pacer(self) -> Pacer | None:
+        """The exchange's request pacing, where it counts requests (None: Binance counts weight,
+        and reports it itself)."""
+        ...
+
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult: ...
 
 
@@ -202,6 +220,8 @@ class BinanceSource:
 
     def capacity(self, slot_s: float) -> int | None:
         return None  # batches: the weight budget is what bounds them
+
+    pacer = None  # the exchange reports the weight used, whichever invocation spent it
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         """Fetch ``routes`` in batches; no request leaves after ``deadline`` (monotonic seconds)."""
@@ -316,10 +336,10 @@ class CoinbaseSource:
         self._clock_ms = clock_ms
         self.stats: dict[str, Kept] = {}  # product id -> its last /stats body
         self.served_at: dict[str, int] = {}  # product id -> when its last ticker came back
-        self._pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
+        self.pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
 
     def listing(self) -> dict[str, SymbolInfo]:
-        self._pacer.wait_turn(math.inf)  # a request like any other against the exchange's rate
+        self.pacer.wait_turn(math.inf)  # a request like any other against the exchange's rate
         return self.client.products()
 
     def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None:
@@ -332,7 +352,7 @@ class CoinbaseSource:
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
-        pacer, stop, lock = self._pacer, threading.Event(), threading.Lock()
+        pacer, stop, lock = self.pacer, threading.Event(), threading.Lock()
         now = self._clock_ms()
         due = sorted(
             (product for product in routes.values() if self._stats_due(product, now)),
@@ -429,10 +449,10 @@ class KrakenSource:
         self.client = client
         self.requests_per_s, self._clock_ms = requests_per_s, clock_ms
         self.opens: dict[str, Kept] = {}  # the pair's canonical key -> its rolling 24 h open
-        self._pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
+        self.pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
 
     def listing(self) -> dict[str, SymbolInfo]:
-        self._pacer.wait_turn(math.inf)  # a request like any other against the exchange's rate
+        self.pacer.wait_turn(math.inf)  # a request like any other against the exchange's rate
         return self.client.asset_pairs()
 
     def pause_reason(self, routes: Mapping[str, str], now: int) -> str | None:
@@ -443,7 +463,7 @@ class KrakenSource:
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
-        pacer = self._pacer
+        pacer = self.pacer
         hour = self._clock_ms() // kraken.HOUR_MS
         never_read = [key for key in routes.values() if key not in self.opens]
         from_an_earlier_hour = [

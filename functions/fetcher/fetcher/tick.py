@@ -343,6 +343,9 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     outcomes = result.exchanges = {venue.name: SourceResult(venue.name) for venue in venues}
     if slot.holds is not None:  # the holds every invocation shares; this container's while the cache is lost
         deps.holds = FailureHolds.from_fields(slot.holds)
+    for venue in venues:  # another invocation may have asked this exchange at the end of the last slot
+        if venue.source.pacer is not None and venue.name in slot.pace:
+            venue.source.pacer.not_before_ms(slot.pace[venue.name])
 
     unavailable: dict[str, str] = {}
     for venue in venues:
@@ -596,6 +599,11 @@ def _write_cache(
             held=result.held,
             circuits=circuits,
             holds=deps.holds.as_fields(now_ms()),
+            pace={
+                name: venue.source.pacer.next_start_ms()
+                for name, venue in deps.venues.items()
+                if venue.source.pacer is not None
+            },
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )

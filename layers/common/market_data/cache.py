@@ -36,6 +36,9 @@ LKG_WRITTEN = f"{TAG}:lkg-written"  # HASH pair -> ms of the last DynamoDB last-
 # HASH "exchange|pair" -> "until,failures": pairs held off an exchange they failed on, shared by
 # every invocation so that overlapping ones route a failing pair the same way.
 FAILURE_HOLDS = f"{TAG}:holds"
+# HASH exchange -> epoch ms: no request to that exchange before then (Coinbase's and Kraken's
+# request pacing, carried from one invocation's slot to the next one's).
+PACE = f"{TAG}:pace"
 # Per-minute windows of the prices API's own figures, summed over every container (for health).
 READS_WINDOW_MS = 60_000
 READS_WINDOW_TTL_MS = 3 * READS_WINDOW_MS
@@ -250,6 +253,7 @@ class SlotStart:
     cache_ok: bool = True  # False: the cache is unreachable and DynamoDB coordinates this slot
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
     holds: dict[str, str] | None = None  # FAILURE_HOLDS's fields; None when the cache is lost
+    pace: dict[str, int] = field(default_factory=dict)  # exchange -> no request before (epoch ms)
 
 
 def open_slot(
@@ -273,10 +277,11 @@ def open_slot(
     pipe.hkeys(STALE_COPIES)
     pipe.hgetall(LKG_WRITTEN)
     pipe.hgetall(FAILURE_HOLDS)
+    pipe.hgetall(PACE)
     for exchange in exchanges:
         pipe.get(ban_key(exchange))
         pipe.hgetall(circuit_key(exchange))
-    _, claimed, cached, written, holds, *per_exchange = pipe.execute()
+    _, claimed, cached, written, holds, pace, *per_exchange = pipe.execute()
     return SlotStart(
         claimed=bool(claimed),
         bans=_bans(exchanges, per_exchange[::2]),
@@ -284,6 +289,7 @@ def open_slot(
         lkg_written={key.decode(): int(value) for key, value in written.items()},
         circuits=_circuits(exchanges, per_exchange[1::2]),
         holds={key.decode(): value.decode() for key, value in holds.items()},
+        pace={key.decode(): int(value) for key, value in pace.items()},
     )
 
 
@@ -308,6 +314,7 @@ class TickWrite:
     held: dict[str, float] = field(default_factory=dict)  # jumped prices waiting for confirmation
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
     holds: dict[str, str] = field(default_factory=dict)  # FAILURE_HOLDS, replaced whole
+    pace: dict[str, int] = field(default_factory=dict)  # PACE's fields to set
 
 
 def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -370,6 +377,9 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
     pipe.delete(FAILURE_HOLDS)
     if write.holds:
         pipe.hset(FAILURE_HOLDS, mapping=write.holds)
+    if write.pace:
+        pipe.hset(PACE, mapping={exchange: str(at) for exchange, at in write.pace.items()})
+        pipe.pexpire(PACE, HEARTBEAT_TTL_MS)  # a pace long past means nothing
     if write.held:
         pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
     if unlisted:
