@@ -341,3 +341,28 @@ def test_invocations_taking_slots_in_turn_keep_to_each_exchange_s_rate_between_t
     assert len(starts) >= 5
     assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(starts))
     assert all(r.status == 200 and not r.errors for r in kraken.requests)
+
+
+def test_a_new_container_serves_at_once_with_the_slow_figures_another_one_read(
+    deps: FetcherDeps,
+    make_deps: Callable[..., FetcherDeps],
+    exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
+) -> None:
+    _, coinbase, kraken = exchanges
+    store.seed_registry(deps.table, ["DOGE/USD", "SOL/USD"], now_ms=now_ms())
+    for _ in range(4):
+        tick(deps)
+        if len(health()["fetcher"]["exchanges"]["kraken"]["pairs"]) == 1:
+            break
+    kraken.reset_requests()
+    coinbase.reset_requests()
+
+    # A container started by an overlapping invocation takes the next slot (4 s, as deployed: its
+    # own Kraken listing read and the Ticker request must both fit at one request a second).
+    tick(make_deps(FETCH_INTERVAL_MS="4000"))
+
+    # Kraken's rolling open and Coinbase's 24 h stats came from the cache, not the exchanges
+    assert health()["fetcher"]["exchanges"]["kraken"]["pairs"] == ["DOGE/USD"]
+    assert "SOL/USD" in health()["fetcher"]["exchanges"]["coinbase"]["pairs"]
+    assert [r.path for r in kraken.requests if r.path != "/0/public/AssetPairs"] == [KRAKEN_TICKER]
+    assert not [r for r in coinbase.requests if r.path.endswith("/stats")]

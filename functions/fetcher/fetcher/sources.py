@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from pydantic import ValidationError
 
 from fetcher import coinbase, kraken
@@ -133,6 +134,23 @@ class Kept:
     read_at_ms: int
 
 
+def share_kept(kept: dict[str, Kept]) -> dict[str, bytes]:
+    """Kept figures as the cache holds them for every invocation (key -> JSON)."""
+    return {key: orjson.dumps({"value": item.value, "readAt": item.read_at_ms}) for key, item in kept.items()}
+
+
+def merge_kept(kept: dict[str, Kept], shared: Mapping[str, bytes]) -> None:
+    """Take from the cache the figures another invocation read more recently than this one."""
+    for key, raw in shared.items():
+        try:
+            item = orjson.loads(raw)
+            read_at = int(item["readAt"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a figure that cannot be read is read again from the exchange
+        if key not in kept or kept[key].read_at_ms < read_at:
+            kept[key] = Kept(item["value"], read_at)
+
+
 def _short_reason(exc: Exception) -> str:
     """``field: message`` of the first problem; the field is what operators count a rejection by."""
     if isinstance(exc, ValidationError):
@@ -157,6 +175,11 @@ class ExchangeSource(Protocol):
 
     def capacity(self, slot_s: float) -> int | None:
         """How many pairs one slot can fetch (None: as many as are routed, in batches)."""
+        ...
+
+    @property
+    def kept(self) -> dict[str, Kept] | None:
+        """Slow-moving figures kept between slots and shared through the cache (None: none)."""
         ...
 
     @property
@@ -222,6 +245,7 @@ class BinanceSource:
         return None  # batches: the weight budget is what bounds them
 
     pacer = None  # the exchange reports the weight used, whichever invocation spent it
+    kept = None  # every figure comes with the ticker
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         """Fetch ``routes`` in batches; no request leaves after ``deadline`` (monotonic seconds)."""
@@ -335,6 +359,7 @@ class CoinbaseSource:
         self.stats_refresh_ms = stats_refresh_ms
         self._clock_ms = clock_ms
         self.stats: dict[str, Kept] = {}  # product id -> its last /stats body
+        self.kept = self.stats
         self.served_at: dict[str, int] = {}  # product id -> when its last ticker came back
         self.pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
 
@@ -449,6 +474,7 @@ class KrakenSource:
         self.client = client
         self.requests_per_s, self._clock_ms = requests_per_s, clock_ms
         self.opens: dict[str, Kept] = {}  # the pair's canonical key -> its rolling 24 h open
+        self.kept = self.opens
         self.pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
 
     def listing(self) -> dict[str, SymbolInfo]:

@@ -22,7 +22,7 @@ from fetcher.circuit import Circuit
 from fetcher.exchange import ExchangeError, RateLimitedError, SymbolInfo
 from fetcher.jumps import judge_jumps
 from fetcher.routing import FailureHolds, Route, route_pairs
-from fetcher.sources import ExchangeSource, SourceResult
+from fetcher.sources import ExchangeSource, SourceResult, merge_kept, share_kept
 from fetcher.verify import ListingView, Transition, decide_pending, pending_since, recheck_listed
 from market_data import cache, store
 from market_data.clock import now_ms
@@ -346,6 +346,8 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     for venue in venues:  # another invocation may have asked this exchange at the end of the last slot
         if venue.source.pacer is not None and venue.name in slot.pace:
             venue.source.pacer.not_before_ms(slot.pace[venue.name])
+        if venue.source.kept is not None and venue.name in slot.kept:
+            merge_kept(venue.source.kept, slot.kept[venue.name])
 
     unavailable: dict[str, str] = {}
     for venue in venues:
@@ -603,6 +605,11 @@ def _write_cache(
                 name: venue.source.pacer.next_start_ms()
                 for name, venue in deps.venues.items()
                 if venue.source.pacer is not None
+            },
+            kept={
+                name: share_kept(venue.source.kept)
+                for name, venue in deps.venues.items()
+                if venue.source.kept is not None
             },
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,

@@ -68,6 +68,16 @@ def circuit_key(exchange: str) -> str:
     return f"{TAG}:circuit:{exchange}"
 
 
+def kept_key(exchange: str) -> str:
+    """HASH: ``exchange``'s slow-moving figures (Coinbase's 24 h stats, Kraken's rolling opens),
+    key -> JSON, shared so that no invocation reads again what another has just read."""
+    return f"{TAG}:kept:{exchange}"
+
+
+# Kept figures are refreshed within the hour; a copy older than this is read again from the exchange.
+KEPT_TTL_MS = 2 * 3_600_000
+
+
 def claim_key(slot: int) -> str:
     return f"{TAG}:claim:{slot}"
 
@@ -254,6 +264,7 @@ class SlotStart:
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
     holds: dict[str, str] | None = None  # FAILURE_HOLDS's fields; None when the cache is lost
     pace: dict[str, int] = field(default_factory=dict)  # exchange -> no request before (epoch ms)
+    kept: dict[str, dict[str, bytes]] = field(default_factory=dict)  # exchange -> kept figures
 
 
 def open_slot(
@@ -281,13 +292,19 @@ def open_slot(
     for exchange in exchanges:
         pipe.get(ban_key(exchange))
         pipe.hgetall(circuit_key(exchange))
+        pipe.hgetall(kept_key(exchange))
     _, claimed, cached, written, holds, pace, *per_exchange = pipe.execute()
     return SlotStart(
         claimed=bool(claimed),
-        bans=_bans(exchanges, per_exchange[::2]),
+        bans=_bans(exchanges, per_exchange[::3]),
         cached_pairs=frozenset(key.decode() for key in cached) - META_FIELDS,
         lkg_written={key.decode(): int(value) for key, value in written.items()},
-        circuits=_circuits(exchanges, per_exchange[1::2]),
+        circuits=_circuits(exchanges, per_exchange[1::3]),
+        kept={
+            exchange: {key.decode(): value for key, value in figures.items()}
+            for exchange, figures in zip(exchanges, per_exchange[2::3], strict=True)
+            if figures
+        },
         holds={key.decode(): value.decode() for key, value in holds.items()},
         pace={key.decode(): int(value) for key, value in pace.items()},
     )
@@ -315,6 +332,7 @@ class TickWrite:
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
     holds: dict[str, str] = field(default_factory=dict)  # FAILURE_HOLDS, replaced whole
     pace: dict[str, int] = field(default_factory=dict)  # PACE's fields to set
+    kept: dict[str, dict[str, bytes]] = field(default_factory=dict)  # exchange -> kept figures to set
 
 
 def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -380,6 +398,10 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
     if write.pace:
         pipe.hset(PACE, mapping={exchange: str(at) for exchange, at in write.pace.items()})
         pipe.pexpire(PACE, HEARTBEAT_TTL_MS)  # a pace long past means nothing
+    for exchange, figures in write.kept.items():
+        if figures:
+            pipe.hset(kept_key(exchange), mapping=figures)
+            pipe.pexpire(kept_key(exchange), KEPT_TTL_MS)
     if write.held:
         pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
     if unlisted:
