@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from fetcher.loop import LoopSummary, run_slot
+from fetcher.sources import OPEN_RETRY_MS, KrakenSource
 from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.coinbase_simulator import CoinbaseSimulator
@@ -305,37 +306,50 @@ def test_pairs_beyond_what_coinbase_can_fetch_in_a_slot_go_to_the_next_exchange_
 
 
 def test_a_kraken_pair_whose_rolling_open_cannot_be_read_costs_only_that_pair(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
-) -> None:
-    _, _, kraken = exchanges
-    store.seed_registry(deps.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
-    kraken.set_fault("server_error", path="/0/public/OHLC", count=1)  # the first open read fails
-
-    # Kraken's one request a second: its listing, two opens (one of them twice) and the ticker
-    for _ in range(8):
-        tick(deps)
-        if len(health()["fetcher"]["exchanges"]["kraken"]["pairs"]) == 2:
-            break
-
-    assert sources(prices("DOGE/USD,USDT/USD")) == {
-        "DOGE/USD": ("kraken", "XDGUSD"),
-        "USDT/USD": ("kraken", "USDTZUSD"),
-    }
-    assert deps.venues["kraken"].circuit.state == "closed"
-
-
-def test_invocations_taking_slots_in_turn_keep_to_each_exchange_s_rate_between_them(
-    deps: FetcherDeps,
     make_deps: Callable[..., FetcherDeps],
     exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
 ) -> None:
     _, _, kraken = exchanges
-    other = make_deps()  # an overlapping invocation's container: its own clients, its own pacers
+    deps = make_deps(FETCH_INTERVAL_MS="4000")  # 4 s slots, as deployed: three Kraken requests each
     store.seed_registry(deps.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
+    kraken.set_fault("server_error", path="/0/public/OHLC", count=1)  # DOGE's open read fails once
 
-    for _ in range(3):  # the slots go to one invocation, then the other
+    for _ in range(4):
         tick(deps)
-        tick(other)
+        if health()["fetcher"]["exchanges"]["kraken"]["pairs"]:
+            break
+
+    assert sources(prices("USDT/USD")) == {"USDT/USD": ("kraken", "USDTZUSD")}
+    assert (
+        health()["fetcher"]["missingPairs"]["DOGE/USD"] == "exchange error: http_5xx (its rolling 24 h open)"
+    )
+    assert deps.venues["kraken"].circuit.state == "closed"
+    ohlc_reads = len([r for r in kraken.requests if r.path == "/0/public/OHLC"])
+    tick(deps)
+    assert len([r for r in kraken.requests if r.path == "/0/public/OHLC"]) == ohlc_reads  # not at once
+
+    source = deps.venues["kraken"].source
+    assert isinstance(source, KrakenSource)
+    source.open_failures = {key: (at - OPEN_RETRY_MS, why) for key, (at, why) in source.open_failures.items()}
+    for _ in range(3):  # a minute on, it is asked again
+        tick(deps)
+        if len(health()["fetcher"]["exchanges"]["kraken"]["pairs"]) == 2:
+            break
+    assert sources(prices("DOGE/USD")) == {"DOGE/USD": ("kraken", "XDGUSD")}
+
+
+def test_invocations_taking_slots_in_turn_keep_to_each_exchange_s_rate_between_them(
+    make_deps: Callable[..., FetcherDeps],
+    exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
+) -> None:
+    _, _, kraken = exchanges
+    # Two containers of overlapping invocations, each with its own clients and pacers, in 4 s slots
+    first, second = make_deps(FETCH_INTERVAL_MS="4000"), make_deps()
+    store.seed_registry(first.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
+
+    for _ in range(2):  # the slots go to one invocation, then the other
+        tick(first)
+        tick(second)
 
     starts = [r.monotonic for r in kraken.requests]
     assert len(starts) >= 5

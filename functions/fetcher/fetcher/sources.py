@@ -42,6 +42,8 @@ COINBASE_IN_FLIGHT = 3
 # Work that can wait a slot (refreshing a figure that still serves) stops this long before the
 # slot's deadline, so a slow answer cannot push the slot's writes into the next slot.
 OPTIONAL_WORK_MARGIN_S = 1.0
+# A Kraken rolling open whose read failed is asked again after this long.
+OPEN_RETRY_MS = 60_000
 
 
 class Pacer:
@@ -62,11 +64,13 @@ class Pacer:
         self._next = 0.0
 
     def wait_turn(self, deadline: float) -> bool:
-        """Wait for the next start time; False (and no wait) when it would come after ``deadline``."""
+        """Wait for the next start time; False (and no wait) when that start and its gap would not
+        both fit before ``deadline``: the next slot, whichever invocation takes it, may then start
+        at once without coming too close to this one's last request."""
         with self._lock:
             now = self._clock()
             start = max(now, self._next)
-            if start >= deadline:
+            if start + self._gap_s > deadline:
                 return False
             self._next = start + self._gap_s
         if start > now:
@@ -134,21 +138,44 @@ class Kept:
     read_at_ms: int
 
 
-def share_kept(kept: dict[str, Kept]) -> dict[str, bytes]:
-    """Kept figures as the cache holds them for every invocation (key -> JSON)."""
-    return {key: orjson.dumps({"value": item.value, "readAt": item.read_at_ms}) for key, item in kept.items()}
+# A kept figure older than this is not served: it is read again from the exchange first. Both
+# kept figures are refreshed well within it (Coinbase's stats every 5 minutes, Kraken's opens hourly).
+KEPT_MAX_AGE_MS = 2 * 3_600_000
+# A figure "read" further in the future than this is a broken clock, not a figure.
+KEPT_MAX_SKEW_MS = 60_000
 
 
-def merge_kept(kept: dict[str, Kept], shared: Mapping[str, bytes]) -> None:
-    """Take from the cache the figures another invocation read more recently than this one."""
+def share_kept(kept: Mapping[str, Kept], *, since_ms: int) -> dict[str, bytes]:
+    """The figures read since ``since_ms`` (this tick), as the cache holds them (key -> JSON): only
+    what this invocation read, so an older copy never overwrites another invocation's newer one."""
+    return {
+        key: orjson.dumps({"value": item.value, "readAt": item.read_at_ms})
+        for key, item in kept.items()
+        if item.read_at_ms >= since_ms
+    }
+
+
+def merge_kept(
+    kept: dict[str, Kept], shared: Mapping[str, bytes], *, now_ms: int, accept: Callable[[Any], bool]
+) -> list[str]:
+    """Take from the cache the figures another invocation read more recently than this one, and
+    drop the ones too old to serve. Returns the cached keys to delete: too old, or not a figure
+    this exchange's parser would take (``accept``), so that bad data is read again, not served."""
+    unusable = []
     for key, raw in shared.items():
         try:
             item = orjson.loads(raw)
-            read_at = int(item["readAt"])
+            read_at, value = int(item["readAt"]), item["value"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue  # a figure that cannot be read is read again from the exchange
-        if key not in kept or kept[key].read_at_ms < read_at:
-            kept[key] = Kept(item["value"], read_at)
+            unusable.append(key)
+            continue
+        if not accept(value) or not now_ms - KEPT_MAX_AGE_MS <= read_at <= now_ms + KEPT_MAX_SKEW_MS:
+            unusable.append(key)
+        elif key not in kept or kept[key].read_at_ms < read_at:
+            kept[key] = Kept(value, read_at)
+    for key in [key for key, item in kept.items() if now_ms - item.read_at_ms > KEPT_MAX_AGE_MS]:
+        del kept[key]  # e.g. a pair that left this exchange: its figure is not kept for ever
+    return unusable
 
 
 def _short_reason(exc: Exception) -> str:
@@ -180,6 +207,10 @@ class ExchangeSource(Protocol):
     @property
     def kept(self) -> dict[str, Kept] | None:
         """Slow-moving figures kept between slots and shared through the cache (None: none)."""
+        ...
+
+    def accept_kept(self, value: Any) -> bool:
+        """Whether a kept figure from the cache has the shape this exchange's parser takes."""
         ...
 
     @property
@@ -246,6 +277,9 @@ class BinanceSource:
 
     pacer = None  # the exchange reports the weight used, whichever invocation spent it
     kept = None  # every figure comes with the ticker
+
+    def accept_kept(self, value: Any) -> bool:
+        return False
 
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         """Fetch ``routes`` in batches; no request leaves after ``deadline`` (monotonic seconds)."""
@@ -375,6 +409,10 @@ class CoinbaseSource:
         24 h stats refreshes and the answers' time."""
         return max(int(self.requests_per_s * slot_s * 0.75), 1)
 
+    @staticmethod
+    def accept_kept(value: Any) -> bool:
+        return isinstance(value, dict) and all(name in value for name in ("open", "high", "low"))
+
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
         pacer, stop, lock = self.pacer, threading.Event(), threading.Lock()
@@ -475,6 +513,7 @@ class KrakenSource:
         self.requests_per_s, self._clock_ms = requests_per_s, clock_ms
         self.opens: dict[str, Kept] = {}  # the pair's canonical key -> its rolling 24 h open
         self.kept = self.opens
+        self.open_failures: dict[str, tuple[int, str]] = {}  # key -> when its open last failed, why
         self.pacer = Pacer(requests_per_s)  # the rate is the exchange's, across slots
 
     def listing(self) -> dict[str, SymbolInfo]:
@@ -487,11 +526,23 @@ class KrakenSource:
     def capacity(self, slot_s: float) -> int | None:
         return None  # one Ticker request carries every pair
 
+    @staticmethod
+    def accept_kept(value: Any) -> bool:
+        return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
     def fetch(self, routes: Mapping[str, str], *, deadline: float) -> SourceResult:
         result = SourceResult(self.name)
         pacer = self.pacer
         hour = self._clock_ms() // kraken.HOUR_MS
-        never_read = [key for key in routes.values() if key not in self.opens]
+        now = self._clock_ms()
+        # An open that just failed is not asked again at once: a pair Kraken lists without candles
+        # would otherwise take the slot's first request every slot.
+        retry_later = {
+            key: why
+            for key, (failed_at, why) in self.open_failures.items()
+            if key not in self.opens and now - failed_at < OPEN_RETRY_MS
+        }
+        never_read = [key for key in routes.values() if key not in self.opens and key not in retry_later]
         from_an_earlier_hour = [
             key
             for key in routes.values()
@@ -528,8 +579,8 @@ class KrakenSource:
         except RateLimitedError as exc:
             result.failed(exc)
         for pair, key in routes.items():
-            if key in failed_opens:
-                result.missing[pair] = failed_opens[key]
+            if key in failed_opens or key in retry_later:
+                result.missing[pair] = failed_opens.get(key) or retry_later[key]
             elif key not in self.opens:
                 result.defer(pair, "not fetched this slot: its rolling 24 h open is not read yet")
             elif not asked:
@@ -567,6 +618,9 @@ class KrakenSource:
             except ExchangeError as exc:
                 result.failed(exc)
                 failed[key] = f"exchange error: {exc.kind} (its rolling 24 h open)"
+                self.open_failures[key] = (read_at, failed[key])
+            else:
+                self.open_failures.pop(key, None)
         return failed
 
 

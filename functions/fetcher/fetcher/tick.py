@@ -129,6 +129,9 @@ class FetcherDeps:
     venues: dict[str, Venue]  # in EXCHANGES order: the first that lists a pair serves it
     executor: ThreadPoolExecutor  # one thread per exchange: they are asked side by side
     holds: FailureHolds = field(default_factory=FailureHolds)  # pairs held off a failing exchange
+    # The holds as the cache had them when read, and changes a failed cache write did not store.
+    holds_stored: dict[str, str] = field(default_factory=dict)
+    holds_unsaved: tuple[dict[str, str], list[str]] | None = None
     registry: list[PairRecord] | None = None  # the last registry read, used while DynamoDB fails
     lkg_written: dict[str, int] = field(default_factory=dict)  # used while the cache is lost
     store_errors: int = 0  # DynamoDB failures not yet counted in the stats
@@ -272,7 +275,14 @@ def route_tick(
         overflow = [pair for pair in share if pair not in keep]
         full = {**unavailable, name: "its request rate is spent this slot"}
         moved = route_pairs(overflow, order, listings, unavailable=full, holds=deps.holds, now_ms=now)
-        routes.update(moved.routes)  # the others stay, served as its rate allows
+        for pair, route in moved.routes.items():
+            # Only to an exchange where the pair has not just failed, and within that one's budget;
+            # the others stay, served as this exchange's rate allows.
+            if deps.holds.is_held(route.exchange, pair, now):
+                continue
+            share_there = routes_by_exchange([*routes.values(), route]).get(route.exchange, {})
+            if deps.venues[route.exchange].source.pause_reason(share_there, now_ms()) is None:
+                routes[pair] = route
     return routes, routing.unserved, pauses
 
 
@@ -331,6 +341,16 @@ def fetch_routed(
     return round((time.monotonic() - started) * 1000)
 
 
+@dataclass
+class SharedState:
+    """What a tick leaves in the cache for the invocation that takes the next slot."""
+
+    holds: dict[str, str]  # every failure hold, as FailureHolds.as_fields gives them
+    pace: dict[str, int]  # exchange -> no request before (epoch ms)
+    kept: dict[str, dict[str, bytes]]  # exchange -> slow figures read this tick
+    kept_unusable: dict[str, list[str]]  # exchange -> cached figures too old or malformed
+
+
 def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadline: float) -> TickResult:
     """Fetch every listed pair once and write the results: the body of one claimed slot."""
     settings = deps.settings
@@ -342,12 +362,19 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     venues = list(deps.venues.values())
     outcomes = result.exchanges = {venue.name: SourceResult(venue.name) for venue in venues}
     if slot.holds is not None:  # the holds every invocation shares; this container's while the cache is lost
-        deps.holds = FailureHolds.from_fields(slot.holds)
+        stored = dict(slot.holds)
+        if deps.holds_unsaved is not None:  # the last tick's changes, which its cache write lost
+            changed, ended = deps.holds_unsaved
+            stored = {key: value for key, value in {**stored, **changed}.items() if key not in ended}
+        deps.holds, deps.holds_stored = FailureHolds.from_fields(stored), stored
+    unusable: dict[str, list[str]] = {}
     for venue in venues:  # another invocation may have asked this exchange at the end of the last slot
         if venue.source.pacer is not None and venue.name in slot.pace:
             venue.source.pacer.not_before_ms(slot.pace[venue.name])
-        if venue.source.kept is not None and venue.name in slot.kept:
-            merge_kept(venue.source.kept, slot.kept[venue.name])
+        if venue.source.kept is not None:
+            cached = slot.kept.get(venue.name, {})
+            accept = venue.source.accept_kept
+            unusable[venue.name] = merge_kept(venue.source.kept, cached, now_ms=started_at, accept=accept)
 
     unavailable: dict[str, str] = {}
     for venue in venues:
@@ -420,6 +447,20 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
         ).decode(),
     }
     circuits = settle_exchanges(deps, slot, result, fields, finished_at)
+    leave = SharedState(
+        holds=deps.holds.as_fields(now_ms()),
+        pace={  # only for the exchanges this tick asked: it must not undo another invocation's
+            name: venue.source.pacer.next_start_ms()
+            for name, venue in deps.venues.items()
+            if venue.source.pacer is not None and result.exchanges[name].requests
+        },
+        kept={
+            name: share_kept(venue.source.kept, since_ms=started_at)
+            for name, venue in deps.venues.items()
+            if venue.source.kept is not None
+        },
+        kept_unusable=unusable,
+    )
     result.duration_ms = finished_at - started_at
     if result.fetch_ms is not None:
         fields["syncLatencyMs"] = str(result.fetch_ms)
@@ -432,7 +473,7 @@ def run_tick(deps: FetcherDeps, slot: cache.SlotStart, started_at: int, *, deadl
     if slot.cache_ok:
         try:
             write_started = time.monotonic()
-            _write_cache(deps, result, pairs, status, slot, fields, circuits)
+            _write_cache(deps, result, pairs, status, slot, fields, circuits, leave)
             visible_at = now_ms()
             result.cache_write_ms = round((time.monotonic() - write_started) * 1000)
             result.sync_gaps_ms = [visible_at - ticker.timestamp for ticker in result.tickers.values()]
@@ -578,8 +619,12 @@ def _write_cache(
     slot: cache.SlotStart,
     fields: dict[str, str],
     circuits: dict[str, dict[str, str]],
+    shared: SharedState,
 ) -> None:
     """The tick's one MULTI/EXEC; DynamoDB errors seen since the last one are counted in it."""
+    holds = {key: value for key, value in shared.holds.items() if deps.holds_stored.get(key) != value}
+    holds_ended = [key for key in deps.holds_stored if key not in shared.holds]
+    deps.holds_unsaved = (holds, holds_ended)  # until the write below succeeds
     cache.write_tick(
         deps.redis,
         cache.TickWrite(
@@ -600,21 +645,16 @@ def _write_cache(
             fields=fields,
             held=result.held,
             circuits=circuits,
-            holds=deps.holds.as_fields(now_ms()),
-            pace={
-                name: venue.source.pacer.next_start_ms()
-                for name, venue in deps.venues.items()
-                if venue.source.pacer is not None
-            },
-            kept={
-                name: share_kept(venue.source.kept)
-                for name, venue in deps.venues.items()
-                if venue.source.kept is not None
-            },
+            holds=holds,
+            holds_ended=holds_ended,
+            pace=shared.pace,
+            kept=shared.kept,
+            kept_unusable=shared.kept_unusable,
         ),
         fresh_ttl_ms=deps.settings.market_data_cache_ttl_ms,
     )
     deps.store_errors = 0
+    deps.holds_unsaved, deps.holds_stored = None, dict(shared.holds)
 
 
 def apply_transitions(deps: FetcherDeps, transitions: list[Transition], now: int) -> list[Transition]:

@@ -74,7 +74,8 @@ def kept_key(exchange: str) -> str:
     return f"{TAG}:kept:{exchange}"
 
 
-# Kept figures are refreshed within the hour; a copy older than this is read again from the exchange.
+# The whole hash goes when no invocation has written to it for this long (each figure is aged on its own
+# by the fetcher, which deletes the ones too old to serve).
 KEPT_TTL_MS = 2 * 3_600_000
 
 
@@ -306,7 +307,7 @@ def open_slot(
             if figures
         },
         holds={key.decode(): value.decode() for key, value in holds.items()},
-        pace={key.decode(): int(value) for key, value in pace.items()},
+        pace={key.decode(): int(value) for key, value in pace.items() if value.isdigit()},
     )
 
 
@@ -330,9 +331,11 @@ class TickWrite:
     suspended: Sequence[str] = ()  # listed pairs served only from their last copy
     held: dict[str, float] = field(default_factory=dict)  # jumped prices waiting for confirmation
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> breaker fields
-    holds: dict[str, str] = field(default_factory=dict)  # FAILURE_HOLDS, replaced whole
+    holds: dict[str, str] = field(default_factory=dict)  # FAILURE_HOLDS's fields this tick changed
+    holds_ended: Sequence[str] = ()  # FAILURE_HOLDS's fields this tick removed
     pace: dict[str, int] = field(default_factory=dict)  # PACE's fields to set
-    kept: dict[str, dict[str, bytes]] = field(default_factory=dict)  # exchange -> kept figures to set
+    kept: dict[str, dict[str, bytes]] = field(default_factory=dict)  # exchange -> figures read this tick
+    kept_unusable: dict[str, list[str]] = field(default_factory=dict)  # exchange -> figures to delete
 
 
 def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -392,9 +395,11 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
         pipe.hdel(HELD_PRICES, *write.tickers)  # written prices need no confirmation any more
     for exchange, circuit in write.circuits.items():
         pipe.hset(circuit_key(exchange), mapping=circuit)
-    pipe.delete(FAILURE_HOLDS)
+    # Field by field: a slot that overlapped this one may have changed other holds meanwhile.
     if write.holds:
         pipe.hset(FAILURE_HOLDS, mapping=write.holds)
+    if write.holds_ended:
+        pipe.hdel(FAILURE_HOLDS, *write.holds_ended)
     if write.pace:
         pipe.hset(PACE, mapping={exchange: str(at) for exchange, at in write.pace.items()})
         pipe.pexpire(PACE, HEARTBEAT_TTL_MS)  # a pace long past means nothing
@@ -402,6 +407,9 @@ def write_tick(client: Redis, write: TickWrite, *, fresh_ttl_ms: int) -> None:
         if figures:
             pipe.hset(kept_key(exchange), mapping=figures)
             pipe.pexpire(kept_key(exchange), KEPT_TTL_MS)
+    for exchange, unusable in write.kept_unusable.items():
+        if unusable:
+            pipe.hdel(kept_key(exchange), *unusable)
     if write.held:
         pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
     if unlisted:
