@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fetcher.circuit import Circuit
 from fetcher.metrics import SlotReport, emit_slot
-from fetcher.tick import FetcherDeps, Venue, exchange_pause, run_tick
+from fetcher.tick import FetcherDeps, exchange_pause, run_tick, stored_circuit
 from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.observability import logger
@@ -125,7 +124,9 @@ def _run_slot(
         start = open_slot_without_cache(deps, slot, invocation_id, heartbeat, exc)
     report.heartbeat_written = True
     pauses = {name: exchange_pause(venue, start, now) for name, venue in deps.venues.items()}
-    report.circuits_open = sum(1 for venue in deps.venues.values() if not _circuit(venue, start).allows(now))
+    report.circuits_open = sum(
+        1 for venue in deps.venues.values() if not stored_circuit(venue, start).allows(now)
+    )
     pause: tuple[int, str] | None = None
     if all(pauses.values()):  # every exchange banned or backing off: nothing to ask this slot
         until = min(p[0] for p in pauses.values() if p)
@@ -183,7 +184,3 @@ def open_slot_without_cache(
         lkg_written=deps.lkg_written,
         cache_ok=False,
     )
-
-
-def _circuit(venue: Venue, start: cache.SlotStart) -> Circuit:
-    return Circuit.from_fields(start.circuits.get(venue.name, {})) if start.cache_ok else venue.circuit

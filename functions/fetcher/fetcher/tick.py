@@ -205,7 +205,7 @@ def exchange_pause(venue: Venue, slot: cache.SlotStart, now: int) -> tuple[int, 
     ban = max((b for b in bans if b), key=lambda b: int(b.get("until", 0)), default=None)
     if ban and int(ban.get("until", 0)) > now:
         return int(ban["until"]), _ban_reason(ban)
-    circuit = Circuit.from_fields(slot.circuits.get(venue.name, {})) if slot.cache_ok else venue.circuit
+    circuit = stored_circuit(venue, slot)
     if not circuit.allows(now):
         wait_s = (circuit.retry_at - now) / 1000
         return (
@@ -213,6 +213,12 @@ def exchange_pause(venue: Venue, slot: cache.SlotStart, now: int) -> tuple[int, 
             f"circuit open after {circuit.failures} failed ticks; next probe in {wait_s:.1f} s",
         )
     return None
+
+
+def stored_circuit(venue: Venue, slot: cache.SlotStart) -> Circuit:
+    """The exchange's breaker as every invocation shares it in the cache; this container's copy
+    while the cache is lost."""
+    return Circuit.from_fields(slot.circuits.get(venue.name, {})) if slot.cache_ok else venue.circuit
 
 
 def _ban_reason(ban: dict[str, Any]) -> str:
@@ -524,7 +530,7 @@ def settle_exchanges(
                 status=retry.status,
                 retry_after_s=retry.retry_after_s,
             )
-        previous = Circuit.from_fields(slot.circuits.get(name, {})) if slot.cache_ok else venue.circuit
+        previous = stored_circuit(venue, slot)
         venue.circuit = previous
         if outcome.requests:
             failed = not outcome.tickers and bool(outcome.errors) and outcome.rate_limited is None
