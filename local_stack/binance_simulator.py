@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_stack.simulator_http import DELAY_FAULTS, Fault, Reply, SimulatorBase, fault_delay_s, json_reply
+from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
 
 DAY_MS = 86_400_000
 STEP_S = 0.25  # at most one random-walk step per symbol per 250 ms, however often it is read
@@ -296,21 +296,21 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         seconds: float = 30.0,
         latency_ms: float = 0.0,
     ) -> None:
-        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared).
-
-        Response faults answer in the order they were set; latency and timeout delays add up.
-        """
-        if kind not in RESPONSE_FAULTS | DELAY_FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {sorted(RESPONSE_FAULTS | DELAY_FAULTS)}")
-        if (count is not None and count < 1) or not 500 <= status <= 599:
-            raise ValueError("count must be >= 1 and status a 5xx")
+        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared)."""
+        if not 500 <= status <= 599:
+            raise ValueError("status must be a 5xx")
         if retry_after is None:
             retry_after = self.ban_seconds if kind == "ban" else 1.0
-        delay = fault_delay_s(kind, latency_ms=latency_ms, seconds=seconds)
-        with self._lock:
-            self._faults.append(
-                Fault(kind, path, count, status, retry_after=float(retry_after), seconds=delay)
-            )
+        self._queue_fault(
+            kind,
+            RESPONSE_FAULTS,
+            path=path,
+            count=count,
+            status=status,
+            seconds=seconds,
+            latency_ms=latency_ms,
+            retry_after=retry_after,
+        )
 
     def set_bad_ticker(self, symbol: str, kind: str | None) -> None:
         """Corrupt one symbol's ticker (zero, negative, nan, high_below_low); None restores it."""

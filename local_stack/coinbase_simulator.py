@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from local_stack.simulator_http import DELAY_FAULTS, Fault, Reply, SimulatorBase, fault_delay_s, json_reply
+from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
 
 STEP_S = 0.25  # at most one random-walk step per product per 250 ms, however often it is read
 STEP_SIGMA = 0.0005  # relative size of one step: small, like real ticks, yet visible at the increment
@@ -234,17 +234,18 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
         seconds: float = 30.0,
         latency_ms: float = 0.0,
     ) -> None:
-        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared).
-
-        Response faults answer in the order they were set; latency and timeout delays add up.
-        """
-        if kind not in RESPONSE_FAULTS | DELAY_FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {sorted(RESPONSE_FAULTS | DELAY_FAULTS)}")
-        if (count is not None and count < 1) or not 500 <= status <= 599:
-            raise ValueError("count must be >= 1 and status a 5xx")
-        delay = fault_delay_s(kind, latency_ms=latency_ms, seconds=seconds)
-        with self._lock:
-            self._faults.append(Fault(kind, path, count, status, seconds=delay))
+        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared)."""
+        if not 500 <= status <= 599:
+            raise ValueError("status must be a 5xx")
+        self._queue_fault(
+            kind,
+            RESPONSE_FAULTS,
+            path=path,
+            count=count,
+            status=status,
+            seconds=seconds,
+            latency_ms=latency_ms,
+        )
 
     @property
     def products(self) -> list[str]:

@@ -22,7 +22,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_stack.simulator_http import DELAY_FAULTS, Fault, Reply, SimulatorBase, fault_delay_s, json_reply
+from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
 
 HOUR_S = 3600
 DAY_S = 24 * HOUR_S
@@ -267,21 +267,22 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared).
 
         ``status``: the 5xx of a server_error (503 by default); 200 (default) or 429 for a rate_limit.
-        Response faults answer in the order they were set; latency and timeout delays add up.
         """
-        if kind not in RESPONSE_FAULTS | DELAY_FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {sorted(RESPONSE_FAULTS | DELAY_FAULTS)}")
-        if count is not None and count < 1:
-            raise ValueError("count must be >= 1")
         if status is None:
             status = 503 if kind == "server_error" else 200
         if kind == "server_error" and not 500 <= status <= 599:
             raise ValueError("a server_error status must be a 5xx")
         if kind == "rate_limit" and status not in (200, 429):
             raise ValueError("a rate_limit status must be 200 or 429")
-        delay = fault_delay_s(kind, latency_ms=latency_ms, seconds=seconds)
-        with self._lock:
-            self._faults.append(Fault(kind, path, count, status, seconds=delay))
+        self._queue_fault(
+            kind,
+            RESPONSE_FAULTS,
+            path=path,
+            count=count,
+            status=status,
+            seconds=seconds,
+            latency_ms=latency_ms,
+        )
 
     @property
     def pairs(self) -> list[str]:

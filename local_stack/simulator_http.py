@@ -218,6 +218,33 @@ class SimulatorBase(Generic[RecordT]):
                     break
         return taken
 
+    def _queue_fault(
+        self,
+        kind: str,
+        response_faults: set[str] | frozenset[str],
+        *,
+        path: str | None,
+        count: int | None,
+        status: int,
+        seconds: float,
+        latency_ms: float,
+        retry_after: float = 1.0,
+    ) -> None:
+        """Check and queue one fault; each simulator's ``set_fault`` checks its own options first.
+
+        Response faults answer in the order they were set; latency and timeout delays add up.
+        """
+        known = set(response_faults) | DELAY_FAULTS
+        if kind not in known:
+            raise ValueError(f"unknown fault {kind!r}; known: {sorted(known)}")
+        if count is not None and count < 1:
+            raise ValueError("count must be >= 1")
+        delay = fault_delay_s(kind, latency_ms=latency_ms, seconds=seconds)
+        with self._lock:
+            self._faults.append(
+                Fault(kind, path, count, status, retry_after=float(retry_after), seconds=delay)
+            )
+
     # --- what a subclass provides for the control routes ---------------------------------------------
     set_fault: Callable[..., None]  # (kind, **options): each simulator has its own faults and options
 
