@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO_ROOT, Row, apply_environment, quiet_stdout, real_parts, service_environment
+from bench.common import REPO_ROOT, Row, configure_service, quiet_stdout, real_parts
 
 RUNS = 15
 TARGET_PRICES_RATIO = 1.6
@@ -114,8 +114,7 @@ def measure_round_robin(
 def run() -> list[Row]:
     rows = []
     with real_parts() as stack:
-        env = service_environment(stack, ["BTC/USDT", "ETH/USDT"])
-        apply_environment(env)
+        env = configure_service(stack, ["BTC/USDT", "ETH/USDT"])
         from fetcher.handler import build_deps
         from fetcher.loop import LoopSummary, run_slot
         from market_data.clock import now_ms

@@ -112,6 +112,13 @@ def apply_environment(env: dict[str, str]) -> None:
     store.reset_table()
 
 
+def configure_service(stack: Stack, pairs: Sequence[str], **extra: str) -> dict[str, str]:
+    """Point the in-process service at ``stack``, listing ``pairs``; the environment it was given."""
+    env = service_environment(stack, pairs, **extra)
+    apply_environment(env)
+    return env
+
+
 def generated_pairs(n: int) -> list[str]:
     return [f"SYM{i:04d}/USDT" for i in range(1, n + 1)]
 

@@ -44,15 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.common import (
-    Row,
-    Stack,
-    apply_environment,
-    generated_pairs,
-    quiet_stdout,
-    real_parts,
-    service_environment,
-)
+from bench.common import Row, Stack, configure_service, generated_pairs, quiet_stdout, real_parts
 
 LATENCY_MS = 50.0
 PAIR_COUNTS = (10, 100, 400)
@@ -71,6 +63,7 @@ TICKER_PATH = "/api/v3/ticker/24hr"
 SCENARIO = "fetch cycle"
 
 
+# Independent of the fetcher's own ticker_weight on purpose: the limit must not come from the code judged.
 def documented_ticker_weight(symbol_count: int) -> int:
     """/api/v3/ticker/24hr with ``symbols``, as shared/DESIGN.md and the fixtures document it."""
     if symbol_count <= 20:
@@ -176,14 +169,12 @@ def observed_tick_results() -> Iterator[list[Any]]:
 
 
 def point_service_at(stack: Stack, table: str, pairs: list[str], batch_size: int, in_flight: int) -> None:
-    apply_environment(
-        service_environment(
-            stack,
-            pairs,
-            MARKET_DATA_TABLE_NAME=table,
-            MARKET_DATA_BATCH_SIZE=str(batch_size),
-            MARKET_DATA_MAX_CONCURRENT_BATCHES=str(in_flight),
-        )
+    configure_service(
+        stack,
+        pairs,
+        MARKET_DATA_TABLE_NAME=table,
+        MARKET_DATA_BATCH_SIZE=str(batch_size),
+        MARKET_DATA_MAX_CONCURRENT_BATCHES=str(in_flight),
     )
 
 

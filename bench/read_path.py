@@ -14,15 +14,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from bench.common import (
-    Row,
-    apply_environment,
-    generated_pairs,
-    percentile,
-    quiet_stdout,
-    real_parts,
-    service_environment,
-)
+from bench.common import Row, configure_service, generated_pairs, percentile, quiet_stdout, real_parts
 
 PAIR_COUNTS = (1, 10, 100)
 TARGET_RATIO_AT_10 = 2.0
@@ -67,7 +59,7 @@ def run(iterations: int = 3000) -> list[Row]:
     rows = []
     with real_parts(generated_pairs=max(PAIR_COUNTS)) as stack:
         all_pairs = generated_pairs(max(PAIR_COUNTS))
-        apply_environment(service_environment(stack, all_pairs, MARKET_DATA_BATCH_SIZE="100"))
+        configure_service(stack, all_pairs, MARKET_DATA_BATCH_SIZE="100")
         import redis
 
         import prices_api.handler as prices

@@ -36,14 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
-from bench.common import (
-    Row,
-    apply_environment,
-    generated_pairs,
-    quiet_stdout,
-    real_parts,
-    service_environment,
-)
+from bench.common import Row, configure_service, generated_pairs, quiet_stdout, real_parts
 
 PAIR_COUNT = 30  # two ticker batches and two BatchWriteItem requests (25 items each at most)
 WARM_UP_SLOTS = 15  # one simulated minute: the registry is seeded, every pair written once
@@ -155,7 +148,7 @@ def _check_clock_reached_the_fetcher(deps: Any, simulated_end_ms: int) -> None:
 def run() -> list[Row]:
     with real_parts(generated_pairs=PAIR_COUNT) as stack:
         pairs = generated_pairs(PAIR_COUNT)
-        apply_environment(service_environment(stack, pairs))
+        configure_service(stack, pairs)
         from fetcher.handler import build_deps
         from fetcher.loop import LoopSummary, run_slot
         from market_data.config import load_settings
