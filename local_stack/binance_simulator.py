@@ -5,19 +5,18 @@ It speaks the protocol as shared/fixtures/binance shows it (numbers as strings, 
 end-to-end tests exercise the real wire format offline. Stdlib only: the offline demo stack runs it too.
 """
 
-import argparse
 import json
 import math
 import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
+from local_stack.simulator_http import Fault, LoggedRequest, Reply, SimulatorBase, json_reply
 
 DAY_MS = 86_400_000
 STEP_S = 0.25  # at most one random-walk step per symbol per 250 ms, however often it is read
@@ -71,7 +70,6 @@ SERVER_ERRORS = {  # Binance answers 500/503 itself; 502/504 come from its CDN a
 CDN_PAGE = (
     "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr>CloudFront</body></html>"
 )
-RESPONSE_FAULTS = {"rate_limit", "ban", "restricted", "server_error", "invalid_json", "truncated", "partial"}
 BAD_TICKER_KINDS = {"zero", "negative", "nan", "high_below_low"}
 
 
@@ -84,52 +82,33 @@ def _to_tick(x: float, tick: float) -> float:
 
 
 @dataclass(frozen=True)
-class RequestRecord:
-    monotonic: float
-    wall_time: float
-    method: str
-    path: str
+class RequestRecord(LoggedRequest):
     params: dict[str, Any]  # query parameters; `symbols` decoded to a list when it parsed
     status: int
     weight: int  # request weight charged (0 for rejected or fault answers)
 
 
-@dataclass
 class SymbolState:
-    """One market: a random walk of the last price plus 24 h statistics kept consistent with it."""
+    """One market: a random walk of the last price plus 24 h statistics kept consistent with it.
 
-    symbol: str
-    base: str
-    quote: str
-    status: str
-    anchor: float  # the starting price; the walk is pulled gently back towards it
-    rng: InitVar[random.Random]
-    bad: str | None = None  # a data fault for validation tests, applied when rendering
-    tick: float = field(init=False)
-    open: float = field(init=False)
-    prev_close: float = field(init=False)
-    high: float = field(init=False)
-    low: float = field(init=False)
-    last: float = field(init=False)
-    last_qty: float = field(init=False)
-    volume: float = field(init=False)
-    # Sum of qty * price: weightedAvgPrice = quote_volume / volume then stays within [low, high].
-    quote_volume: float = field(init=False)
-    first_id: int = field(init=False)
-    last_id: int = field(init=False)
-    avg_trade_qty: float = field(init=False)
-    stepped_at: float = field(init=False)
+    Nearly all of its state derives from the starting price, so each attribute is set once, where it is
+    computed."""
 
-    def __post_init__(self, rng: random.Random) -> None:
-        price = self.anchor
-        self.tick = tick = max(1e-8, min(0.01, 10 ** (math.floor(math.log10(price)) - 4)))
-        self.last = last = _to_tick(price, tick)
-        self.open = open_ = _to_tick(price * (1 + rng.uniform(-0.03, 0.03)), tick)
+    def __init__(
+        self, symbol: str, base: str, quote: str, status: str, anchor: float, rng: random.Random
+    ) -> None:
+        self.symbol, self.base, self.quote, self.status = symbol, base, quote, status
+        self.anchor = anchor  # the starting price; the walk is pulled gently back towards it
+        self.bad: str | None = None  # a data fault for validation tests, applied when rendering
+        self.tick = tick = max(1e-8, min(0.01, 10 ** (math.floor(math.log10(anchor)) - 4)))
+        self.last = last = _to_tick(anchor, tick)
+        self.open = open_ = _to_tick(anchor * (1 + rng.uniform(-0.03, 0.03)), tick)
         self.prev_close = max(tick, open_ - tick * rng.randint(0, 9))
         self.high = _to_tick(max(open_, last) * (1 + rng.uniform(0.002, 0.02)), tick)
         self.low = _to_tick(min(open_, last) * (1 - rng.uniform(0.002, 0.02)), tick)
-        count, self.volume = rng.randint(50_000, 2_000_000), rng.uniform(1e6, 5e8) / price
+        count, self.volume = rng.randint(50_000, 2_000_000), rng.uniform(1e6, 5e8) / anchor
         spread = self.high - self.low
+        # Sum of qty * price: weightedAvgPrice = quote_volume / volume then stays within [low, high].
         self.quote_volume = self.volume * rng.uniform(self.low + spread / 4, self.high - spread / 4)
         self.first_id = rng.randint(10**8, 4 * 10**9)
         self.last_id = self.first_id + count - 1
@@ -250,6 +229,9 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
     """
 
     thread_name = "binance-simulator"
+    response_faults = frozenset(
+        {"rate_limit", "ban", "restricted", "server_error", "invalid_json", "truncated", "partial"}
+    )
 
     def __init__(
         self,
@@ -285,32 +267,15 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         with self._lock:
             self._used, self._retry_until, self._banned_until = 0, 0.0, 0.0
 
-    def set_fault(
-        self,
-        kind: str,
-        *,
-        path: str | None = None,
-        count: int | None = None,
-        status: int = 503,
-        retry_after: float | None = None,
-        seconds: float = 30.0,
-        latency_ms: float = 0.0,
-    ) -> None:
-        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared)."""
-        if not 500 <= status <= 599:
-            raise ValueError("status must be a 5xx")
+    def _fault_options(
+        self, kind: str, status: int | None, retry_after: float | None = None
+    ) -> tuple[int, float]:
+        """``status``: a server_error's 5xx (503 by default); ``retry_after``: a rate_limit's or ban's
+        seconds (the ban's length, else 1, by default)."""
+        status, _ = super()._fault_options(kind, status)
         if retry_after is None:
             retry_after = self.ban_seconds if kind == "ban" else 1.0
-        self._queue_fault(
-            kind,
-            RESPONSE_FAULTS,
-            path=path,
-            count=count,
-            status=status,
-            seconds=seconds,
-            latency_ms=latency_ms,
-            retry_after=retry_after,
-        )
+        return status, retry_after
 
     def set_bad_ticker(self, symbol: str, kind: str | None) -> None:
         """Corrupt one symbol's ticker (zero, negative, nan, high_below_low); None restores it."""
@@ -394,9 +359,9 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
     def _decide(self, method, path, params, names, error, now) -> tuple[Reply, int]:
         if now < self._banned_until:
             return self._banned(now, self._banned_until - now), 0
-        faults = self._take_faults(path, RESPONSE_FAULTS, first_only=True)
-        if faults:
-            return self._fault_reply(faults[0], path, params, names, error, now), 0
+        fault = self._take_response_fault(path)
+        if fault is not None:
+            return self._fault_reply(fault, path, params, names, error, now), 0
         route = self._routes.get(path) if method == "GET" else None
         if route is None:
             return json_reply(404, NOT_FOUND), 0
@@ -410,6 +375,8 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         self._used += weight  # charged even when the parameters then fail, as on Binance
         return route[1](params, names, error, now), weight
 
+    server_errors, cdn_page = SERVER_ERRORS, CDN_PAGE
+
     def _fault_reply(self, fault: Fault, path, params, names, error, now) -> Reply:
         if fault.kind == "rate_limit":  # a real 429: calling again before Retry-After ends earns a ban
             self._retry_until = max(self._retry_until, now + fault.retry_after)
@@ -419,11 +386,9 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         if fault.kind == "restricted":
             return json_reply(451, RESTRICTED)
         if fault.kind == "server_error":
-            if fault.status in SERVER_ERRORS:
-                return json_reply(fault.status, SERVER_ERRORS[fault.status])
-            return Reply(fault.status, CDN_PAGE.format(f"{fault.status} ERROR").encode(), "text/html")
+            return self._server_error_reply(fault.status)
         if fault.kind == "invalid_json":
-            return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
+            return self._invalid_json_reply()
         route = self._routes.get(path)
         body = route[1](params, names, error, now).body if route else json.dumps(NOT_FOUND).encode()
         if fault.kind == "partial":  # valid JSON, but a list answer lacks its last element
@@ -527,11 +492,9 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Binance Spot REST simulator (public market data).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser = BinanceSimulator.command_line_parser(
+        "Binance Spot REST simulator (public market data).", port=8001
+    )
     parser.add_argument("--weight-limit", type=int, default=6000)
     parser.add_argument("--ban-seconds", type=float, default=120.0)
     args = parser.parse_args(argv)

@@ -8,7 +8,6 @@ fetcher can be exercised on the real wire format offline. Stdlib only: the offli
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import re
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
+from local_stack.simulator_http import Fault, LoggedRequest, Reply, SimulatorBase, json_reply
 
 STEP_S = 0.25  # at most one random-walk step per product per 250 ms, however often it is read
 STEP_SIGMA = 0.0005  # relative size of one step: small, like real ticks, yet visible at the increment
@@ -50,7 +49,6 @@ SERVER_ERRORS = {  # Coinbase answers 500/503 itself; 502/504 come from its CDN 
 CDN_PAGE = (
     "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr>cloudflare</body></html>"
 )
-RESPONSE_FAULTS = {"rate_limit", "server_error", "invalid_json"}
 
 
 def _iso(wall_time: float) -> str:
@@ -72,11 +70,7 @@ def _f8(x: float) -> str:
 
 
 @dataclass(frozen=True)
-class RequestRecord:
-    monotonic: float
-    wall_time: float
-    method: str
-    path: str
+class RequestRecord(LoggedRequest):
     status: int
 
 
@@ -206,6 +200,7 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
     """
 
     thread_name = "coinbase-simulator"
+    response_faults = frozenset({"rate_limit", "server_error", "invalid_json"})
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, seed: int = 0, rate_limit_per_s: int | None = 10
@@ -223,29 +218,6 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
         """Forget the requests counted against the per-second limit."""
         with self._lock:
             self._recent.clear()
-
-    def set_fault(
-        self,
-        kind: str,
-        *,
-        path: str | None = None,
-        count: int | None = None,
-        status: int = 503,
-        seconds: float = 30.0,
-        latency_ms: float = 0.0,
-    ) -> None:
-        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared)."""
-        if not 500 <= status <= 599:
-            raise ValueError("status must be a 5xx")
-        self._queue_fault(
-            kind,
-            RESPONSE_FAULTS,
-            path=path,
-            count=count,
-            status=status,
-            seconds=seconds,
-            latency_ms=latency_ms,
-        )
 
     @property
     def products(self) -> list[str]:
@@ -304,9 +276,9 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
         return reply
 
     def _decide(self, method: str, path: str, wall_time: float, mono: float) -> Reply:
-        faults = self._take_faults(path, RESPONSE_FAULTS, first_only=True)
-        if faults:
-            return self._fault_reply(faults[0])
+        fault = self._take_response_fault(path)
+        if fault is not None:
+            return self._fault_reply(fault)
         if not self._admit(mono):
             return json_reply(429, RATE_LIMITED)
         if method != "GET":
@@ -336,15 +308,14 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
         self._recent.append(mono)
         return True
 
+    server_errors, cdn_page = SERVER_ERRORS, CDN_PAGE
+
     def _fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "rate_limit":
             return json_reply(429, RATE_LIMITED)
         if fault.kind == "server_error":
-            if fault.status in SERVER_ERRORS:
-                return json_reply(fault.status, SERVER_ERRORS[fault.status])
-            return Reply(fault.status, CDN_PAGE.format(f"{fault.status} ERROR").encode(), "text/html")
-        # invalid_json: a 200 whose body is a CDN page, not the JSON the client expects
-        return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
+            return self._server_error_reply(fault.status)
+        return self._invalid_json_reply()
 
     # --- control routes (see SimulatorBase) -----------------------------------------------------------
     markets_route = "products"
@@ -360,11 +331,9 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Coinbase Exchange REST simulator (public market data).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8002)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser = CoinbaseSimulator.command_line_parser(
+        "Coinbase Exchange REST simulator (public market data).", port=8002
+    )
     parser.add_argument("--rate-limit-per-s", type=int, default=10, help="0: no limit")
     args = parser.parse_args(argv)
     sim = CoinbaseSimulator(args.host, args.port, args.seed, args.rate_limit_per_s or None)

@@ -11,7 +11,6 @@ ticker's today and last-24-hours figures are computed from those candles, so the
 rolling open read from them always agree.
 """
 
-import argparse
 import json
 import math
 import random
@@ -22,7 +21,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_stack.simulator_http import Fault, Reply, SimulatorBase, json_reply
+from local_stack.simulator_http import Fault, LoggedRequest, Reply, SimulatorBase, json_reply
 
 HOUR_S = 3600
 DAY_S = 24 * HOUR_S
@@ -54,7 +53,6 @@ TOO_MANY_REQUESTS = "EGeneral:Too many requests"
 UNKNOWN_METHOD = "EGeneral:Unknown method"
 SERVICE_ERRORS = {"service_unavailable": "EService:Unavailable", "service_busy": "EService:Busy"}
 CDN_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1><hr>cloudflare</body></html>"
-RESPONSE_FAULTS = {"server_error", "invalid_json", "rate_limit", *SERVICE_ERRORS}
 
 
 def _price(x: float) -> str:
@@ -71,11 +69,7 @@ def _unprefixed(asset: str) -> str:
 
 
 @dataclass(frozen=True)
-class RequestRecord:
-    monotonic: float
-    wall_time: float
-    method: str
-    path: str
+class RequestRecord(LoggedRequest):
     params: dict[str, Any]  # query parameters; `pair` split into a list of names
     status: int
     errors: list[str]  # the body's error list ([] for a success or a non-JSON answer)
@@ -222,6 +216,7 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
     """Kraken's public market-data endpoints on a loopback port; every knob is a method for tests."""
 
     thread_name = "kraken-simulator"
+    response_faults = frozenset({"server_error", "invalid_json", "rate_limit", *SERVICE_ERRORS})
 
     def __init__(
         self,
@@ -254,35 +249,15 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         with self._lock:
             self._tokens, self._refilled_at = float(self.burst), time.monotonic()
 
-    def set_fault(
-        self,
-        kind: str,
-        *,
-        path: str | None = None,
-        count: int | None = None,
-        status: int | None = None,
-        seconds: float = 30.0,
-        latency_ms: float = 0.0,
-    ) -> None:
-        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared).
-
-        ``status``: the 5xx of a server_error (503 by default); 200 (default) or 429 for a rate_limit.
-        """
+    def _fault_options(self, kind: str, status: int | None) -> tuple[int, float]:
+        """``status``: the 5xx of a server_error (503 by default); 200 (default) or 429 for a rate_limit."""
         if status is None:
             status = 503 if kind == "server_error" else 200
         if kind == "server_error" and not 500 <= status <= 599:
             raise ValueError("a server_error status must be a 5xx")
         if kind == "rate_limit" and status not in (200, 429):
             raise ValueError("a rate_limit status must be 200 or 429")
-        self._queue_fault(
-            kind,
-            RESPONSE_FAULTS,
-            path=path,
-            count=count,
-            status=status,
-            seconds=seconds,
-            latency_ms=latency_ms,
-        )
+        return status, 1.0
 
     @property
     def pairs(self) -> list[str]:
@@ -357,9 +332,9 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         route = self._routes.get(path) if method in ("GET", "POST") else None
         if route is None:
             return json_reply(404, {"error": [UNKNOWN_METHOD]})
-        faults = self._take_faults(path, RESPONSE_FAULTS, first_only=True)
-        if faults:
-            return self._fault_reply(faults[0])
+        fault = self._take_response_fault(path)
+        if fault is not None:
+            return self._fault_reply(fault)
         if not self._take_token():
             return json_reply(200, {"error": [TOO_MANY_REQUESTS], "result": {}})
         return route(params, now)
@@ -375,11 +350,13 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         self._tokens -= 1
         return True
 
+    cdn_page = CDN_PAGE
+
     def _fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "server_error":  # Kraken's CDN answers these as HTML pages
-            return Reply(fault.status, CDN_PAGE.format(f"{fault.status} Error").encode(), "text/html")
+            return self._cdn_page_reply(fault.status, f"{fault.status} Error")
         if fault.kind == "invalid_json":
-            return Reply(200, CDN_PAGE.format("502 Bad Gateway").encode(), "text/html")
+            return self._invalid_json_reply()
         if fault.kind == "rate_limit":
             return json_reply(fault.status, {"error": [TOO_MANY_REQUESTS], "result": {}})
         return json_reply(200, {"error": [SERVICE_ERRORS[fault.kind]], "result": {}})
@@ -443,11 +420,7 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Kraken public REST simulator (market data).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8003)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser = KrakenSimulator.command_line_parser("Kraken public REST simulator (market data).", port=8003)
     parser.add_argument("--rate-limit-per-s", type=float, default=1.0, help="0 turns the limit off")
     parser.add_argument("--burst", type=int, default=3)
     args = parser.parse_args(argv)

@@ -17,6 +17,8 @@ from typing import Any
 
 import redis
 
+from local_stack.simulator_http import stop_serving
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -133,13 +135,8 @@ class MotoServer:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_serving(self._server, self._thread)
+        self._server = self._thread = None
 
 
 def create_table_from_template(endpoint_url: str, table_name: str, template_path: Path | None = None) -> None:

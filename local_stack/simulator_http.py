@@ -1,20 +1,28 @@
 """What every exchange simulator shares: its HTTP server and the shape of an answer.
 
 A simulator is any object with ``handle(method, path, query, body) -> Reply``; ``SimulatorServer``
-serves it over real HTTP/1.1 with keep-alive, as the exchanges' APIs are served. Stdlib only: the
-offline demo stack runs the simulators too.
+serves it over real HTTP/1.1 with keep-alive, as the exchanges' APIs are served; ``SimulatorBase``
+holds what every simulator has besides its protocol, and ``command_line_process`` runs a simulator's
+command line in a child process. Stdlib only: the offline demo stack runs the simulators too.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import select
+import signal
 import socketserver
+import subprocess
+import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Generic, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 
@@ -109,7 +117,59 @@ def fault_delay_s(kind: str, *, latency_ms: float, seconds: float) -> float:
     return 0.0
 
 
-RecordT = TypeVar("RecordT")
+def stop_serving(server: socketserver.BaseServer | None, thread: threading.Thread | None) -> None:
+    """Stop a server's ``serve_forever`` loop, close its socket and join the thread serving it (each
+    that is there)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    if thread is not None:
+        thread.join(timeout=5)
+
+
+@contextmanager
+def command_line_process(
+    module: str, *args: str, timeout_s: float = 10.0
+) -> Iterator[tuple[str, Callable[[], int]]]:
+    """A simulator's command line, ``python -m <module> --port 0 *args``, run in a child process as a shell
+    runs it. Yields the base URL it prints (``serve_until_interrupted``'s first line) and ``interrupt``,
+    which sends the child Ctrl-C's SIGINT and returns its exit code. Killed and reaped however it ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", "0", *args],
+        cwd=Path(__file__).resolve().parents[1],  # where `-m local_stack.…` is found
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def interrupt() -> int:
+        process.send_signal(signal.SIGINT)
+        return process.wait(timeout=timeout_s)
+
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+        if not ready:
+            raise RuntimeError(f"{module} printed no base URL within {timeout_s} s")
+        yield process.stdout.readline().strip(), interrupt
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """When and what a simulator was asked; each simulator's request record adds what it answered."""
+
+    monotonic: float
+    wall_time: float
+    method: str
+    path: str
+
+
+RecordT = TypeVar("RecordT", bound=LoggedRequest)
 SimulatorT = TypeVar("SimulatorT", bound="SimulatorBase[Any]")
 
 
@@ -155,13 +215,8 @@ class SimulatorBase(Generic[RecordT]):
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_serving(self._server, self._thread)
+        self._server = self._thread = None
 
     def __enter__(self: SimulatorT) -> SimulatorT:
         self.start()
@@ -197,6 +252,17 @@ class SimulatorBase(Generic[RecordT]):
         finally:
             self.stop()
 
+    @staticmethod
+    def command_line_parser(description: str, *, port: int) -> argparse.ArgumentParser:
+        """The simulator's command line: --host, --port (``port`` by default), --seed and --latency-ms
+        (a latency fault on every request); the simulator adds its own options."""
+        parser = argparse.ArgumentParser(description=description)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=port)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--latency-ms", type=float, default=0.0)
+        return parser
+
     def _hold_for_delay_faults(self, path: str) -> None:
         """Wait out the latency and timeout faults on ``path`` (outside the lock; stop() cuts it short)."""
         with self._lock:
@@ -218,23 +284,41 @@ class SimulatorBase(Generic[RecordT]):
                     break
         return taken
 
-    def _queue_fault(
+    def _take_response_fault(self, path: str) -> Fault | None:
+        """The first response fault that applies to ``path``, counted down once (call under the lock)."""
+        faults = self._take_faults(path, self.response_faults, first_only=True)
+        return faults[0] if faults else None
+
+    # --- faults: each simulator names its response faults and checks its own options -------------------
+    response_faults: frozenset[str] = frozenset()  # the faults that change an answer, beside DELAY_FAULTS
+
+    def _fault_options(self, kind: str, status: int | None) -> tuple[int, float]:
+        """A fault's answer status and Retry-After from ``set_fault``'s own options, checked; a
+        simulator with other options or defaults overrides this (an option it lacks is a TypeError).
+        Here: ``status`` a 5xx, 503 by default."""
+        status = 503 if status is None else status
+        if not 500 <= status <= 599:
+            raise ValueError("status must be a 5xx")
+        return status, 1.0
+
+    def set_fault(
         self,
         kind: str,
-        response_faults: set[str] | frozenset[str],
         *,
-        path: str | None,
-        count: int | None,
-        status: int,
-        seconds: float,
-        latency_ms: float,
-        retry_after: float = 1.0,
+        path: str | None = None,
+        count: int | None = None,
+        status: int | None = None,
+        seconds: float = 30.0,
+        latency_ms: float = 0.0,
+        **options: Any,
     ) -> None:
-        """Check and queue one fault; each simulator's ``set_fault`` checks its own options first.
+        """Queue a fault for API requests on `path` (all when None), for the next `count` (until cleared).
 
+        ``status`` and any further ``options``: as the simulator's ``_fault_options`` takes them.
         Response faults answer in the order they were set; latency and timeout delays add up.
         """
-        known = set(response_faults) | DELAY_FAULTS
+        status, retry_after = self._fault_options(kind, status, **options)
+        known = self.response_faults | DELAY_FAULTS
         if kind not in known:
             raise ValueError(f"unknown fault {kind!r}; known: {sorted(known)}")
         if count is not None and count < 1:
@@ -245,9 +329,25 @@ class SimulatorBase(Generic[RecordT]):
                 Fault(kind, path, count, status, retry_after=float(retry_after), seconds=delay)
             )
 
-    # --- what a subclass provides for the control routes ---------------------------------------------
-    set_fault: Callable[..., None]  # (kind, **options): each simulator has its own faults and options
+    # --- answers faults share: the exchange's own 5xx, or the HTML page of the CDN in front of it -------
+    cdn_page = "<html><head><title>{0}</title></head><body><h1>{0}</h1></body></html>"  # {0}: the title
+    server_errors: ClassVar[Mapping[int, Any]] = {}  # the 5xx the exchange answers itself: its JSON bodies
 
+    def _cdn_page_reply(self, status: int, title: str) -> Reply:
+        return Reply(status, self.cdn_page.format(title).encode(), "text/html")
+
+    def _server_error_reply(self, status: int) -> Reply:
+        """A server_error fault's answer: the exchange's own JSON body where it answers ``status``
+        itself, else its CDN's page."""
+        if status in self.server_errors:
+            return json_reply(status, self.server_errors[status])
+        return self._cdn_page_reply(status, f"{status} ERROR")
+
+    def _invalid_json_reply(self) -> Reply:
+        """An invalid_json fault's answer: a 200 whose body is the CDN's page, not the JSON expected."""
+        return self._cdn_page_reply(200, "502 Bad Gateway")
+
+    # --- what a subclass provides for the control routes ---------------------------------------------
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -282,7 +382,7 @@ class SimulatorBase(Generic[RecordT]):
                 raise ValueError("a JSON object is expected")
             match method, path:
                 case "GET", "/_simulator/requests":
-                    return json_reply(200, [asdict(record) for record in self.requests])  # type: ignore[call-overload]
+                    return json_reply(200, [asdict(record) for record in self.requests])
                 case "DELETE", "/_simulator/requests":
                     self.reset_requests()
                 case "GET", "/_simulator/faults":

@@ -14,3 +14,26 @@ EVENTS = REPO_ROOT / "events"
 
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
+
+
+def simulator_fixtures(start: Any, ssl_context: Any) -> tuple[Any, Any]:
+    """An exchange simulator's test fixtures: the simulator ``start()`` makes, running for one test, and a
+    plain-HTTP client on its base URL (``ssl_context`` shared: loading CA certificates costs ~0.15 s a
+    client). Bind them as ``sim, client = simulator_fixtures(...)``: pytest names a fixture after its
+    module attribute, and the client fixture asks for ``sim``."""
+    from collections.abc import Iterator
+
+    import httpx
+    import pytest
+
+    @pytest.fixture
+    def sim() -> Iterator[Any]:
+        with start() as simulator:
+            yield simulator
+
+    @pytest.fixture
+    def client(sim: Any) -> Iterator[httpx.Client]:
+        with httpx.Client(verify=ssl_context, base_url=sim.base_url, timeout=5) as http:
+            yield http
+
+    return sim, client

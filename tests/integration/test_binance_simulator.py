@@ -2,19 +2,18 @@
 
 import json
 import re
-import select
-import signal
-import subprocess
-import sys
 import threading
 import time
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 
 from local_stack.binance_simulator import BinanceSimulator
+from local_stack.simulator_http import command_line_process
+from tests.support import simulator_fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "binance"
@@ -54,16 +53,8 @@ def wait_for_window_start(window_s: float, needed_s: float) -> None:
         time.sleep(remaining + 0.02)
 
 
-@pytest.fixture
-def sim():
-    with BinanceSimulator(seed=7) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim):
-    with httpx.Client(verify=SSL_CONTEXT, base_url=sim.base_url, timeout=5) as http:
-        yield http
+# The simulator on a free loopback port, and a plain-HTTP client on it.
+sim, client = simulator_fixtures(partial(BinanceSimulator, seed=7), SSL_CONTEXT)
 
 
 # --- payload shapes ----------------------------------------------------------------------------------
@@ -506,37 +497,14 @@ def test_concurrent_clients_are_all_served_and_counted(sim):
 
 
 def test_command_line_serves_until_interrupted():
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "local_stack.binance_simulator",
-            "--port",
-            "0",
-            "--seed",
-            "3",
-            "--latency-ms",
-            "50",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 10)
-        assert ready, "no base URL printed"
-        base_url = process.stdout.readline().strip()
+    args = ("--seed", "3", "--latency-ms", "50")
+    with command_line_process("local_stack.binance_simulator", *args) as (base_url, interrupt):
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
         started = time.perf_counter()
-        assert (
-            httpx.get(base_url + TICKER, params={"symbol": "BTCUSDT"}, verify=SSL_CONTEXT).status_code == 200
-        )
+        response = httpx.get(base_url + TICKER, params={"symbol": "BTCUSDT"}, verify=SSL_CONTEXT)
+        assert response.status_code == 200
         assert time.perf_counter() - started >= 0.05
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
-        process.wait(timeout=10)
+        assert interrupt() == 0
 
 
 def test_binance_us_is_the_same_protocol_under_its_own_name_and_smaller_weight_budget():

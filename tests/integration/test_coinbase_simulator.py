@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import select
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -22,7 +19,8 @@ import pytest
 from fetcher.coinbase import CoinbaseClient, parse_ticker
 from fetcher.exchange import ExchangeError, RateLimitedError
 from local_stack.coinbase_simulator import CoinbaseSimulator
-from tests.support import FIXTURES, REPO_ROOT
+from local_stack.simulator_http import command_line_process
+from tests.support import FIXTURES, simulator_fixtures
 
 COINBASE = FIXTURES / "coinbase"
 ONLINE = ["BTC-USD", "ETH-USD", "SOL-USD", "BTC-USDT", "ETH-USDT"]
@@ -57,17 +55,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@pytest.fixture
-def sim() -> Iterator[CoinbaseSimulator]:
-    """Unlimited, so shape tests may call freely; the rate-limit tests start their own."""
-    with CoinbaseSimulator(seed=7, rate_limit_per_s=None) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def http(sim: CoinbaseSimulator) -> Iterator[httpx.Client]:
-    with httpx.Client(verify=SSL_CONTEXT, base_url=sim.base_url, timeout=5) as client:
-        yield client
+# The simulator unlimited, so shape tests may call freely (the rate-limit tests start their own), and a
+# plain-HTTP client on it.
+sim, http = simulator_fixtures(partial(CoinbaseSimulator, seed=7, rate_limit_per_s=None), SSL_CONTEXT)
 
 
 @contextmanager
@@ -325,23 +315,6 @@ def test_control_rejects_unknown_faults_and_clears_them(sim: CoinbaseSimulator, 
 
 
 def test_main_serves_until_interrupted() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack.coinbase_simulator", "--port", "0", "--seed", "2"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 10)
-        assert ready, "the simulator printed no base URL"
-        base_url = process.stdout.readline().strip()
+    with command_line_process("local_stack.coinbase_simulator", "--seed", "2") as (base_url, interrupt):
         assert httpx.get(base_url + "/products/BTC-USD/ticker", verify=SSL_CONTEXT).status_code == 200
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        assert interrupt() == 0

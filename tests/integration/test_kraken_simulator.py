@@ -5,13 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import select
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -20,7 +17,8 @@ import pytest
 from fetcher.exchange import ExchangeError, RateLimitedError
 from fetcher.kraken import KrakenClient, parse_ticker
 from local_stack.kraken_simulator import KrakenSimulator
-from tests.support import FIXTURES, REPO_ROOT
+from local_stack.simulator_http import command_line_process
+from tests.support import FIXTURES, simulator_fixtures
 
 KRAKEN = FIXTURES / "kraken"
 TICKER = "/0/public/Ticker"
@@ -46,17 +44,9 @@ def shape(value: Any) -> Any:
     return type(value).__name__
 
 
-@pytest.fixture
-def sim() -> Iterator[KrakenSimulator]:
-    """The simulator on a free loopback port with the rate limit off, so tests run at full speed."""
-    with KrakenSimulator(seed=7, rate_limit_per_s=None) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim: KrakenSimulator) -> Iterator[httpx.Client]:
-    with httpx.Client(verify=SSL_CONTEXT, base_url=sim.base_url, timeout=5) as http:
-        yield http
+# The simulator on a free loopback port with the rate limit off, so tests run at full speed, and a
+# plain-HTTP client on it.
+sim, client = simulator_fixtures(partial(KrakenSimulator, seed=7, rate_limit_per_s=None), SSL_CONTEXT)
 
 
 @pytest.fixture
@@ -350,33 +340,10 @@ def test_adapter_is_refused_beyond_the_simulated_rate() -> None:
 
 
 def test_command_line_serves_until_interrupted() -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "local_stack.kraken_simulator",
-            "--port",
-            "0",
-            "--seed",
-            "3",
-            "--latency-ms",
-            "50",
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 10)
-        assert ready, "no base URL printed"
-        base_url = process.stdout.readline().strip()
+    args = ("--seed", "3", "--latency-ms", "50")
+    with command_line_process("local_stack.kraken_simulator", *args) as (base_url, interrupt):
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
         started = time.perf_counter()
         response = httpx.get(base_url + TICKER, params={"pair": "XBTUSD"}, verify=SSL_CONTEXT, timeout=5)
         assert response.json()["error"] == [] and time.perf_counter() - started >= 0.05
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
-        process.wait(timeout=10)
+        assert interrupt() == 0
