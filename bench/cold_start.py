@@ -115,14 +115,14 @@ def run() -> list[Row]:
     rows = []
     with real_parts() as stack:
         env = configure_service(stack, ["BTC/USDT", "ETH/USDT"])
-        from fetcher.handler import build_deps
+        from fetcher.deps import build_fetcher
         from fetcher.loop import LoopSummary, run_slot
         from market_data.clock import now_ms
         from market_data.config import load_settings
 
-        deps = build_deps(load_settings())  # a filled cache: the first request is a real read
+        container = build_fetcher(load_settings())  # a filled cache: the first request is a real read
         with quiet_stdout():
-            run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "bench", LoopSummary())
+            run_slot(container, now_ms() // container.deps.settings.fetch_interval_ms, "bench", LoopSummary())
         for bytecode in (True, False):
             with tempfile.TemporaryDirectory() as tmp:
                 paths = build(Path(tmp), bytecode=bytecode)

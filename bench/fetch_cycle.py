@@ -1,7 +1,7 @@
 """Fetch cycle: the production fetcher's tick against the Binance simulator with 50 ms latency.
 
 Each case fills the registry with 10, 100 or 400 pairs, builds the fetcher's collaborators as the
-handler does (``build_deps``, a new container) and runs real slots (``run_slot``): heartbeat,
+handler does (``build_fetcher``, a new container) and runs real slots (``run_slot``): heartbeat,
 claim, registry read, exchangeInfo when due, the ticker batches, jump checks, the cache write and
 last known good. A container's first tick also reads exchangeInfo (and, on a new deployment,
 writes every pair's last known good), so it is reported apart from the steady ticks after it.
@@ -214,23 +214,23 @@ def new_registry(stack: Stack, pair_count: int) -> Registry:
 def new_container(stack: Stack, registry: Registry, rules: BatchingRules) -> Any:
     """The fetcher's collaborators for ``rules``, built as the handler builds them."""
     point_service_at(stack, registry.table, registry.pairs, rules.batch_size, rules.in_flight)
-    from fetcher.handler import build_deps
+    from fetcher.deps import build_fetcher
     from market_data.config import load_settings
 
     # A case spends at most about 2,500 weight; starting each from zero keeps the fetcher's own
     # weight budget (90 % of 6,000 a minute) from pausing a later case of the run.
     stack.simulator.reset_limits()
-    return build_deps(load_settings())
+    return build_fetcher(load_settings())
 
 
-def run_one_slot(deps: Any, slot: int, results: list[Any], simulator: Any) -> TickFigures:
+def run_one_slot(container: Any, slot: int, results: list[Any], simulator: Any) -> TickFigures:
     from fetcher.loop import LoopSummary, run_slot
 
     simulator.reset_requests()
     summary = LoopSummary()
     started = time.perf_counter()
     with quiet_stdout():
-        run_slot(deps, slot, "bench-fetch-cycle", summary)
+        run_slot(container, slot, "bench-fetch-cycle", summary)
     slot_ms = (time.perf_counter() - started) * 1000
     requests = simulator.requests
     if summary.ticks != 1 or not results:
@@ -289,15 +289,15 @@ def bare_client_fetch_ms(base_url: str, pairs: list[str], rules: BatchingRules) 
 def measure_case(
     stack: Stack, registry: Registry, rules: BatchingRules, steady_ticks: int, slots: Iterator[int]
 ) -> CaseFigures:
-    deps = new_container(stack, registry, rules)
+    container = new_container(stack, registry, rules)
     try:
         with observed_tick_results() as results:
-            figures = CaseFigures(rules, run_one_slot(deps, next(slots), results, stack.simulator))
+            figures = CaseFigures(rules, run_one_slot(container, next(slots), results, stack.simulator))
             for _ in range(steady_ticks):
-                figures.steady.append(run_one_slot(deps, next(slots), results, stack.simulator))
+                figures.steady.append(run_one_slot(container, next(slots), results, stack.simulator))
     finally:
-        deps.close()  # its kept-alive connections would hold simulator threads
-        deps.redis.close()
+        container.close()  # its kept-alive connections would hold simulator threads
+        container.deps.redis.close()
     for tick in (figures.first, *figures.steady):
         if tick.pairs_fetched != rules.pairs:
             raise RuntimeError(f"{rules.describe()}: fetched {tick.pairs_fetched} pairs")

@@ -4,7 +4,7 @@ DynamoDB on demand bills every item written, so the durable last-known-good copy
 written on every tick: at most once per pair per LAST_KNOWN_GOOD_WRITE_INTERVAL_MS (60 s by
 default), hence the limit of 60 writes per pair per hour, whatever the tick rate.
 
-What is measured: the production fetcher (``build_deps`` and ``run_slot``, as the loop calls them)
+What is measured: the production fetcher (``build_fetcher`` and ``run_slot``, as the loop calls them)
 against a redis-server, moto over HTTP and the Binance simulator, for one simulated hour of
 consecutive slots after a minute of warm-up (the first tick seeds the registry and writes every
 pair once). Writes are counted on the wire, by a hook on the fetcher's own DynamoDB client that
@@ -131,14 +131,14 @@ def _simulated_time(clock: SimulatedClock) -> Iterator[None]:
         yield
 
 
-def _check_clock_reached_the_fetcher(deps: Any, simulated_end_ms: int) -> None:
+def _check_clock_reached_the_fetcher(container: Any, simulated_end_ms: int) -> None:
     """Had the fetcher kept reading the real clock, it would have written about once a real
     minute, and the figure would look far better than it is: the write times it kept say which
     clock it read."""
     from market_data import cache
 
-    written = [int(at) for at in deps.redis.hgetall(cache.LKG_WRITTEN).values()]
-    latest_due = simulated_end_ms - 2 * deps.settings.last_known_good_write_interval_ms
+    written = [int(at) for at in container.deps.redis.hgetall(cache.LKG_WRITTEN).values()]
+    latest_due = simulated_end_ms - 2 * container.deps.settings.last_known_good_write_interval_ms
     if not written or max(written) < latest_due:
         raise RuntimeError(
             "the fetcher did not run on the simulated clock: its last-known-good times are real"
@@ -149,17 +149,17 @@ def run() -> list[Row]:
     with real_parts(generated_pairs=PAIR_COUNT) as stack:
         pairs = generated_pairs(PAIR_COUNT)
         configure_service(stack, pairs)
-        from fetcher.handler import build_deps
+        from fetcher.deps import build_fetcher
         from fetcher.loop import LoopSummary, run_slot
         from market_data.config import load_settings
 
-        deps = build_deps(load_settings())
-        settings = deps.settings
+        container = build_fetcher(load_settings())
+        settings = container.deps.settings
         interval = settings.fetch_interval_ms
         slots_per_minute = MINUTE_MS // interval
         measured_slots = MEASURED_MINUTES * slots_per_minute
         counter, clock = WireCounter(), SimulatedClock()
-        events = deps.table.meta.client.meta.events
+        events = container.deps.table.meta.client.meta.events
         events.register("before-call.dynamodb", counter.on_call)
         warm_up, measured = LoopSummary(), LoopSummary()
         first_slot = time.time_ns() // 1_000_000 // interval
@@ -174,11 +174,13 @@ def run() -> list[Row]:
                         stack.simulator.reset_limits()  # a new simulated minute of weight
                     clock.enter_slot(slot, interval)
                     summary = measured if counter.measuring else warm_up
-                    run_slot(deps, slot, "bench-write-cost", summary)
-            _check_clock_reached_the_fetcher(deps, (first_slot + WARM_UP_SLOTS + measured_slots) * interval)
+                    run_slot(container, slot, "bench-write-cost", summary)
+            _check_clock_reached_the_fetcher(
+                container, (first_slot + WARM_UP_SLOTS + measured_slots) * interval
+            )
         finally:
             events.unregister("before-call.dynamodb", counter.on_call)
-            deps.executor.shutdown()
+            container.deps.executor.shutdown()
         elapsed_s = time.monotonic() - started
 
     hours = measured_slots * interval / HOUR_MS

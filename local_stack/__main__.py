@@ -222,10 +222,12 @@ def run(args: argparse.Namespace) -> int:
         }
         os.environ.update(function_environment(template, local))
 
-        from market_data.config import ConfigurationError, exchange_base_url, get_settings
+        from fetcher.exchanges.registry import base_url, check_known
+        from market_data.config import ConfigurationError, get_settings
 
         try:
             settings = get_settings()
+            check_known(settings.exchanges)
         except ConfigurationError as exc:
             say(f"error: {exc}")
             return 2
@@ -249,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler.start()
 
         base = f"http://{args.host}:{args.port}"
-        sources = ", ".join(f"{name} {exchange_base_url(settings, name)}" for name in settings.exchanges)
+        sources = ", ".join(f"{name} {base_url(settings, name)}" for name in settings.exchanges)
         say(f"EXCHANGES (in order of preference): {sources}")
         say(f"TRADING_PAIRS: {list(settings.trading_pairs)}")
         say(f"serving on {base}  (Ctrl-C stops everything)")

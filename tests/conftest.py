@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from market_data.config import KNOWN_EXCHANGES
+from fetcher.exchanges.registry import REGISTRY
 
 # A loopback port nothing listens on (discard): what an exchange URL is when a test sets none.
 UNREACHABLE = "http://127.0.0.1:9"
@@ -88,7 +88,7 @@ def service_env(
         # Binance alone unless a test says otherwise; no base URL ever leaves this machine (a test
         # that needs an exchange points its URL at a simulator).
         "EXCHANGES": '["binance"]',
-        **{f"{name.upper()}_API_BASE_URL": UNREACHABLE for name in KNOWN_EXCHANGES},
+        **{f"{name.upper()}_API_BASE_URL": UNREACHABLE for name in REGISTRY},
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -155,9 +155,9 @@ def cluster_env(
 
 
 @pytest.fixture
-def make_deps(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
-    """Fetcher collaborators as a fresh container would build them, with environment overrides."""
-    from fetcher.handler import build_deps
+def make_container(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    """A fetcher as a fresh container would build it, with environment overrides."""
+    from fetcher.deps import build_fetcher
     from market_data import cache, store
     from market_data.config import load_settings
 
@@ -166,7 +166,7 @@ def make_deps(fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> C
             monkeypatch.setenv(name, value)
         cache.reset_client()
         store.reset_table()
-        return build_deps(load_settings())
+        return build_fetcher(load_settings())
 
     return make
 

@@ -242,40 +242,40 @@ def _measure_pair_count(
 
 def _measure_fetcher(stack: Stack, cache_wire: CacheWire, slots: Iterator[int]) -> tuple[dict[str, Any], str]:
     """The fetcher's figures (PairCountFigures fields) from real slots, and what they printed."""
-    from fetcher.handler import build_deps
+    from fetcher.deps import build_fetcher
     from fetcher.loop import LoopSummary, run_slot
     from market_data.config import load_settings
 
-    deps = build_deps(load_settings())
+    container = build_fetcher(load_settings())
     exchange, dynamo = ExchangeWire(), DynamoWire()
     steady: list[tuple[WireSnapshot, str, list[tuple[str, int]]]] = []  # cache, stdout, exchange
     try:
-        with exchange.watching(stack.simulator), dynamo.watching(deps.table):
+        with exchange.watching(stack.simulator), dynamo.watching(container.deps.table):
             # A new deployment's first slot seeds the registry, reads exchangeInfo and writes
             # every pair's last known good: measured for the item size and exchangeInfo only.
             with quiet_stdout():
-                run_slot(deps, next(slots), "bench-cost-model", LoopSummary())
+                run_slot(container, next(slots), "bench-cost-model", LoopSummary())
             exchange_info = [size for path, size in exchange.take() if "exchangeInfo" in path]
             dynamo.queries, dynamo.query_bytes = 0, []
             for _ in range(STEADY_SLOTS):
                 slot = next(slots)
                 before = cache_wire.snapshot()
                 with captured_stdout() as printed:
-                    run_slot(deps, slot, "bench-cost-model", LoopSummary())
+                    run_slot(container, slot, "bench-cost-model", LoopSummary())
                 steady.append((cache_wire.since(before), printed.getvalue(), exchange.take()))
             # The same slot again from another invocation: the claim is taken, so it only
             # heartbeats and skips, as overlapping invocations do in every slot they do not own.
             before = cache_wire.snapshot()
             summary = LoopSummary()
             with captured_stdout() as skipped_printed:
-                run_slot(deps, slot, "bench-cost-model-overlap", summary)
+                run_slot(container, slot, "bench-cost-model-overlap", summary)
             skipped = cache_wire.since(before)
         if summary.skipped_claimed_elsewhere != 1:
             raise RuntimeError(f"the overlapping invocation did not skip: {summary.as_dict()}")
         dataset_bytes = cache_wire.dataset_bytes()
     finally:
-        deps.close()
-        deps.redis.close()
+        container.close()
+        container.deps.redis.close()
     if not exchange_info or not dynamo.lkg_item_bytes or not dynamo.query_bytes:
         raise RuntimeError("the first slot read no exchangeInfo, or wrote no last known good")
     figures = {
@@ -432,7 +432,7 @@ def _custom_metrics(seen: Mapping[str, set[str]]) -> tuple[int, str]:
     breakdowns = {name for name in UNITS if name.endswith(("ByKind", "ByReason"))}
     per_function: dict[str, int] = {}
     for package in FUNCTION_PACKAGES:
-        source = "\n".join(path.read_text() for path in sorted((REPO_ROOT / package).glob("*.py")))
+        source = "\n".join(path.read_text() for path in sorted((REPO_ROOT / package).rglob("*.py")))
         service = SERVICE_NAME.search(source)
         if service is None:
             raise RuntimeError(f"{package}: no metrics service name found")
@@ -441,7 +441,7 @@ def _custom_metrics(seen: Mapping[str, set[str]]) -> tuple[int, str]:
             names |= response_names
         per_function[service.group(1)] = len(names)
     fetcher_source = "\n".join(
-        (REPO_ROOT / "functions/fetcher/fetcher" / name).read_text() for name in ("binance.py", "tick.py")
+        path.read_text() for path in sorted((REPO_ROOT / "functions/fetcher/fetcher").rglob("*.py"))
     )
     error_kinds = {kind for match in EXCHANGE_ERROR_KIND.findall(fetcher_source) for kind in match if kind}
     kinds = {"ExchangeErrorsByKind": len(error_kinds), "PairsRejectedByReason": REJECTION_REASONS_ASSUMED}

@@ -508,7 +508,7 @@ def test_command_line_serves_until_interrupted():
 
 
 def test_binance_us_is_the_same_protocol_under_its_own_name_and_smaller_weight_budget():
-    from fetcher.binance import BINANCE_US, BINANCE_US_WEIGHT_LIMIT_1M, BinanceClient, parse_ticker
+    from fetcher.exchanges.binance import BINANCE_US, BINANCE_US_WEIGHT_LIMIT_1M, BinanceClient, parse_ticker
 
     with (
         BinanceSimulator(seed=3, weight_limit=BINANCE_US_WEIGHT_LIMIT_1M) as us,

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
+from fetcher.deps import Fetcher
 from fetcher.loop import LoopSummary, run_fetcher, run_slot
-from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.servers import RedisServer
 from market_data import cache, store
@@ -23,25 +23,27 @@ TICKER = "/api/v3/ticker/24hr"
 _slots = itertools.count(50_000)
 
 
-def tick(deps: FetcherDeps) -> LoopSummary:
+def tick(container: Fetcher) -> LoopSummary:
     summary = LoopSummary()
-    run_slot(deps, next(_slots), "cache-loss-test", summary)
+    run_slot(container, next(_slots), "cache-loss-test", summary)
     return summary
 
 
 def test_two_invocations_keep_fetching_once_per_slot_and_writing_last_known_good(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, redis_server: RedisServer
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, redis_server: RedisServer
 ) -> None:
     # Given two containers, and a cache that goes away
-    first, second = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000"), make_deps()
+    first, second = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000"), make_container()
     tick(first)  # registry seeded, listing cached
     redis_server.stop()
     simulator.reset_requests()
-    before = store.read_last_known_good(first.table, None)["BTC/USDT"].fetchedAt
+    before = store.read_last_known_good(first.deps.table, None)["BTC/USDT"].fetchedAt
     summaries: list[LoopSummary] = []
 
-    def invoke(deps: FetcherDeps, name: str) -> None:
-        summaries.append(run_fetcher(deps, invocation_id=name, remaining_ms=lambda: 60_000, run_seconds=5.0))
+    def invoke(container: Fetcher, name: str) -> None:
+        summaries.append(
+            run_fetcher(container, invocation_id=name, remaining_ms=lambda: 60_000, run_seconds=5.0)
+        )
 
     # When both tick for ~5 s, starting just after a slot boundary, half a slot apart
     time.sleep((INTERVAL_MS - now_ms() % INTERVAL_MS + 50) / 1000)
@@ -62,34 +64,34 @@ def test_two_invocations_keep_fetching_once_per_slot_and_writing_last_known_good
     assert len(slots) >= 2 and set(slots.values()) == {1}, slots
     assert all(s.failed == 0 for s in summaries)
     # and last known good kept being written
-    assert store.read_last_known_good(first.table, None)["BTC/USDT"].fetchedAt > before
+    assert store.read_last_known_good(first.deps.table, None)["BTC/USDT"].fetchedAt > before
     # and the heartbeat went to DynamoDB, so health can tell running from dead
-    heartbeat = store.get_heartbeat(first.table)
-    assert heartbeat is not None and now_ms() - heartbeat["at"] < 3 * INTERVAL_MS
+    heartbeat = store.get_heartbeat(first.deps.table)
+    assert heartbeat is not None and now_ms() - heartbeat.at < 3 * INTERVAL_MS
 
 
 def test_a_ban_is_honoured_while_the_cache_is_lost_and_recovery_needs_no_restart(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, redis_server: RedisServer
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, redis_server: RedisServer
 ) -> None:
-    deps = make_deps()
-    tick(deps)
+    container = make_container()
+    tick(container)
     redis_server.stop()
     simulator.set_fault("rate_limit", path=TICKER, count=1, retry_after=2)
 
-    tick(deps)  # 429: the ban is kept in DynamoDB (the cache is gone) and in memory
-    other_container = make_deps()  # no memory of it
+    tick(container)  # 429: the ban is kept in DynamoDB (the cache is gone) and in memory
+    other_container = make_container()  # no memory of it
     summary = tick(other_container)
 
     assert summary.paused == 1
     assert [r.status for r in simulator.requests if r.path == TICKER] == [200, 429]
-    assert store.get_bans(deps.table, ["binance"])["binance"]["status"] == 429
+    assert store.get_bans(container.deps.table, ["binance"])["binance"].status == 429
 
     # When the cache comes back, the next tick writes it again, without a restart
     redis_server.start()
     time.sleep(2.1)  # the ban has passed
-    deps.redis.flushall()
-    assert tick(deps).ticks == 1
-    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+    container.deps.redis.flushall()
+    assert tick(container).ticks == 1
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
 
 
 @pytest.fixture(autouse=True)
@@ -100,35 +102,35 @@ def _cache_back(redis_server: RedisServer) -> object:
 
 
 def test_dynamodb_failing_keeps_the_cache_fresh_counts_errors_and_never_crash_loops(
-    make_deps: Callable[..., FetcherDeps], monkeypatch: pytest.MonkeyPatch
+    make_container: Callable[..., Fetcher], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import boto3
     from botocore.config import Config
 
     from local_stack.servers import free_port
 
-    deps = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
-    tick(deps)  # the registry is read once
+    container = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
+    tick(container)  # the registry is read once
     # DynamoDB goes away (errors on every call, after the client's bounded retries)
     dead = f"http://127.0.0.1:{free_port()}"
     config = Config(connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 2, "mode": "standard"})
-    deps.table = boto3.resource("dynamodb", endpoint_url=dead, config=config).Table(
-        deps.settings.market_data_table_name
+    container.deps.table = boto3.resource("dynamodb", endpoint_url=dead, config=config).Table(
+        container.deps.settings.market_data_table_name
     )
-    deps.redis.delete(cache.fresh_key("BTC/USDT"))
+    container.deps.redis.hdel(cache.STALE_COPIES, "BTC/USDT")
 
-    summaries = [tick(deps) for _ in range(3)]
+    summaries = [tick(container) for _ in range(3)]
     time.sleep(2.1)  # last known good is due again
-    summaries.append(tick(deps))
+    summaries.append(tick(container))
 
     assert all(s.failed == 0 and s.ticks == 1 for s in summaries)
-    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None  # prices stay fresh
-    counted = int(deps.redis.hget(cache.STATS, "errors:dynamodb") or 0)
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None  # prices stay fresh
+    counted = int(container.deps.redis.hget(cache.STATS, "errors:dynamodb") or 0)
     assert counted >= 3  # registry reads (each tick) and the last known good write
 
 
 def test_dynamodb_throttling_is_retried_within_bounds_and_the_cache_stays_fresh(
-    make_deps: Callable[..., FetcherDeps],
+    make_container: Callable[..., Fetcher],
 ) -> None:
     """DynamoDB answering every call with its throttling error, over HTTP as DynamoDB sends it."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,23 +160,23 @@ def test_dynamodb_throttling_is_retried_within_bounds_and_the_cache_stays_fresh(
     server = ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        deps = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
-        tick(deps)
+        container = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
+        tick(container)
         reset_table()
         # The production client (its own timeouts and retry bounds), pointed at the throttling endpoint
         settings = msgspec.structs.replace(
-            deps.settings, dynamodb_endpoint_url=f"http://127.0.0.1:{server.server_port}"
+            container.deps.settings, dynamodb_endpoint_url=f"http://127.0.0.1:{server.server_port}"
         )
-        deps.table = get_table(settings)
-        deps.redis.delete(cache.fresh_key("BTC/USDT"))
+        container.deps.table = get_table(settings)
+        container.deps.redis.hdel(cache.STALE_COPIES, "BTC/USDT")
 
-        summary = tick(deps)
+        summary = tick(container)
 
         assert summary.failed == 0 and summary.ticks == 1
-        assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+        assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
         queries = [target for target in calls if target.endswith("Query")]
         assert len(queries) == 2  # retried once: the client's bound of two attempts
-        assert int(deps.redis.hget(cache.STATS, "errors:dynamodb") or 0) >= 1
+        assert int(container.deps.redis.hget(cache.STATS, "errors:dynamodb") or 0) >= 1
     finally:
         server.shutdown()
         server.server_close()

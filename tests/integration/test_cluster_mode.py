@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from fetcher.handler import build_deps
+from fetcher.deps import build_fetcher
 from fetcher.loop import LoopSummary, run_slot
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.config import load_settings
+from market_data.contracts import Heartbeat
 from prices_api.handler import lambda_handler
 from tests.support import load_event
 
@@ -19,10 +20,10 @@ from tests.support import load_event
 @pytest.mark.usefixtures("cluster_env")
 def test_fetcher_writes_and_the_api_reads_through_a_cluster() -> None:
     store.reset_table()
-    deps = build_deps(load_settings())
+    container = build_fetcher(load_settings())
     summary = LoopSummary()
 
-    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "cluster-test", summary)
+    run_slot(container, now_ms() // container.deps.settings.fetch_interval_ms, "cluster-test", summary)
 
     assert summary.ticks == 1 and summary.failed == 0
     context = LocalLambdaContext("prices", 6)
@@ -34,10 +35,20 @@ def test_fetcher_writes_and_the_api_reads_through_a_cluster() -> None:
     assert health["status"] == "ok" and health["fetcher"]["isRunning"] is True
     # A second slot is claimed once: the claim works across the cluster client too.
     assert cache.open_slot(
-        deps.redis, slot=1, owner="a", interval_ms=2000, heartbeat={"at": 1}, exchanges=["binance"]
+        container.deps.redis,
+        slot=1,
+        owner="a",
+        interval_ms=2000,
+        heartbeat=Heartbeat(at=1, invocation_id="a", slot=1),
+        exchanges=["binance"],
     ).claimed
     assert not cache.open_slot(
-        deps.redis, slot=1, owner="b", interval_ms=2000, heartbeat={"at": 1}, exchanges=["binance"]
+        container.deps.redis,
+        slot=1,
+        owner="b",
+        interval_ms=2000,
+        heartbeat=Heartbeat(at=1, invocation_id="a", slot=1),
+        exchanges=["binance"],
     ).claimed
 
 
@@ -62,7 +73,7 @@ def test_an_unreachable_cluster_is_a_fallback_not_a_500(
     assert "cache unreachable" in json.loads(health["body"])["reason"]
 
     # A fetcher that keeps its heartbeat in DynamoDB meanwhile makes it degraded, not down
-    store.put_heartbeat(store.get_table(get_settings()), {"at": now_ms(), "invocationId": "x"})
+    store.put_heartbeat(store.get_table(get_settings()), Heartbeat(at=now_ms(), invocation_id="x", slot=1))
     health = lambda_handler(load_event("health_get.json"), context)
     body = json.loads(health["body"])
     assert (health["statusCode"], body["status"], body["fetcher"]["isRunning"]) == (200, "degraded", True)
@@ -79,11 +90,11 @@ def test_fetcher_and_api_over_tls(
     get_settings.cache_clear()
     cache.reset_client()
     store.reset_table()
-    deps = build_deps(load_settings())
-    deps.redis.flushall()
+    container = build_fetcher(load_settings())
+    container.deps.redis.flushall()
     summary = LoopSummary()
 
-    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms, "tls-test", summary)
+    run_slot(container, now_ms() // container.deps.settings.fetch_interval_ms, "tls-test", summary)
 
     assert summary.ticks == 1 and summary.failed == 0
     prices = lambda_handler(load_event("prices_get.json"), LocalLambdaContext("prices", 6))

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fetcher.coinbase import CoinbaseClient, parse_ticker
-from fetcher.exchange import ExchangeError, RateLimitedError
+from fetcher.exchanges.base import ExchangeError, RateLimitedError
+from fetcher.exchanges.coinbase import CoinbaseClient, parse_ticker
 from local_stack.coinbase_simulator import CoinbaseSimulator
 from local_stack.simulator_http import command_line_process
 from tests.support import FIXTURES, simulator_fixtures

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from fetcher.coinbase import CoinbaseClient
-from fetcher.kraken import HOUR_MS, KrakenClient
-from fetcher.sources import COINBASE_IN_FLIGHT, CoinbaseSource, KrakenSource
+from fetcher.exchanges.coinbase import IN_FLIGHT as COINBASE_IN_FLIGHT
+from fetcher.exchanges.coinbase import CoinbaseClient, CoinbaseExchange
+from fetcher.exchanges.kraken import HOUR_MS, KrakenClient, KrakenExchange
 from local_stack.coinbase_simulator import CoinbaseSimulator
 from local_stack.kraken_simulator import KrakenSimulator
 
@@ -46,7 +46,7 @@ def coinbase_sim() -> Iterator[CoinbaseSimulator]:
         yield sim
 
 
-def coinbase_routes(source: CoinbaseSource, pairs: list[str]) -> dict[str, str]:
+def coinbase_routes(source: CoinbaseExchange, pairs: list[str]) -> dict[str, str]:
     listing = source.listing()
     return {pair: listing[pair].symbol for pair in pairs}
 
@@ -55,7 +55,7 @@ def test_coinbase_reads_stats_once_per_refresh_and_a_ticker_per_product_every_sl
     coinbase_sim: CoinbaseSimulator, http: httpx.Client
 ) -> None:
     clock = Clock()
-    source = CoinbaseSource(CoinbaseClient(http, coinbase_sim.base_url), clock_ms=clock)
+    source = CoinbaseExchange(CoinbaseClient(http, coinbase_sim.base_url), clock_ms=clock)
     routes = coinbase_routes(source, ["BTC/USD", "ETH/USD", "BTC/USDT"])
     coinbase_sim.reset_requests()
 
@@ -78,7 +78,7 @@ def test_coinbase_reads_stats_once_per_refresh_and_a_ticker_per_product_every_sl
 def test_coinbase_stays_under_its_rate_limit(coinbase_sim: CoinbaseSimulator, http: httpx.Client) -> None:
     for n in range(4):
         coinbase_sim.add_product(f"T{n}-USD", f"T{n}", "USD", 10.0 + n)
-    source = CoinbaseSource(CoinbaseClient(http, coinbase_sim.base_url))
+    source = CoinbaseExchange(CoinbaseClient(http, coinbase_sim.base_url))
     routes = coinbase_routes(
         source, ["BTC/USD", "ETH/USD", "SOL/USD", "T0/USD", "T1/USD", "T2/USD", "T3/USD"]
     )
@@ -95,7 +95,7 @@ def test_coinbase_stays_under_its_rate_limit(coinbase_sim: CoinbaseSimulator, ht
 def test_coinbase_fetches_what_the_slot_allows_and_the_rest_next_slot(
     coinbase_sim: CoinbaseSimulator, http: httpx.Client
 ) -> None:
-    source = CoinbaseSource(CoinbaseClient(http, coinbase_sim.base_url))
+    source = CoinbaseExchange(CoinbaseClient(http, coinbase_sim.base_url))
     routes = coinbase_routes(source, ["BTC/USD", "ETH/USD", "SOL/USD", "BTC/USDT", "ETH/USDT"])
 
     short = source.fetch(routes, deadline=time.monotonic() + 0.5)  # four requests' worth at 8 a second
@@ -111,7 +111,7 @@ def test_a_coinbase_429_stops_the_slot_and_names_the_pairs(
 ) -> None:
     for n in range(5):
         coinbase_sim.add_product(f"T{n}-USD", f"T{n}", "USD", 10.0 + n)
-    source = CoinbaseSource(CoinbaseClient(http, coinbase_sim.base_url))
+    source = CoinbaseExchange(CoinbaseClient(http, coinbase_sim.base_url))
     routes = coinbase_routes(source, ["BTC/USD", "ETH/USD", "SOL/USD", *(f"T{n}/USD" for n in range(5))])
     coinbase_sim.set_fault("rate_limit", count=1)
     coinbase_sim.reset_requests()
@@ -131,7 +131,7 @@ def test_a_failed_stats_refresh_serves_the_kept_figures(
     coinbase_sim: CoinbaseSimulator, http: httpx.Client
 ) -> None:
     clock = Clock()
-    source = CoinbaseSource(CoinbaseClient(http, coinbase_sim.base_url), clock_ms=clock)
+    source = CoinbaseExchange(CoinbaseClient(http, coinbase_sim.base_url), clock_ms=clock)
     routes = coinbase_routes(source, ["BTC/USD"])
     assert set(source.fetch(routes, deadline=time.monotonic() + SLOT_S).tickers) == {"BTC/USD"}
     clock.offset_ms += source.stats_refresh_ms
@@ -153,8 +153,8 @@ def kraken_sim() -> Iterator[KrakenSimulator]:
         yield sim
 
 
-def kraken_source(sim: KrakenSimulator, http: httpx.Client, clock: Clock) -> KrakenSource:
-    return KrakenSource(KrakenClient(http, sim.base_url), requests_per_s=3.2, clock_ms=clock)
+def kraken_source(sim: KrakenSimulator, http: httpx.Client, clock: Clock) -> KrakenExchange:
+    return KrakenExchange(KrakenClient(http, sim.base_url), requests_per_s=3.2, clock_ms=clock)
 
 
 def test_kraken_reads_each_rolling_open_once_an_hour_and_every_price_in_one_request(

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from fetcher.deps import Fetcher
+from fetcher.exchanges.kraken import OPEN_RETRY_MS, KrakenExchange
 from fetcher.loop import LoopSummary, run_slot
-from fetcher.sources import OPEN_RETRY_MS, KrakenSource
-from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.coinbase_simulator import CoinbaseSimulator
 from local_stack.kraken_simulator import KrakenSimulator
@@ -46,13 +46,13 @@ def exchanges(
 
 
 @pytest.fixture
-def deps(exchanges: object, make_deps: Callable[..., FetcherDeps]) -> FetcherDeps:
-    return make_deps()
+def container(exchanges: object, make_container: Callable[..., Fetcher]) -> Fetcher:
+    return make_container()
 
 
-def tick(deps: FetcherDeps) -> None:
+def tick(container: Fetcher) -> None:
     summary = LoopSummary()
-    run_slot(deps, next(_slots), "failover-test", summary)
+    run_slot(container, next(_slots), "failover-test", summary)
     assert summary.failed == 0
 
 
@@ -72,26 +72,26 @@ def sources(body: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {pair: (entry["exchange"], entry["symbol"]) for pair, entry in body.items()}
 
 
-def record(deps: FetcherDeps, pair: str) -> PairRecord:
-    found = store.get_record(deps.table, pair)
+def record(container: Fetcher, pair: str) -> PairRecord:
+    found = store.get_record(container.deps.table, pair)
     assert found is not None
     return found
 
 
-def end_holds(deps: FetcherDeps) -> None:
+def end_holds(container: Fetcher) -> None:
     """The holds' time passes (30 s at first): a held pair is routed to its first source again."""
-    kept = deps.redis.hgetall(cache.FAILURE_HOLDS)
-    deps.redis.hset(
+    kept = container.deps.redis.hgetall(cache.FAILURE_HOLDS)
+    container.deps.redis.hset(
         cache.FAILURE_HOLDS, mapping={key: b"0," + value.split(b",")[1] for key, value in kept.items()}
     )
 
 
 def test_each_default_pair_is_served_by_the_first_exchange_in_order_that_lists_it(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
     _, _, kraken = exchanges
 
-    tick(deps)
+    tick(container)
 
     # binance.com lists no USD pairs: those come from Coinbase, under Coinbase's own names
     assert sources(prices(",".join(DEFAULT_PAIRS))) == {
@@ -113,19 +113,19 @@ def test_each_default_pair_is_served_by_the_first_exchange_in_order_that_lists_i
 
 
 def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_when_it_recovers(
-    deps: FetcherDeps,
-    make_deps: Callable[..., FetcherDeps],
+    container: Fetcher,
+    make_container: Callable[..., Fetcher],
     exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     binance, _, _ = exchanges
-    tick(deps)
+    tick(container)
     binance.set_fault("server_error", path=BINANCE_TICKER, status=503)
 
-    tick(deps)  # binance fails: its pairs are not served this tick...
+    tick(container)  # binance fails: its pairs are not served this tick...
     assert "exchange error: http_5xx" in health()["fetcher"]["missingPairs"]["BTC/USDT"]
 
-    tick(make_deps())  # ...and from the next one the next exchange that lists them serves them,
+    tick(make_container())  # ...and from the next one the next exchange that lists them serves them,
     # whichever invocation owns the slot (overlapping invocations share the holds)
     assert sources(prices("BTC/USDT,ETH/USDT")) == {
         "BTC/USDT": ("coinbase", "BTC-USDT"),
@@ -141,18 +141,18 @@ def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_whe
     assert (by_exchange[-1]["kind"], by_exchange[-1]["PairsFetchedByExchange"]) == ("coinbase", [4.0])
     ticker_calls = len([r for r in binance.requests if r.path == BINANCE_TICKER])
 
-    tick(deps)  # while the hold lasts, binance is not asked for them again
+    tick(container)  # while the hold lasts, binance is not asked for them again
     assert len([r for r in binance.requests if r.path == BINANCE_TICKER]) == ticker_calls
 
     binance.clear_faults()
-    end_holds(deps)
-    tick(deps)  # the hold over, binance is asked again (the probe), answers, and keeps its pairs
+    end_holds(container)
+    tick(container)  # the hold over, binance is asked again (the probe), answers, and keeps its pairs
     assert sources(prices("BTC/USDT,ETH/USDT")) == {
         "BTC/USDT": ("binance", "BTCUSDT"),
         "ETH/USDT": ("binance", "ETHUSDT"),
     }
-    assert deps.holds.holds == {}
-    tick(deps)
+    assert container.state.holds.holds == {}
+    tick(container)
     assert health()["fetcher"]["pairSources"]["ETH/USDT"] == {
         "exchange": "binance",
         "symbol": "ETHUSDT",
@@ -161,32 +161,32 @@ def test_a_failing_source_fails_over_from_the_next_tick_and_the_pair_returns_whe
 
 
 def test_a_source_that_still_fails_when_probed_is_held_off_longer(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
     binance, _, _ = exchanges
-    tick(deps)
+    tick(container)
     binance.set_fault("server_error", path=BINANCE_TICKER, status=503)
-    tick(deps)
-    first = deps.holds.holds[("binance", "BTC/USDT")]
+    tick(container)
+    first = container.state.holds.holds[("binance", "BTC/USDT")]
     first_hold = first.until_ms - now_ms()
 
-    end_holds(deps)
-    tick(deps)  # probed, failed again
+    end_holds(container)
+    tick(container)  # probed, failed again
 
-    second = deps.holds.holds[("binance", "BTC/USDT")]
+    second = container.state.holds.holds[("binance", "BTC/USDT")]
     assert second.failures == 2 and second.until_ms - now_ms() > first_hold * 1.5
     assert sources(prices("BTC/USDT"))["BTC/USDT"][0] == "binance"  # the last good price, until...
-    tick(deps)
+    tick(container)
     assert sources(prices("BTC/USDT"))["BTC/USDT"] == ("coinbase", "BTC-USDT")
 
 
 def test_binance_refusing_this_location_sends_its_pairs_elsewhere_at_once_and_health_says_why(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
     binance, _, _ = exchanges
     binance.set_fault("restricted")  # HTTP 451 on everything, as binance.com answers US addresses
 
-    tick(deps)
+    tick(container)
 
     assert sources(prices(",".join(DEFAULT_PAIRS))) == {
         "BTC/USD": ("coinbase", "BTC-USD"),
@@ -201,47 +201,47 @@ def test_binance_refusing_this_location_sends_its_pairs_elsewhere_at_once_and_he
 
 
 def test_a_pair_is_suspended_only_when_no_configured_exchange_lists_it(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
     binance, coinbase, kraken = exchanges
-    tick(deps)
+    tick(container)
 
     binance.remove_symbol("BTCUSDT")  # delisted on binance: coinbase lists it too
-    deps.venues["binance"].directory.next_read_at = 0  # the listing's refresh comes
-    tick(deps)
-    assert record(deps, "BTC/USDT").status == "active"
+    container.state.exchanges["binance"].listing.next_read_at = 0  # the listing's refresh comes
+    tick(container)
+    assert record(container, "BTC/USDT").status == "active"
     assert sources(prices("BTC/USDT")) == {"BTC/USDT": ("coinbase", "BTC-USDT")}
 
     coinbase.set_status("BTC-USDT", "delisted")
     kraken.remove_pair("XBTUSDT")
-    for venue in deps.venues.values():
-        venue.directory.next_read_at = 0
-    tick(deps)
+    for memory in container.state.exchanges.values():
+        memory.listing.next_read_at = 0
+    tick(container)
 
-    btc = record(deps, "BTC/USDT")
+    btc = record(container, "BTC/USDT")
     assert btc.status == "suspended"
     assert btc.reason == (
         "binance does not list BTC/USDT; coinbase reports BTC-USDT as delisted: not trading; "
         "kraken does not list BTC/USDT"
     )
-    assert record(deps, "ETH/USDT").status == "active"
+    assert record(container, "ETH/USDT").status == "active"
 
 
 def test_submissions_are_verified_on_whichever_exchange_lists_them(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
-    tick(deps)
+    tick(container)
     for pair in ("SOL/USD", "DOGE/USD", "FOO/USD"):
-        store.create_submission(deps.table, pair, now_ms=now_ms(), max_pending=100)
+        store.create_submission(container.deps.table, pair, now_ms=now_ms(), max_pending=100)
 
     # Kraken allows about one request a second: its listing, the pair's rolling open and the
     # ticker take a few slots of this test's 2 s.
     for _ in range(6):
-        tick(deps)
-        if all(record(deps, pair).status != "pending" for pair in ("SOL/USD", "DOGE/USD", "FOO/USD")):
+        tick(container)
+        if all(record(container, pair).status != "pending" for pair in ("SOL/USD", "DOGE/USD", "FOO/USD")):
             break
 
-    sol, doge, foo = (record(deps, pair) for pair in ("SOL/USD", "DOGE/USD", "FOO/USD"))
+    sol, doge, foo = (record(container, pair) for pair in ("SOL/USD", "DOGE/USD", "FOO/USD"))
     assert (sol.status, sol.exchange, sol.symbol) == ("active", "coinbase", "SOL-USD")
     # only Kraken trades DOGE/USD, under its own XDG name, found through its listing
     assert (doge.status, doge.exchange, doge.symbol) == ("active", "kraken", "XDGUSD")
@@ -249,7 +249,7 @@ def test_submissions_are_verified_on_whichever_exchange_lists_them(
     assert foo.reason == (
         "binance does not list FOO/USD; coinbase does not list FOO/USD; kraken does not list FOO/USD"
     )
-    tick(deps)
+    tick(container)
     assert sources(prices("DOGE/USD,SOL/USD")) == {
         "DOGE/USD": ("kraken", "XDGUSD"),
         "SOL/USD": ("coinbase", "SOL-USD"),
@@ -257,14 +257,14 @@ def test_submissions_are_verified_on_whichever_exchange_lists_them(
 
 
 def test_each_exchange_is_asked_within_its_own_limits_once_per_slot(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
     binance, coinbase, kraken = exchanges
-    store.seed_registry(deps.table, [*DEFAULT_PAIRS, "DOGE/USD", "SOL/USD"], now_ms=now_ms())
+    store.seed_registry(container.deps.table, [*DEFAULT_PAIRS, "DOGE/USD", "SOL/USD"], now_ms=now_ms())
     ticks = 5
 
     for _ in range(ticks):
-        tick(deps)
+        tick(container)
 
     for sim in exchanges:
         assert all(r.status != 429 for r in sim.requests), type(sim).__name__
@@ -282,7 +282,7 @@ def test_each_exchange_is_asked_within_its_own_limits_once_per_slot(
 
 
 def test_pairs_beyond_what_coinbase_can_fetch_in_a_slot_go_to_the_next_exchange_that_lists_them(
-    deps: FetcherDeps, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
+    container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
     _, coinbase, kraken = exchanges
     # 14 USD pairs both list, against Coinbase's 12 ticker requests in this test's 2 s slot
@@ -291,31 +291,31 @@ def test_pairs_beyond_what_coinbase_can_fetch_in_a_slot_go_to_the_next_exchange_
         coinbase.add_product(f"{base}-USD", base, "USD", 10.0 + index)
         kraken.add_pair(f"{base}USD", base, "ZUSD", price=10.0 + index)
     pairs = ["BTC/USD", "ETH/USD", *(f"{base}/USD" for base in extra)]
-    store.seed_registry(deps.table, pairs, now_ms=now_ms())
+    store.seed_registry(container.deps.table, pairs, now_ms=now_ms())
 
     for _ in range(4):
-        tick(deps)
+        tick(container)
     served_by = sources(prices(",".join(pairs)))
-    tick(deps)
+    tick(container)
 
     assert len(served_by) == len(pairs)  # every pair served, none left waiting on Coinbase's rate
     on_coinbase = {pair for pair, (exchange, _) in served_by.items() if exchange == "coinbase"}
-    assert len(on_coinbase) == deps.venues["coinbase"].source.capacity(2.0) == 12
+    assert len(on_coinbase) == container.deps.exchanges["coinbase"].capacity(2.0) == 12
     assert set(health()["fetcher"]["exchanges"]["coinbase"]["pairs"]) == on_coinbase  # the same ones
     assert all(r.status != 429 for r in coinbase.requests)
 
 
 def test_a_kraken_pair_whose_rolling_open_cannot_be_read_costs_only_that_pair(
-    make_deps: Callable[..., FetcherDeps],
+    make_container: Callable[..., Fetcher],
     exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
 ) -> None:
     _, _, kraken = exchanges
-    deps = make_deps(FETCH_INTERVAL_MS="4000")  # 4 s slots, as deployed: three Kraken requests each
-    store.seed_registry(deps.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
+    container = make_container(FETCH_INTERVAL_MS="4000")  # 4 s slots, as deployed: three Kraken requests each
+    store.seed_registry(container.deps.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
     kraken.set_fault("server_error", path="/0/public/OHLC", count=1)  # DOGE's open read fails once
 
     for _ in range(4):
-        tick(deps)
+        tick(container)
         if health()["fetcher"]["exchanges"]["kraken"]["pairs"]:
             break
 
@@ -323,29 +323,29 @@ def test_a_kraken_pair_whose_rolling_open_cannot_be_read_costs_only_that_pair(
     assert (
         health()["fetcher"]["missingPairs"]["DOGE/USD"] == "exchange error: http_5xx (its rolling 24 h open)"
     )
-    assert deps.venues["kraken"].circuit.state == "closed"
+    assert container.state.exchanges["kraken"].circuit.state == "closed"
     ohlc_reads = len([r for r in kraken.requests if r.path == "/0/public/OHLC"])
-    tick(deps)
+    tick(container)
     assert len([r for r in kraken.requests if r.path == "/0/public/OHLC"]) == ohlc_reads  # not at once
 
-    source = deps.venues["kraken"].source
-    assert isinstance(source, KrakenSource)
+    source = container.deps.exchanges["kraken"]
+    assert isinstance(source, KrakenExchange)
     source.open_failures = {key: (at - OPEN_RETRY_MS, why) for key, (at, why) in source.open_failures.items()}
     for _ in range(3):  # a minute on, it is asked again
-        tick(deps)
+        tick(container)
         if len(health()["fetcher"]["exchanges"]["kraken"]["pairs"]) == 2:
             break
     assert sources(prices("DOGE/USD")) == {"DOGE/USD": ("kraken", "XDGUSD")}
 
 
 def test_invocations_taking_slots_in_turn_keep_to_each_exchange_s_rate_between_them(
-    make_deps: Callable[..., FetcherDeps],
+    make_container: Callable[..., Fetcher],
     exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
 ) -> None:
     _, _, kraken = exchanges
     # Two containers of overlapping invocations, each with its own clients and pacers, in 4 s slots
-    first, second = make_deps(FETCH_INTERVAL_MS="4000"), make_deps()
-    store.seed_registry(first.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
+    first, second = make_container(FETCH_INTERVAL_MS="4000"), make_container()
+    store.seed_registry(first.deps.table, ["DOGE/USD", "USDT/USD"], now_ms=now_ms())
 
     for _ in range(2):  # the slots go to one invocation, then the other
         tick(first)
@@ -358,14 +358,14 @@ def test_invocations_taking_slots_in_turn_keep_to_each_exchange_s_rate_between_t
 
 
 def test_a_new_container_serves_at_once_with_the_slow_figures_another_one_read(
-    deps: FetcherDeps,
-    make_deps: Callable[..., FetcherDeps],
+    container: Fetcher,
+    make_container: Callable[..., Fetcher],
     exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator],
 ) -> None:
     _, coinbase, kraken = exchanges
-    store.seed_registry(deps.table, ["DOGE/USD", "SOL/USD"], now_ms=now_ms())
+    store.seed_registry(container.deps.table, ["DOGE/USD", "SOL/USD"], now_ms=now_ms())
     for _ in range(4):
-        tick(deps)
+        tick(container)
         if len(health()["fetcher"]["exchanges"]["kraken"]["pairs"]) == 1:
             break
     kraken.reset_requests()
@@ -373,7 +373,7 @@ def test_a_new_container_serves_at_once_with_the_slow_figures_another_one_read(
 
     # A container started by an overlapping invocation takes the next slot (4 s, as deployed: its
     # own Kraken listing read and the Ticker request must both fit at one request a second).
-    tick(make_deps(FETCH_INTERVAL_MS="4000"))
+    tick(make_container(FETCH_INTERVAL_MS="4000"))
 
     # Kraken's rolling open and Coinbase's 24 h stats came from the cache, not the exchanges
     assert health()["fetcher"]["exchanges"]["kraken"]["pairs"] == ["DOGE/USD"]

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from fetcher.handler import build_deps
+from fetcher.deps import build_fetcher
 from fetcher.loop import LoopSummary, run_fetcher
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
@@ -25,14 +25,14 @@ def test_two_overlapping_invocations_fetch_each_slot_once_between_them(simulator
     for _ in range(2):
         cache.reset_client()
         store.reset_table()
-        containers.append(build_deps(load_settings()))
+        containers.append(build_fetcher(load_settings()))
     summaries: list[LoopSummary] = []
 
     def invoke(index: int) -> None:
-        deps = containers[index]
+        container = containers[index]
         summaries.append(
             run_fetcher(
-                deps, invocation_id=f"invocation-{index}", remaining_ms=lambda: 60_000, run_seconds=7.0
+                container, invocation_id=f"invocation-{index}", remaining_ms=lambda: 60_000, run_seconds=7.0
             )
         )
 
@@ -68,14 +68,14 @@ def test_two_overlapping_invocations_fetch_each_slot_once_between_them(simulator
 
 @pytest.mark.usefixtures("fetcher_env")
 def test_a_fetcher_near_its_deadline_stops_without_overrunning() -> None:
-    deps = build_deps(load_settings())
+    container = build_fetcher(load_settings())
     deadline = time.monotonic() + 5.0
 
     def remaining_ms() -> int:
         return int((deadline - time.monotonic()) * 1000)
 
-    run_fetcher(deps, invocation_id="short", remaining_ms=remaining_ms, run_seconds=120)
+    run_fetcher(container, invocation_id="short", remaining_ms=remaining_ms, run_seconds=120)
 
     assert remaining_ms() > 0  # returned with time to spare, although run_seconds asked for more
-    beat = deps.redis.get(cache.HEARTBEAT)
+    beat = container.deps.redis.get(cache.HEARTBEAT)
     assert beat is not None

@@ -12,11 +12,11 @@ import orjson
 import pytest
 import redis
 
-from fetcher.handler import build_deps
+from fetcher.deps import Fetcher, build_fetcher
 from fetcher.loop import LoopSummary, run_slot
-from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
+from market_data.cache.keys import META_FIELDS
 from market_data.clock import now_ms
 from market_data.config import Settings, load_settings
 
@@ -30,15 +30,15 @@ def ticker_requests(sim: BinanceSimulator) -> list[Any]:
 _slots = itertools.count(1)
 
 
-def tick(deps: FetcherDeps) -> LoopSummary:
+def tick(container: Fetcher) -> LoopSummary:
     """Run one slot as the loop would; each call is a new slot so its claim is free."""
     summary = LoopSummary()
-    run_slot(deps, next(_slots), "test-invocation", summary)
+    run_slot(container, next(_slots), "test-invocation", summary)
     return summary
 
 
-def stats(deps: FetcherDeps) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in deps.redis.hgetall(cache.STATS).items()}
+def stats(container: Fetcher) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in container.deps.redis.hgetall(cache.STATS).items()}
 
 
 def seed(settings: Settings, pairs: list[str]) -> None:
@@ -48,21 +48,20 @@ def seed(settings: Settings, pairs: list[str]) -> None:
     store.seed_registry(table, pairs, now_ms=now_ms())
 
 
-def test_a_tick_writes_fresh_tickers_stale_copies_listed_set_and_stats(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+def test_a_tick_writes_tickers_the_listed_pairs_and_stats(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
+    container = make_container()
 
-    summary = tick(deps)
+    summary = tick(container)
 
     assert summary.ticks == 1 and summary.failed == 0
-    client: redis.Redis = deps.redis
-    btc = orjson.loads(client.get(cache.fresh_key("BTC/USDT")))
+    client: redis.Redis = container.deps.redis
+    btc = orjson.loads(client.hget(cache.STALE_COPIES, "BTC/USDT"))
     assert btc["symbol"] == "BTCUSDT" and btc["exchange"] == "binance" and btc["price"] > 0
-    assert 0 < client.pttl(cache.fresh_key("BTC/USDT")) <= 15_000  # MARKET_DATA_CACHE_TTL_MS
-    assert client.pttl(cache.STALE_COPIES) > 24 * 3_600_000  # the long-lived stale copy
-    assert {m.decode() for m in client.smembers(cache.LISTED_PAIRS)} == {"BTC/USDT", "ETH/USDT"}
-    assert stats(deps)["fetchSuccesses"] == "1"
+    assert client.pttl(cache.STALE_COPIES) > 24 * 3_600_000  # the long-lived copies
+    assert cache.read_prices(client, None).listed == {"BTC/USDT", "ETH/USDT"}
+    assert stats(container)["fetchSuccesses"] == "1"
     # One ticker request for both pairs, symbols asked by their exchange names.
     requests = ticker_requests(simulator)
     assert len(requests) == 1
@@ -70,153 +69,160 @@ def test_a_tick_writes_fresh_tickers_stale_copies_listed_set_and_stats(
 
 
 def test_the_registry_is_seeded_from_trading_pairs_only_when_empty(
-    make_deps: Callable[..., FetcherDeps],
+    make_container: Callable[..., Fetcher],
 ) -> None:
-    deps = make_deps(TRADING_PAIRS='["SOL/USDT"]')
-    seed(deps.settings, ["BNB/USDT"])  # an existing registry wins over TRADING_PAIRS
+    container = make_container(TRADING_PAIRS='["SOL/USDT"]')
+    seed(container.deps.settings, ["BNB/USDT"])  # an existing registry wins over TRADING_PAIRS
 
-    tick(deps)
+    tick(container)
 
-    assert {m.decode() for m in deps.redis.smembers(cache.LISTED_PAIRS)} == {"BNB/USDT"}
-    assert [entry.pair for entry in store.list_registry(deps.table)] == ["BNB/USDT"]
+    assert cache.read_prices(container.deps.redis, None).listed == {"BNB/USDT"}
+    assert [entry.pair for entry in store.list_registry(container.deps.table)] == ["BNB/USDT"]
 
 
 def test_pairs_the_exchange_does_not_list_are_missing_with_a_reason_never_guessed(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps(TRADING_PAIRS='["BTC/USDT","BTC/USD","ETH/BTC"]')
+    container = make_container(TRADING_PAIRS='["BTC/USDT","BTC/USD","ETH/BTC"]')
 
-    tick(deps)
+    tick(container)
 
-    missing = orjson.loads(stats(deps)["missingPairs"])
+    missing = orjson.loads(stats(container)["missingPairs"])
     assert missing["BTC/USD"] == "suspended: binance does not list BTC/USD"
     assert "BREAK" in missing["ETH/BTC"]
     # the registry says so too (the whitelist record shows the status and why)
-    assert {r.pair: r.status for r in store.list_registry(deps.table)} == {
+    assert {r.pair: r.status for r in store.list_registry(container.deps.table)} == {
         "BTC/USDT": "active", "BTC/USD": "suspended", "ETH/BTC": "suspended",
     }  # fmt: skip
-    assert deps.redis.get(cache.fresh_key("BTC/USD")) is None
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USD") is None
     asked = {symbol for record in ticker_requests(simulator) for symbol in record.params["symbols"]}
     assert asked == {"BTCUSDT"}  # no BTCUSD guessed, no halted symbol fetched
 
 
 def test_one_invalid_symbol_does_not_blank_the_rest_of_its_batch(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps(TRADING_PAIRS='["BTC/USDT","ETH/USDT","BNB/USDT","SOL/USDT","XRP/USDT"]')
-    tick(deps)  # exchangeInfo is now cached with SOLUSDT in it
+    container = make_container(TRADING_PAIRS='["BTC/USDT","ETH/USDT","BNB/USDT","SOL/USDT","XRP/USDT"]')
+    tick(container)  # exchangeInfo is now cached with SOLUSDT in it
     simulator.remove_symbol("SOLUSDT")  # delisted between two exchangeInfo refreshes
-    deps.redis.delete(*[cache.fresh_key(p) for p in ("BTC/USDT", "ETH/USDT", "BNB/USDT", "XRP/USDT")])
+    container.deps.redis.hdel(cache.STALE_COPIES, *("BTC/USDT", "ETH/USDT", "BNB/USDT", "XRP/USDT"))
     simulator.reset_requests()
 
-    tick(deps)
+    tick(container)
 
     for pair in ("BTC/USDT", "ETH/USDT", "BNB/USDT", "XRP/USDT"):
-        assert deps.redis.get(cache.fresh_key(pair)) is not None, pair
-    missing = orjson.loads(stats(deps)["missingPairs"])
+        assert container.deps.redis.hget(cache.STALE_COPIES, pair) is not None, pair
+    missing = orjson.loads(stats(container)["missingPairs"])
     assert "SOLUSDT" in missing["SOL/USDT"]
     assert len(ticker_requests(simulator)) <= 1 + 2 * 3  # bisection stays bounded
     # The next tick re-reads the listing and asks for the remaining symbols in one request.
     simulator.reset_requests()
-    tick(deps)
+    tick(container)
     assert len(ticker_requests(simulator)) == 1
 
 
 def test_invalid_tickers_are_dropped_and_counted_and_the_last_good_value_stays(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)
-    good = deps.redis.hget(cache.STALE_COPIES, "BTC/USDT")
+    container = make_container()
+    tick(container)
+    good = container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT")
 
     for kind in ("zero", "negative", "nan", "high_below_low"):
         simulator.set_bad_ticker("BTCUSDT", kind)
-        deps.redis.delete(cache.fresh_key("BTC/USDT"))
-        tick(deps)
-        assert deps.redis.get(cache.fresh_key("BTC/USDT")) is None, kind
-        assert deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == good, kind
-        assert deps.redis.get(cache.fresh_key("ETH/USDT")) is not None  # the other pair is unaffected
+        tick(container)
+        assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == good, kind  # not rewritten
+        assert (
+            container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT") is not None
+        )  # the other pair is unaffected
 
-    assert stats(deps)["invalidTickers"] == "4"
+    assert stats(container)["invalidTickers"] == "4"
     # counted by what was wrong: three bad prices, one high below low (the whole ticker)
-    assert (stats(deps)["invalid:price"], stats(deps)["invalid:ticker"]) == ("3", "1")
-    assert "invalid ticker" in orjson.loads(stats(deps)["missingPairs"])["BTC/USDT"]
+    assert (stats(container)["invalid:price"], stats(container)["invalid:ticker"]) == ("3", "1")
+    assert "invalid ticker" in orjson.loads(stats(container)["missingPairs"])["BTC/USDT"]
 
 
 def test_pairs_are_fetched_in_batches_of_batch_size_with_bounded_concurrency(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
     symbols = simulator.add_generated_symbols(45)
     pairs = [f"{symbol[:-4]}/USDT" for symbol in symbols]
-    deps = make_deps(TRADING_PAIRS=orjson.dumps(pairs).decode(), MARKET_DATA_MAX_CONCURRENT_BATCHES="2")
+    container = make_container(
+        TRADING_PAIRS=orjson.dumps(pairs).decode(), MARKET_DATA_MAX_CONCURRENT_BATCHES="2"
+    )
 
-    tick(deps)
+    tick(container)
 
     sizes = sorted(len(record.params["symbols"]) for record in ticker_requests(simulator))
     assert sizes == [5, 20, 20]
     assert all(record.weight == 2 for record in ticker_requests(simulator))
-    assert deps.redis.hlen(cache.STALE_COPIES) == 45 + len(cache.META_FIELDS)
+    assert container.deps.redis.hlen(cache.STALE_COPIES) == 45 + len(META_FIELDS)
 
 
 def test_last_known_good_is_written_at_most_once_per_pair_per_interval(
-    make_deps: Callable[..., FetcherDeps], moto_endpoint: str
+    make_container: Callable[..., Fetcher], moto_endpoint: str
 ) -> None:
-    deps = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="60000")
-    tick(deps)
-    first = store.read_last_known_good(deps.table, None)
+    container = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="60000")
+    tick(container)
+    first = store.read_last_known_good(container.deps.table, None)
     time.sleep(0.05)
 
-    tick(deps)
-    tick(deps)
+    tick(container)
+    tick(container)
 
-    second = store.read_last_known_good(deps.table, None)
+    second = store.read_last_known_good(container.deps.table, None)
     assert set(first) == {"BTC/USDT", "ETH/USDT"}
     assert second["BTC/USDT"].fetchedAt == first["BTC/USDT"].fetchedAt  # not rewritten within the interval
     # A new container (no memory) still honours the interval: the write times live in the cache.
-    fresh_container = make_deps(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="60000")
+    fresh_container = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="60000")
     tick(fresh_container)
-    assert store.read_last_known_good(deps.table, None)["BTC/USDT"].fetchedAt == first["BTC/USDT"].fetchedAt
+    assert (
+        store.read_last_known_good(container.deps.table, None)["BTC/USDT"].fetchedAt
+        == first["BTC/USDT"].fetchedAt
+    )
 
 
 def test_after_429_no_exchange_call_until_retry_after_has_passed(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)  # warm: exchangeInfo cached
+    container = make_container()
+    tick(container)  # warm: exchangeInfo cached
     simulator.set_fault("rate_limit", path=TICKER, count=1, retry_after=2)
     simulator.reset_requests()
 
-    tick(deps)  # answered 429 Retry-After: 2
+    tick(container)  # answered 429 Retry-After: 2
     assert len(simulator.requests) == 1
-    ban = orjson.loads(deps.redis.get(cache.ban_key("binance")))
+    ban = orjson.loads(container.deps.redis.get(cache.ban_key("binance")))
     assert ban["status"] == 429
 
-    summary = tick(deps)  # inside the window: paused, heartbeat says why, no request
+    summary = tick(container)  # inside the window: paused, heartbeat says why, no request
     assert summary.paused == 1
     assert len(simulator.requests) == 1
-    assert tick(make_deps()).paused == 1  # another invocation (no memory of it) honours it too
+    assert tick(make_container()).paused == 1  # another invocation (no memory of it) honours it too
     assert len(simulator.requests) == 1
-    heartbeat = orjson.loads(deps.redis.get(cache.HEARTBEAT))
+    heartbeat = orjson.loads(container.deps.redis.get(cache.HEARTBEAT))
     assert "429" in heartbeat["pauseReason"]
 
     time.sleep(2.1)
-    tick(deps)  # window over: fetching resumes
+    tick(container)  # window over: fetching resumes
     assert len(simulator.requests) == 2
     assert simulator.requests[-1].status == 200
 
 
 def test_no_more_than_max_concurrent_batches_are_in_flight(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
     symbols = simulator.add_generated_symbols(100)
     pairs = [f"{symbol[:-4]}/USDT" for symbol in symbols]
-    deps = make_deps(TRADING_PAIRS=orjson.dumps(pairs).decode(), MARKET_DATA_MAX_CONCURRENT_BATCHES="2")
-    tick(deps)  # exchangeInfo cached
+    container = make_container(
+        TRADING_PAIRS=orjson.dumps(pairs).decode(), MARKET_DATA_MAX_CONCURRENT_BATCHES="2"
+    )
+    tick(container)  # exchangeInfo cached
     simulator.reset_requests()
     latency_s = 0.3
     simulator.set_fault("latency", path=TICKER, latency_ms=latency_s * 1000)
 
-    tick(deps)
+    tick(container)
 
     # Each request was in flight during the latency before it was answered (logged at the end).
     spans = [(r.monotonic - latency_s, r.monotonic) for r in ticker_requests(simulator)]
@@ -226,69 +232,69 @@ def test_no_more_than_max_concurrent_batches_are_in_flight(
 
 
 def test_exchange_info_is_cached_and_refreshed_every_few_minutes(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
+    container = make_container()
 
-    tick(deps)
-    tick(deps)
+    tick(container)
+    tick(container)
     info_calls = [r for r in simulator.requests if r.path == "/api/v3/exchangeInfo"]
     assert len(info_calls) == 1  # weight 20 once, not every tick
 
-    deps.venues["binance"].directory.next_read_at = 0  # the refresh time comes
-    tick(deps)
+    container.state.exchanges["binance"].listing.next_read_at = 0  # the refresh time comes
+    tick(container)
     assert len([r for r in simulator.requests if r.path == "/api/v3/exchangeInfo"]) == 2
 
 
 def test_a_429_on_exchange_info_pauses_without_a_ticker_call(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
+    container = make_container()
     simulator.set_fault("rate_limit", path="/api/v3/exchangeInfo", count=1, retry_after=30)
 
-    tick(deps)
-    tick(deps)
+    tick(container)
+    tick(container)
 
     assert [r.path for r in simulator.requests] == ["/api/v3/exchangeInfo"]
-    assert orjson.loads(deps.redis.get(cache.ban_key("binance")))["status"] == 429
+    assert orjson.loads(container.deps.redis.get(cache.ban_key("binance")))["status"] == 429
 
 
 def test_a_hung_batch_is_cut_off_by_the_timeout_and_the_others_are_written(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
     symbols = simulator.add_generated_symbols(40)
     pairs = [f"{symbol[:-4]}/USDT" for symbol in symbols]
-    deps = make_deps(TRADING_PAIRS=orjson.dumps(pairs).decode(), EXCHANGE_READ_TIMEOUT_S="0.5")
-    tick(deps)  # exchangeInfo cached
-    client = deps.redis
-    client.delete(*[cache.fresh_key(pair) for pair in pairs])
+    container = make_container(TRADING_PAIRS=orjson.dumps(pairs).decode(), EXCHANGE_READ_TIMEOUT_S="0.5")
+    tick(container)  # exchangeInfo cached
+    client = container.deps.redis
+    client.hdel(cache.STALE_COPIES, *pairs)
     simulator.set_fault("timeout", path=TICKER, count=1, seconds=5)  # the first batch hangs
 
-    tick(deps)
+    tick(container)
 
-    written = [pair for pair in pairs if client.get(cache.fresh_key(pair)) is not None]
+    written = [pair for pair in pairs if client.hget(cache.STALE_COPIES, pair) is not None]
     assert len(written) == 20  # the other batch of 20
-    missing = orjson.loads(stats(deps)["missingPairs"])
+    missing = orjson.loads(stats(container)["missingPairs"])
     assert sorted(missing.values()) == ["exchange error: timeout"] * 20
-    assert stats(deps)["fetchErrors"] == "1"
+    assert stats(container)["fetchErrors"] == "1"
 
 
 def test_a_registry_outage_does_not_stop_fresh_prices(
-    make_deps: Callable[..., FetcherDeps], moto_endpoint: str
+    make_container: Callable[..., Fetcher], moto_endpoint: str
 ) -> None:
-    deps = make_deps()
-    tick(deps)
+    container = make_container()
+    tick(container)
     boto3.client("dynamodb", endpoint_url=moto_endpoint).delete_table(
-        TableName=deps.settings.market_data_table_name
+        TableName=container.deps.settings.market_data_table_name
     )
-    deps.redis.delete(cache.fresh_key("BTC/USDT"))
+    container.deps.redis.hdel(cache.STALE_COPIES, "BTC/USDT")
 
-    summary = tick(deps)
+    summary = tick(container)
 
     assert summary.failed == 0
-    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
     boto3.client("dynamodb", endpoint_url=moto_endpoint).create_table(  # for the fixture's clean-up
-        TableName=deps.settings.market_data_table_name,
+        TableName=container.deps.settings.market_data_table_name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -304,7 +310,7 @@ def test_the_handler_runs_the_schedule_event_within_its_context(fetcher_env: dic
 
     cache.reset_client()
     store.reset_table()
-    handler._deps = None
+    handler._fetcher = None
     from market_data.config import get_settings
 
     get_settings.cache_clear()
@@ -314,8 +320,11 @@ def test_the_handler_runs_the_schedule_event_within_its_context(fetcher_env: dic
 
     assert result["ticks"] >= 1 and result["failed"] == 0
     assert context.get_remaining_time_in_millis() > 0  # returned before its timeout
-    assert json.loads(handler.get_deps().redis.get(cache.HEARTBEAT))["invocationId"] == context.aws_request_id
-    handler._deps = None
+    assert (
+        json.loads(handler.get_fetcher().deps.redis.get(cache.HEARTBEAT))["invocationId"]
+        == context.aws_request_id
+    )
+    handler._fetcher = None
 
 
 def test_the_fetcher_slows_down_before_the_weight_limit_instead_of_running_into_429(
@@ -328,10 +337,10 @@ def test_the_fetcher_slows_down_before_the_weight_limit_instead_of_running_into_
             small.reset_limits()
             cache.reset_client()
             store.reset_table()
-            deps = build_deps(load_settings())
-            deps.redis.delete(cache.ban_key("binance"))
+            container = build_fetcher(load_settings())
+            container.deps.redis.delete(cache.ban_key("binance"))
             started = now_ms()
-            paused = [tick(deps).paused for _ in range(8)]
+            paused = [tick(container).paused for _ in range(8)]
             if started // 60_000 == now_ms() // 60_000:
                 break
 
@@ -339,49 +348,49 @@ def test_the_fetcher_slows_down_before_the_weight_limit_instead_of_running_into_
         assert any(paused)
         assert {record.status for record in small.requests} == {200}
         assert sum(record.weight for record in small.requests) <= 27  # 90 % of the limit
-        ban = orjson.loads(deps.redis.get(cache.ban_key("binance")))
+        ban = orjson.loads(container.deps.redis.get(cache.ban_key("binance")))
         assert "weight budget" in ban["reason"]
 
 
 def test_a_price_jump_is_held_back_until_the_next_tick_confirms_it(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)
-    before = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    container = make_container()
+    tick(container)
+    before = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
 
     simulator.jump("BTCUSDT", 2.0)  # +100 %, far past MAX_PRICE_JUMP_RATIO (25 %)
-    tick(deps)
-    held = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    tick(container)
+    held = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
     assert held == before  # not served yet
-    assert deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
-    assert stats(deps)["priceJumpsHeld"] == "1"
+    assert container.deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
+    assert stats(container)["priceJumpsHeld"] == "1"
 
-    tick(deps)  # the next tick sees the same level: confirmed
-    confirmed = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    tick(container)  # the next tick sees the same level: confirmed
+    confirmed = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
     assert confirmed == pytest.approx(2 * before, rel=0.05)
-    assert not deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
+    assert not container.deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
 
 
 def test_a_one_tick_glitch_never_reaches_users(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)
-    before = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
+    container = make_container()
+    tick(container)
+    before = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
 
     simulator.jump("ETHUSDT", 0.3)
-    tick(deps)  # held
+    tick(container)  # held
     simulator.jump("ETHUSDT", 1 / 0.3)
-    tick(deps)  # back near the last good price: accepted, the glitch dropped
+    tick(container)  # back near the last good price: accepted, the glitch dropped
 
-    after = orjson.loads(deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
+    after = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
     assert after == pytest.approx(before, rel=0.05)
-    assert not deps.redis.hexists(cache.HELD_PRICES, "ETH/USDT")
+    assert not container.deps.redis.hexists(cache.HELD_PRICES, "ETH/USDT")
 
 
 def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
     import json
 
@@ -389,33 +398,33 @@ def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
     from prices_api.handler import lambda_handler as prices_handler
     from tests.support import load_event
 
-    deps = make_deps()
-    tick(deps)
+    container = make_container()
+    tick(container)
     simulator.set_fault("server_error", path=TICKER, status=503)
 
     for _ in range(3):  # three failed ticks open it
-        tick(deps)
-    circuit = deps.redis.hgetall(cache.circuit_key("binance"))
+        tick(container)
+    circuit = container.deps.redis.hgetall(cache.circuit_key("binance"))
     assert circuit[b"state"] == b"open"
     simulator.reset_requests()
 
-    summary = tick(deps)  # within the backoff: no request at all, a heartbeat that says why
+    summary = tick(container)  # within the backoff: no request at all, a heartbeat that says why
     assert summary.paused == 1 and simulator.requests == []
     health = json.loads(prices_handler(load_event("health_get.json"), LocalLambdaContext("p", 6))["body"])
     assert health["fetcher"]["circuitState"] == "open" and "circuit open" in health["fetcher"]["pauseReason"]
 
     # A failed probe doubles the backoff (with jitter); a good one closes the circuit
-    deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
+    container.deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
     first_wait = int(circuit[b"retryAt"]) - now_ms()
-    tick(deps)  # the probe: still failing
+    tick(container)  # the probe: still failing
     assert len(simulator.requests) == 1
-    reopened = deps.redis.hgetall(cache.circuit_key("binance"))
+    reopened = container.deps.redis.hgetall(cache.circuit_key("binance"))
     assert reopened[b"opens"] == b"2" and int(reopened[b"retryAt"]) - now_ms() > first_wait / 2
     simulator.clear_faults()
-    deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
-    tick(deps)
-    assert deps.redis.hgetall(cache.circuit_key("binance"))[b"state"] == b"closed"
-    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
+    container.deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
+    tick(container)
+    assert container.deps.redis.hgetall(cache.circuit_key("binance"))[b"state"] == b"closed"
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
 
 
 @pytest.mark.parametrize(
@@ -428,32 +437,32 @@ def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
     ],
 )
 def test_bad_exchange_answers_write_nothing_are_counted_by_kind_and_the_last_good_stays(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, fault: str, kind: str
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, fault: str, kind: str
 ) -> None:
-    deps = make_deps(EXCHANGE_READ_TIMEOUT_S="0.5")
-    tick(deps)
-    good = deps.redis.hget(cache.STALE_COPIES, "BTC/USDT")
-    deps.redis.delete(cache.fresh_key("BTC/USDT"))
+    container = make_container(EXCHANGE_READ_TIMEOUT_S="0.5")
+    tick(container)
+    good = container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT")
     simulator.set_fault(fault, path=TICKER, count=1, seconds=3)
 
-    tick(deps)
+    tick(container)
 
-    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is None  # nothing new written
-    assert deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == good  # the last good value is served
-    assert stats(deps)[f"errors:{kind}"] == "1"
-    assert orjson.loads(stats(deps)["missingPairs"])["BTC/USDT"] == f"exchange error: {kind}"
+    assert (
+        container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == good
+    )  # nothing new: the last good is served
+    assert stats(container)[f"errors:{kind}"] == "1"
+    assert orjson.loads(stats(container)["missingPairs"])["BTC/USDT"] == f"exchange error: {kind}"
 
 
 def test_a_partial_answer_serves_what_came_and_names_what_did_not(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)
-    deps.redis.delete(cache.fresh_key("BTC/USDT"), cache.fresh_key("ETH/USDT"))
+    container = make_container()
+    tick(container)
+    container.deps.redis.hdel(cache.STALE_COPIES, "BTC/USDT", "ETH/USDT")
     simulator.set_fault("partial", path=TICKER, count=1)  # the answer lacks ETHUSDT
 
-    tick(deps)
+    tick(container)
 
-    assert deps.redis.get(cache.fresh_key("BTC/USDT")) is not None
-    assert deps.redis.get(cache.fresh_key("ETH/USDT")) is None
-    assert orjson.loads(stats(deps)["missingPairs"])["ETH/USDT"] == "absent from the exchange's answer"
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
+    assert container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT") is None
+    assert orjson.loads(stats(container)["missingPairs"])["ETH/USDT"] == "absent from the exchange's answer"

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
-from fetcher.handler import build_deps
+from fetcher.deps import build_fetcher
 from fetcher.loop import LoopSummary, run_slot
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.config import load_settings
+from market_data.contracts import TickStats
 from market_data.models import Ticker
 from prices_api.handler import lambda_handler
 from tests.support import REPO_ROOT, load_event
@@ -32,8 +33,13 @@ def invoke(name: str) -> dict[str, Any]:
 def one_tick(slots_ahead: int = 0) -> None:
     cache.reset_client()
     store.reset_table()
-    deps = build_deps(load_settings())
-    run_slot(deps, now_ms() // deps.settings.fetch_interval_ms + slots_ahead, "health-test", LoopSummary())
+    container = build_fetcher(load_settings())
+    run_slot(
+        container,
+        now_ms() // container.deps.settings.fetch_interval_ms + slots_ahead,
+        "health-test",
+        LoopSummary(),
+    )
 
 
 @pytest.mark.usefixtures("fetcher_env")
@@ -71,10 +77,10 @@ def test_no_heartbeat_means_down_with_503() -> None:
 def test_a_paused_fetcher_is_running_and_health_says_why(simulator: BinanceSimulator) -> None:
     one_tick()
     simulator.set_fault("rate_limit", path="/api/v3/ticker/24hr", count=1, retry_after=30)
-    deps = build_deps(load_settings())
-    slot = now_ms() // deps.settings.fetch_interval_ms
-    run_slot(deps, slot + 1, "health-test", LoopSummary())  # answered 429
-    run_slot(deps, slot + 2, "health-test", LoopSummary())  # paused: heartbeat only
+    container = build_fetcher(load_settings())
+    slot = now_ms() // container.deps.settings.fetch_interval_ms
+    run_slot(container, slot + 1, "health-test", LoopSummary())  # answered 429
+    run_slot(container, slot + 2, "health-test", LoopSummary())  # paused: heartbeat only
 
     body = json.loads(invoke("health_get.json")["body"])
 
@@ -110,9 +116,8 @@ def test_the_read_path_imports_no_boto3_and_no_exchange_client(service_env: dict
         cache.get_client(load_settings()),
         cache.TickWrite(
             tickers={p: orjson.dumps(ticker.model_copy(update={"pair": p}).model_dump()) for p in PAIRS},
-            listed=list(PAIRS), unlisted_copies=[], counters={}, fields={},
+            listed=list(PAIRS), unlisted_copies=[], stats=TickStats(),
         ),
-        fresh_ttl_ms=15_000,
     )  # fmt: skip
     # A fresh interpreter, as a cold Lambda container. (Powertools imports the bare botocore package
     # to tag its user agent; the costly parts, boto3 and botocore's session and clients, must not load.)

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fetcher.exchange import ExchangeError, RateLimitedError
-from fetcher.kraken import KrakenClient, parse_ticker
+from fetcher.exchanges.base import ExchangeError, RateLimitedError
+from fetcher.exchanges.kraken import KrakenClient, parse_ticker
 from local_stack.kraken_simulator import KrakenSimulator
 from local_stack.simulator_http import command_line_process
 from tests.support import FIXTURES, simulator_fixtures

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from fetcher.deps import Fetcher
 from fetcher.loop import LoopSummary, run_slot
-from fetcher.metrics import TRANSITION_METRICS
-from fetcher.tick import FetcherDeps
+from fetcher.reporting import TRANSITION_METRICS
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import cache, store
@@ -38,21 +38,21 @@ def slot_document(printed: str, slot: int) -> dict[str, Any]:
     return document
 
 
-def current_slot(deps: FetcherDeps) -> int:
-    return now_ms() // deps.settings.fetch_interval_ms
+def current_slot(container: Fetcher) -> int:
+    return now_ms() // container.deps.settings.fetch_interval_ms
 
 
 # --------------------------------------------------------------------------- fetcher
 
 
 def test_a_tick_reports_latency_pairs_weight_and_sync_gap_as_measured(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deps = make_deps()
+    container = make_container()
     simulator.set_fault("latency", path="/api/v3/ticker/24hr", latency_ms=60)
-    slot = current_slot(deps)
+    slot = current_slot(container)
 
-    run_slot(deps, slot, "metrics-test", LoopSummary())
+    run_slot(container, slot, "metrics-test", LoopSummary())
 
     document = slot_document(capsys.readouterr().out, slot)
     figures = values(document)
@@ -73,16 +73,16 @@ def test_a_tick_reports_latency_pairs_weight_and_sync_gap_as_measured(
 
 
 def test_a_paused_slot_counts_a_heartbeat_and_every_active_pair_as_missing(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deps = make_deps()
-    slot = current_slot(deps)
-    run_slot(deps, slot, "metrics-test", LoopSummary())  # reads the registry: two active pairs
+    container = make_container()
+    slot = current_slot(container)
+    run_slot(container, slot, "metrics-test", LoopSummary())  # reads the registry: two active pairs
     simulator.set_fault("rate_limit", path="/api/v3/ticker/24hr", count=1, retry_after=30)
-    run_slot(deps, slot + 1, "metrics-test", LoopSummary())  # 429: a ban is kept
+    run_slot(container, slot + 1, "metrics-test", LoopSummary())  # 429: a ban is kept
     requests_before = len(simulator.requests)
 
-    run_slot(deps, slot + 2, "metrics-test", LoopSummary())
+    run_slot(container, slot + 2, "metrics-test", LoopSummary())
 
     printed = capsys.readouterr().out
     banned = emf_documents(printed)
@@ -95,13 +95,13 @@ def test_a_paused_slot_counts_a_heartbeat_and_every_active_pair_as_missing(
 
 
 def test_a_slot_claimed_elsewhere_counts_a_heartbeat_but_no_pairs(
-    make_deps: Callable[..., FetcherDeps], capsys: pytest.CaptureFixture[str]
+    make_container: Callable[..., Fetcher], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deps = make_deps()
-    slot = current_slot(deps)
-    deps.redis.set(cache.claim_key(slot), "another-invocation")
+    container = make_container()
+    slot = current_slot(container)
+    container.deps.redis.set(cache.claim_key(slot), "another-invocation")
 
-    run_slot(deps, slot, "metrics-test", LoopSummary())
+    run_slot(container, slot, "metrics-test", LoopSummary())
 
     skipped = values(slot_document(capsys.readouterr().out, slot))
     assert skipped["Heartbeats"] == 1 and skipped["TicksSkippedClaimedElsewhere"] == 1
@@ -109,62 +109,62 @@ def test_a_slot_claimed_elsewhere_counts_a_heartbeat_but_no_pairs(
 
 
 def test_the_circuit_metric_follows_the_breaker(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deps = make_deps()
+    container = make_container()
     simulator.set_fault("server_error")  # every request fails until cleared
-    slot = current_slot(deps)
+    slot = current_slot(container)
     outcomes = []
     for offset in range(8):
-        run_slot(deps, slot + offset, "metrics-test", LoopSummary())
+        run_slot(container, slot + offset, "metrics-test", LoopSummary())
         outcomes.append(values(slot_document(capsys.readouterr().out, slot + offset))["CircuitOpen"])
 
     assert outcomes[0] == 0 and outcomes[-1] == 1
 
 
 def _tick_with_statuses(
-    deps: FetcherDeps, slot: int, capsys: pytest.CaptureFixture[str], *pairs: str
+    container: Fetcher, slot: int, capsys: pytest.CaptureFixture[str], *pairs: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One slot: its transition metrics, and the registry status of ``pairs`` after it."""
     summary = LoopSummary()
-    run_slot(deps, slot, "metrics-test", summary)
+    run_slot(container, slot, "metrics-test", summary)
     assert summary.failed == 0
     figures = values(slot_document(capsys.readouterr().out, slot))
     statuses = {}
     for pair in pairs:
-        record = store.get_record(deps.table, pair)
+        record = store.get_record(container.deps.table, pair)
         assert record is not None
         statuses[pair] = record.status
     return {name: figures[name] for name in TRANSITION_METRICS.values()}, statuses
 
 
 def test_whitelist_status_changes_are_counted_on_the_tick_that_makes_them(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deps = make_deps()
-    slot = current_slot(deps)
+    container = make_container()
+    slot = current_slot(container)
     none = dict.fromkeys(TRANSITION_METRICS.values(), 0)
     # The seeded pairs start active: no status change, and the metrics say so.
-    assert _tick_with_statuses(deps, slot, capsys, "ETH/USDT") == (none, {"ETH/USDT": "active"})
+    assert _tick_with_statuses(container, slot, capsys, "ETH/USDT") == (none, {"ETH/USDT": "active"})
     for pair in ("SOL/USDT", "FOO/USDT"):  # listed and trading; not listed at all
-        store.create_submission(deps.table, pair, now_ms=now_ms(), max_pending=100)
+        store.create_submission(container.deps.table, pair, now_ms=now_ms(), max_pending=100)
 
     # A submission makes the tick re-read the listing: both are judged on the next tick, once.
-    figures, statuses = _tick_with_statuses(deps, slot + 1, capsys, "SOL/USDT", "FOO/USDT")
+    figures, statuses = _tick_with_statuses(container, slot + 1, capsys, "SOL/USDT", "FOO/USDT")
     assert statuses == {"SOL/USDT": "active", "FOO/USDT": "rejected"}
     assert figures == {**none, "WhitelistVerified": 1, "WhitelistRejected": 1}
-    assert _tick_with_statuses(deps, slot + 2, capsys)[0] == none  # counted once, not per tick
+    assert _tick_with_statuses(container, slot + 2, capsys)[0] == none  # counted once, not per tick
 
     # The exchange halts ETH/USDT; the next re-read of the listing suspends it, and back.
     simulator.set_status("ETHUSDT", "HALT")
-    deps.venues["binance"].directory.next_read_at = 0
-    figures, statuses = _tick_with_statuses(deps, slot + 3, capsys, "ETH/USDT")
+    container.state.exchanges["binance"].listing.next_read_at = 0
+    figures, statuses = _tick_with_statuses(container, slot + 3, capsys, "ETH/USDT")
     assert statuses == {"ETH/USDT": "suspended"}
     assert figures == {**none, "WhitelistSuspended": 1}
 
     simulator.set_status("ETHUSDT", "TRADING")
-    deps.venues["binance"].directory.next_read_at = 0
-    figures, statuses = _tick_with_statuses(deps, slot + 4, capsys, "ETH/USDT")
+    container.state.exchanges["binance"].listing.next_read_at = 0
+    figures, statuses = _tick_with_statuses(container, slot + 4, capsys, "ETH/USDT")
     assert statuses == {"ETH/USDT": "active"}
     assert figures == {**none, "WhitelistRestored": 1}
 
@@ -323,19 +323,19 @@ def test_whitelist_submissions_and_refusals_are_counted_as_answered(
 
 @pytest.mark.usefixtures("fetcher_env")
 def test_health_tells_sync_and_read_latency_gap_hit_rate_and_pairs_by_status(
-    make_deps: Callable[..., FetcherDeps],
+    make_container: Callable[..., Fetcher],
 ) -> None:
     import prices_api.handler as prices
 
-    deps = make_deps()
-    run_slot(deps, current_slot(deps), "metrics-test", LoopSummary())
+    container = make_container()
+    run_slot(container, current_slot(container), "metrics-test", LoopSummary())
     context = LocalLambdaContext("prices", 6)
     event = load_event("prices_get.json")  # BTC/USDT and ETH/USDT, both fresh
     unlisted = {**event, "queryStringParameters": {"pairs": "BTC/USDT,XRP/USDT"}}
     prices.read_metrics.flush()  # earlier requests in this process land here: start afresh
     window = now_ms() // cache.READS_WINDOW_MS
     for minute in (window - 1, window, window + 1):
-        deps.redis.delete(cache.reads_key(minute), cache.read_latency_key(minute))
+        container.deps.redis.delete(cache.reads_key(minute), cache.read_latency_key(minute))
     for _ in range(3):
         prices.lambda_handler(event, context)
     prices.lambda_handler(unlisted, context)  # 206: one fresh, one missing

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from fetcher.deps import Fetcher
 from fetcher.loop import LoopSummary, run_slot
-from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.template import function_definition, load_template
@@ -164,25 +164,25 @@ def matches(ref: MetricRef, document: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- running the handlers
 
 
-def _slot(deps: FetcherDeps, slot: int) -> None:
-    run_slot(deps, slot, "contract-invocation", LoopSummary())
+def _slot(container: Fetcher, slot: int) -> None:
+    run_slot(container, slot, "contract-invocation", LoopSummary())
 
 
-def run_fetcher(make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator) -> None:
+def run_fetcher(make_container: Callable[..., Fetcher], simulator: BinanceSimulator) -> None:
     import fetcher.handler
 
     # One real invocation: the handler's own loop ticks a couple of slots, one ticker corrupted.
     simulator.set_bad_ticker("ETHUSDT", "nan")
-    fetcher.handler._deps = None
+    fetcher.handler._fetcher = None
     fetcher.handler.lambda_handler(load_event("fetcher_schedule.json"), LocalLambdaContext("fetcher", 7))
     simulator.clear_faults()
     # More slots of the same loop: an exchange error, then a rate limit and the paused slot after it.
-    deps = make_deps()
+    container = make_container()
     simulator.set_fault("server_error", path="/api/v3/ticker/24hr", count=1)
-    _slot(deps, 10_001)
+    _slot(container, 10_001)
     simulator.set_fault("rate_limit", path="/api/v3/ticker/24hr", count=1, retry_after=30)
-    _slot(deps, 10_002)
-    _slot(deps, 10_003)
+    _slot(container, 10_002)
+    _slot(container, 10_003)
 
 
 def _api_event(name: str, **changes: Any) -> dict[str, Any]:
@@ -237,7 +237,7 @@ def run_whitelist(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def printed_documents(
-    make_deps: Callable[..., FetcherDeps],
+    make_container: Callable[..., Fetcher],
     simulator: BinanceSimulator,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -247,7 +247,7 @@ def printed_documents(
     monkeypatch.setenv("METRICS_STACK", STACK)
     monkeypatch.setenv("FETCHER_RUN_SECONDS", "10")
     capsys.readouterr()
-    run_fetcher(make_deps, simulator)
+    run_fetcher(make_container, simulator)
     run_prices(monkeypatch)
     run_whitelist(monkeypatch)
     return emf_documents(capsys.readouterr().out)

@@ -20,6 +20,7 @@ from local_stack.servers import RedisServer
 from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.config import get_settings
+from market_data.contracts import TickStats
 from market_data.models import Ticker
 from prices_api.handler import lambda_handler
 from tests.support import REPO_ROOT, load_event
@@ -68,10 +69,8 @@ def put_in_cache(service_env: dict[str, str]) -> Callable[..., None]:
                 tickers={t.pair: orjson.dumps(t.model_dump()) for t in tickers},
                 listed=listed,
                 unlisted_copies=[],
-                counters={},
-                fields={},
+                stats=TickStats(),
             ),
-            fresh_ttl_ms=15_000,
         )
 
     return put
@@ -160,21 +159,31 @@ def test_pairs_left_out_means_every_listed_pair(put_in_cache: Callable[..., None
     assert sorted(json.loads(response["body"])) == ["BTC/USDT", "ETH/USDT"]
 
 
-def test_stale_follows_age_and_a_fresh_key_miss_is_served_from_the_stale_copy(
-    put_in_cache: Callable[..., None],
+def test_stale_follows_age_and_past_the_cache_ttl_an_entry_is_last_known_good(
+    put_in_cache: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put_in_cache(
         [make_ticker("BTC/USDT", age_ms=6_000), make_ticker("ETH/USDT", age_ms=1_000)],
         ["BTC/USDT", "ETH/USDT"],
     )
-    client = cache.get_client(get_settings())
-    client.delete(cache.fresh_key("BTC/USDT"))  # the fresh key expired
 
     body = json.loads(invoke(load_event("prices_get.json"))["body"])
 
     assert body["BTC/USDT"]["stale"] is True  # 6 s > MARKET_DATA_CACHE_STALE_TTL_MS (5 s)
-    assert body["BTC/USDT"]["source"] == "cache"
-    assert body["ETH/USDT"]["stale"] is False
+    assert body["BTC/USDT"]["source"] == "cache"  # within MARKET_DATA_CACHE_TTL_MS (15 s)
+    assert (body["ETH/USDT"]["stale"], body["ETH/USDT"]["source"]) == (False, "cache")
+
+    # An entry the fetcher has not refreshed for longer than the cache TTL is the last known good.
+    put_in_cache([make_ticker("BTC/USDT", age_ms=16_000)], ["BTC/USDT", "ETH/USDT"])
+    body = json.loads(invoke(load_event("prices_get.json"))["body"])
+    assert (body["BTC/USDT"]["stale"], body["BTC/USDT"]["source"]) == (True, "last_known_good")
+    assert body["ETH/USDT"]["source"] == "cache"
+
+    # The setting decides where that line is.
+    monkeypatch.setenv("MARKET_DATA_CACHE_TTL_MS", "20000")
+    get_settings.cache_clear()
+    body = json.loads(invoke(load_event("prices_get.json"))["body"])
+    assert (body["BTC/USDT"]["stale"], body["BTC/USDT"]["source"]) == (True, "cache")
 
 
 def test_a_pair_no_longer_listed_counts_as_missing_even_with_a_copy_cached(

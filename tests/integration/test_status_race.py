@@ -7,6 +7,9 @@ import pytest
 
 from market_data import store
 from market_data.clock import now_ms
+from market_data.errors import StatusConflictError
+from market_data.statuses import PENDING
+from market_data.store.registry import COUNTER_PK
 
 
 @pytest.fixture
@@ -38,7 +41,7 @@ def test_a_revoke_racing_the_fetchers_activation_still_revokes(
     # Then it is revoked, from active, and the pending count stays right
     assert record.status == "revoked" and record.lastStatusChange is not None
     assert record.lastStatusChange.from_status == "active"
-    counter = table.get_item(Key={"pk": store.COUNTER_PK, "sk": store.PENDING})["Item"]  # type: ignore[attr-defined]
+    counter = table.get_item(Key={"pk": COUNTER_PK, "sk": PENDING})["Item"]
     assert int(counter["count"]) == 0
 
 
@@ -54,7 +57,7 @@ def test_a_change_the_new_status_does_not_allow_is_refused(
     reads = iter([stale])
     monkeypatch.setattr(store, "get_record", lambda t, p: next(reads, None) or real_get(t, p))
 
-    with pytest.raises(store.StatusConflictError, match="rejected"):
+    with pytest.raises(StatusConflictError, match="rejected"):
         store.change_status(
             table, "ADA/USDT", to="active", reason="x", now_ms=now_ms(), allowed_from=["pending"]
         )

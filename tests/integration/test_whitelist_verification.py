@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from fetcher.deps import Fetcher
 from fetcher.loop import LoopSummary, run_slot
-from fetcher.tick import FetcherDeps
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from market_data import store
@@ -21,20 +21,20 @@ from tests.support import load_event
 _slots = itertools.count(10_000)
 
 
-def tick(deps: FetcherDeps) -> None:
+def tick(container: Fetcher) -> None:
     summary = LoopSummary()
-    run_slot(deps, next(_slots), "verify-test", summary)
+    run_slot(container, next(_slots), "verify-test", summary)
     assert summary.failed == 0
 
 
-def record(deps: FetcherDeps, pair: str) -> PairRecord:
-    found = store.get_record(deps.table, pair)
+def record(container: Fetcher, pair: str) -> PairRecord:
+    found = store.get_record(container.deps.table, pair)
     assert found is not None
     return found
 
 
-def submit(deps: FetcherDeps, pair: str) -> None:
-    store.create_submission(deps.table, pair, now_ms=now_ms(), max_pending=100)
+def submit(container: Fetcher, pair: str) -> None:
+    store.create_submission(container.deps.table, pair, now_ms=now_ms(), max_pending=100)
 
 
 def prices(pairs: str) -> dict[str, object]:
@@ -44,16 +44,16 @@ def prices(pairs: str) -> dict[str, object]:
 
 
 def test_a_listed_trading_pair_is_activated_within_two_ticks_and_then_served(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)  # registry seeded, listing cached
-    submit(deps, "SOL/USDT")
+    container = make_container()
+    tick(container)  # registry seeded, listing cached
+    submit(container, "SOL/USDT")
     simulator.reset_requests()
 
-    tick(deps)
+    tick(container)
 
-    sol = record(deps, "SOL/USDT")
+    sol = record(container, "SOL/USDT")
     assert (sol.status, sol.exchange, sol.symbol) == ("active", "binance", "SOLUSDT")
     assert sol.verifiedAt is not None and sol.lastStatusChange is not None
     assert sol.lastStatusChange.from_status == "pending"
@@ -75,86 +75,86 @@ def test_a_listed_trading_pair_is_activated_within_two_ticks_and_then_served(
     ],
 )
 def test_pairs_that_cannot_be_served_are_rejected_with_a_reason(
-    make_deps: Callable[..., FetcherDeps],
+    make_container: Callable[..., Fetcher],
     simulator: BinanceSimulator,
     pair: str,
     setup: str | None,
     reason: str,
 ) -> None:
     env = {"WHITELIST_MIN_QUOTE_VOLUME": "1e15"} if setup == "illiquid" else {}
-    deps = make_deps(**env)
-    tick(deps)
+    container = make_container(**env)
+    tick(container)
     if setup == "halt":
         simulator.set_status("XRPUSDT", "HALT")
-    submit(deps, pair)
+    submit(container, pair)
 
-    tick(deps)
-    tick(deps)
+    tick(container)
+    tick(container)
 
-    rejected = record(deps, pair)
+    rejected = record(container, pair)
     assert rejected.status == "rejected"
     assert rejected.reason is not None and reason in rejected.reason
     assert prices(pair)["statusCode"] == 503  # never served
 
 
 def test_a_pair_listed_after_our_copy_of_the_listing_is_not_rejected(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)  # listing cached without NEWUSDT
+    container = make_container()
+    tick(container)  # listing cached without NEWUSDT
     simulator.add_symbol("NEWUSDT", "NEW", "USDT", price=2.5)
-    submit(deps, "NEW/USDT")
+    submit(container, "NEW/USDT")
 
-    tick(deps)
+    tick(container)
 
-    assert record(deps, "NEW/USDT").status == "active"
+    assert record(container, "NEW/USDT").status == "active"
 
 
 def test_a_pair_that_stops_trading_is_suspended_served_stale_and_returns_when_it_trades(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)
+    container = make_container()
+    tick(container)
     simulator.set_status("ETHUSDT", "HALT")
-    deps.venues["binance"].directory.next_read_at = 0  # the re-check time comes
+    container.state.exchanges["binance"].listing.next_read_at = 0  # the re-check time comes
 
-    tick(deps)
+    tick(container)
 
-    eth = record(deps, "ETH/USDT")
+    eth = record(container, "ETH/USDT")
     assert eth.status == "suspended" and "HALT" in (eth.reason or "")
     entry = json.loads(prices("ETH/USDT")["body"])["ETH/USDT"]
     assert (entry["stale"], entry["source"]) == (True, "last_known_good")  # never fresh-looking
 
     simulator.set_status("ETHUSDT", "TRADING")
-    deps.venues["binance"].directory.next_read_at = 0
-    tick(deps)
-    assert record(deps, "ETH/USDT").status == "active"
+    container.state.exchanges["binance"].listing.next_read_at = 0
+    tick(container)
+    assert record(container, "ETH/USDT").status == "active"
     entry = json.loads(prices("ETH/USDT")["body"])["ETH/USDT"]
     assert (entry["stale"], entry["source"]) == (False, "cache")
 
 
 def test_a_transient_error_during_a_recheck_changes_no_status(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)
+    container = make_container()
+    tick(container)
     simulator.remove_symbol("ETHUSDT")
     simulator.set_fault("server_error", path="/api/v3/exchangeInfo", status=503)
-    deps.venues["binance"].directory.next_read_at = 0
+    container.state.exchanges["binance"].listing.next_read_at = 0
 
-    tick(deps)
-    tick(deps)
+    tick(container)
+    tick(container)
 
-    assert record(deps, "ETH/USDT").status == "active"  # a 5xx is not the exchange's listing
+    assert record(container, "ETH/USDT").status == "active"  # a 5xx is not the exchange's listing
 
 
 def test_a_revoked_pair_is_not_fetched_from_the_next_slot(
-    make_deps: Callable[..., FetcherDeps], simulator: BinanceSimulator
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
-    deps = make_deps()
-    tick(deps)
+    container = make_container()
+    tick(container)
     store.change_status(
-        deps.table,
+        container.deps.table,
         "ETH/USDT",
         to="revoked",
         reason="revoked by an operator",
@@ -163,7 +163,7 @@ def test_a_revoked_pair_is_not_fetched_from_the_next_slot(
     )
     simulator.reset_requests()
 
-    tick(deps)
+    tick(container)
 
     asked = [s for r in simulator.requests if r.path == "/api/v3/ticker/24hr" for s in r.params["symbols"]]
     assert asked == ["BTCUSDT"]

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fetcher.binance import BinanceClient, InvalidSymbolError, parse_ticker, ticker_weight
-from fetcher.exchange import ExchangeError, RateLimitedError
+from fetcher.exchanges.base import ExchangeError, RateLimitedError
+from fetcher.exchanges.binance import BinanceClient, InvalidSymbolError, parse_ticker, ticker_weight
 from tests.support import FIXTURES
 
 BINANCE = FIXTURES / "binance"

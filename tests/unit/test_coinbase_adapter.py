@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fetcher.coinbase import PUBLIC_RATE_LIMIT_PER_S, CoinbaseClient, parse_ticker
-from fetcher.exchange import ExchangeError, RateLimitedError
+from fetcher.exchanges.base import ExchangeError, RateLimitedError
+from fetcher.exchanges.coinbase import PUBLIC_RATE_LIMIT_PER_S, CoinbaseClient, parse_ticker
 from tests.support import FIXTURES
 
 COINBASE = FIXTURES / "coinbase"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fetcher.deps import build_fetcher
+from fetcher.exchanges.registry import REGISTRY
 from market_data.config import ConfigurationError, exchange_base_url, load_settings
 
 REQUIRED = {"REDIS_URL": "redis://127.0.0.1:6379/0", "MARKET_DATA_TABLE_NAME": "market-data"}
@@ -26,10 +28,14 @@ def test_defaults_are_the_designs(env: pytest.MonkeyPatch) -> None:
     assert settings.last_known_good_write_interval_ms == 60_000
     assert settings.trading_pairs == ("BTC/USD", "BTC/USDT", "ETH/USD", "ETH/USDT")
     assert settings.exchanges == ("binance", "coinbase", "kraken")
-    assert settings.binance_api_base_url == "https://api.binance.com"
-    assert settings.binance_us_api_base_url == "https://api.binance.us"
-    assert settings.coinbase_api_base_url == "https://api.exchange.coinbase.com"
-    assert settings.kraken_api_base_url == "https://api.kraken.com"
+    # Each exchange's own API unless its <NAME>_API_BASE_URL says otherwise.
+    assert settings.exchange_base_urls == {}
+    assert {name: exchange_base_url(settings, name, spec.base_url) for name, spec in REGISTRY.items()} == {
+        "binance": "https://api.binance.com",
+        "binance_us": "https://api.binance.us",
+        "coinbase": "https://api.exchange.coinbase.com",
+        "kraken": "https://api.kraken.com",
+    }
 
 
 def test_exchanges_keep_their_order_and_each_has_its_base_url(env: pytest.MonkeyPatch) -> None:
@@ -37,13 +43,29 @@ def test_exchanges_keep_their_order_and_each_has_its_base_url(env: pytest.Monkey
     env.setenv("BINANCE_US_API_BASE_URL", "http://127.0.0.1:8080/")
     settings = load_settings()
     assert settings.exchanges == ("kraken", "binance_us")  # the order is the preference
-    assert exchange_base_url(settings, "binance_us") == "http://127.0.0.1:8080"
+    assert exchange_base_url(settings, "binance_us", "https://api.binance.us") == "http://127.0.0.1:8080"
+
+
+def test_an_unknown_exchange_stops_the_fetcher_at_start_up_named(env: pytest.MonkeyPatch) -> None:
+    env.setenv("EXCHANGES", '["binance","bitstamp"]')
+    settings = load_settings()  # a name like any other to the functions that only report on it
+    with pytest.raises(ConfigurationError) as caught:
+        build_fetcher(settings)
+    message = str(caught.value)
+    assert "EXCHANGES" in message and "unknown exchange 'bitstamp'" in message and "binance_us" in message
+
+
+def test_a_bad_base_url_is_named_at_start_up(env: pytest.MonkeyPatch) -> None:
+    env.setenv("KRAKEN_API_BASE_URL", "ftp://kraken.example")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "KRAKEN_API_BASE_URL" in str(caught.value) and "ftp://kraken.example" in str(caught.value)
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ('["binance","bitstamp"]', "unknown exchange 'bitstamp'"),
+        ('["binance","bit stamp"]', "exchange name 'bit stamp'"),
         ("[]", "non-empty JSON list"),
         ("binance", "JSON list"),
         ('{"binance": 1}', "non-empty JSON list"),

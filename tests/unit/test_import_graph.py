@@ -65,5 +65,5 @@ def test_api_functions_reach_no_exchange_adapter(package: str, followed: str) ->
 
 def test_the_walk_would_catch_an_adapter_import(tmp_path: Path) -> None:
     fake = tmp_path / "m.py"
-    fake.write_text("from fetcher.binance import BinanceClient\nimport httpx\n")
-    assert {"fetcher.binance", "httpx"} <= imports_of(fake)
+    fake.write_text("from fetcher.exchanges.binance import BinanceClient\nimport httpx\n")
+    assert {"fetcher.exchanges.binance", "httpx"} <= imports_of(fake)

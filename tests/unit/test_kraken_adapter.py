@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fetcher.exchange import ExchangeError, RateLimitedError
-from fetcher.kraken import (
+from fetcher.exchanges.base import ExchangeError, RateLimitedError
+from fetcher.exchanges.kraken import (
     EXCHANGE,
     PUBLIC_REQUESTS_PER_S,
     KrakenClient,

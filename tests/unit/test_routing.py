@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from fetcher.exchange import SymbolInfo
-from fetcher.routing import FIRST_HOLD_MS, MAX_HOLD_MS, FailureHolds, Hold, route_pairs, servable_listing
+from fetcher.exchanges.base import ListingEntry
+from fetcher.listings import Listing
+from fetcher.routing import FIRST_HOLD_MS, MAX_HOLD_MS, FailureHolds, Hold, route_pairs
 
 ORDER = ["binance", "coinbase", "kraken"]
-BINANCE = {"BTC/USDT": SymbolInfo("BTCUSDT", "BTC", "USDT", "TRADING")}
+BINANCE = {"BTC/USDT": ListingEntry("BTCUSDT", "BTC", "USDT", "TRADING", True)}
 COINBASE = {
-    "BTC/USD": SymbolInfo("BTC-USD", "BTC", "USD", "online"),
-    "BTC/USDT": SymbolInfo("BTC-USDT", "BTC", "USDT", "online"),
+    "BTC/USD": ListingEntry("BTC-USD", "BTC", "USD", "online", True),
+    "BTC/USDT": ListingEntry("BTC-USDT", "BTC", "USDT", "online", True),
 }
 KRAKEN = {
-    "BTC/USD": SymbolInfo("XXBTZUSD", "BTC", "USD", "online"),
-    "DOGE/USD": SymbolInfo("XDGUSD", "DOGE", "USD", "online"),
+    "BTC/USD": ListingEntry("XXBTZUSD", "BTC", "USD", "online", True),
+    "DOGE/USD": ListingEntry("XDGUSD", "DOGE", "USD", "online", True),
 }
 LISTINGS = {"binance": BINANCE, "coinbase": COINBASE, "kraken": KRAKEN}
 NOW = 1_700_000_000_000
@@ -127,10 +128,12 @@ def test_a_held_source_is_asked_again_when_no_other_exchange_can_serve_the_pair(
 
 def test_only_pairs_trading_now_count_as_listed() -> None:
     listing = {
-        "BTC/USD": SymbolInfo("BTC-USD", "BTC", "USD", "online"),
-        "ADA/BTC": SymbolInfo("ADA-BTC", "ADA", "BTC", "trading_disabled"),
+        "BTC/USD": ListingEntry("BTC-USD", "BTC", "USD", "online", True),
+        "ADA/BTC": ListingEntry("ADA-BTC", "ADA", "BTC", "trading_disabled", False),
     }
-    assert set(servable_listing(listing, "online")) == {"BTC/USD"}
+    known = Listing("coinbase", 300_000, by_pair=listing)
+    assert set(known.routable() or {}) == {"BTC/USD"}
+    assert known.trading("ADA/BTC") is None and known.trading("BTC/USD") is not None
 
 
 def test_a_pair_only_paced_out_of_a_slot_is_not_held_off_its_source() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import orjson
 
+from fetcher.exchanges.coinbase import CoinbaseExchange
+from fetcher.exchanges.kraken import KrakenExchange
+from fetcher.exchanges.pacing import KEPT_MAX_AGE_MS, Kept, merge_kept, share_kept
 from fetcher.routing import MAX_HOLD_MS, FailureHolds, Hold
-from fetcher.sources import KEPT_MAX_AGE_MS, CoinbaseSource, Kept, KrakenSource, merge_kept, share_kept
 
 NOW = 1_700_000_000_000
 
@@ -35,7 +37,7 @@ def test_a_newer_figure_from_another_invocation_replaces_this_one_s_and_an_older
         kept,
         {"BTC-USD": cached(newer, NOW - 1_000), "ETH-USD": cached(newer, NOW - 2_000)},
         now_ms=NOW,
-        accept=CoinbaseSource.accept_kept,
+        accept=CoinbaseExchange.accept_kept,
     )
     assert unusable == []
     assert kept["BTC-USD"] == Kept(newer, NOW - 1_000) and "ETH-USD" in kept
@@ -50,7 +52,7 @@ def test_a_newer_figure_from_another_invocation_replaces_this_one_s_and_an_older
 
 
 def test_malformed_too_old_or_future_figures_are_not_served_and_are_deleted() -> None:
-    accept = KrakenSource.accept_kept
+    accept = KrakenExchange.accept_kept
     kept: dict[str, Kept] = {"XXBTZUSD": Kept(60_000.0, NOW - KEPT_MAX_AGE_MS - 1)}  # too old in memory too
     unusable = merge_kept(
         kept,

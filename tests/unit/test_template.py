@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from fetcher.exchanges.registry import REGISTRY
 from local_stack.template import (
     function_definition,
     function_properties,
@@ -22,7 +23,7 @@ from local_stack.template import (
     table_create_kwargs,
     table_ttl_attribute,
 )
-from market_data.config import KNOWN_EXCHANGES, PARSERS, load_settings
+from market_data.config import load_settings
 
 CURRENT_PYTHON_RUNTIMES = {"python3.12", "python3.13"}
 
@@ -194,8 +195,8 @@ def _settings_default(variable: str) -> Any:
 
 
 def _base_url_variables() -> list[str]:
-    """Every setting that names an exchange's base URL, as its environment variable."""
-    return sorted(name.upper() for name in PARSERS if name.endswith("_api_base_url"))
+    """Every exchange's base URL variable, one per exchange the fetcher can speak to."""
+    return sorted(f"{name.upper()}_API_BASE_URL" for name in REGISTRY)
 
 
 def _parameter_of(template: dict[str, Any], function: str, variable: str) -> dict[str, Any]:
@@ -205,8 +206,9 @@ def _parameter_of(template: dict[str, Any], function: str, variable: str) -> dic
     return template["Parameters"][value["Ref"]]
 
 
-def test_every_known_exchange_has_a_base_url_setting() -> None:
-    assert _base_url_variables() == sorted(f"{name.upper()}_API_BASE_URL" for name in KNOWN_EXCHANGES)
+def test_every_base_url_variable_the_template_sets_names_a_known_exchange(template: dict[str, Any]) -> None:
+    variables = function_properties(template, "FetcherFunction")["Environment"]["Variables"]
+    assert sorted(name for name in variables if name.endswith("_API_BASE_URL")) == _base_url_variables()
 
 
 @pytest.mark.parametrize("variable", _base_url_variables())
@@ -217,7 +219,7 @@ def test_fetcher_gets_every_exchange_base_url_from_a_parameter_defaulting_to_the
     assert parameter["Type"] == "String"
     # The deployed default is the exchange's real API: the same one the settings fall back to.
     assert parameter["Default"].startswith("https://")
-    assert parameter["Default"] == _settings_default(variable)
+    assert parameter["Default"] == REGISTRY[variable.removesuffix("_API_BASE_URL").lower()].base_url
 
 
 @pytest.mark.parametrize("variable", ["EXCHANGES", "TRADING_PAIRS"])
@@ -240,7 +242,7 @@ def test_exchanges_and_pairs_parameters_default_to_the_settings_defaults(
 
 def test_exchanges_parameter_names_every_known_exchange(template: dict[str, Any]) -> None:
     description = _parameter_of(template, "FetcherFunction", "EXCHANGES")["Description"]
-    for name in KNOWN_EXCHANGES:
+    for name in REGISTRY:
         assert name in description, name
 
 

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from fetcher.exchange import SymbolInfo
-from fetcher.verify import ListingView, decide_pending, recheck_listed
+from fetcher.exchanges.base import ExchangeError, ListingEntry
+from fetcher.listings import Listing
+from fetcher.verify import decide_pending, recheck_listed
 from market_data.models import PairRecord, StatusChange, Ticker
 
 BINANCE = {
-    "SOL/USDT": SymbolInfo("SOLUSDT", "SOL", "USDT", "TRADING"),
-    "XRP/USDT": SymbolInfo("XRPUSDT", "XRP", "USDT", "HALT"),
+    "SOL/USDT": ListingEntry("SOLUSDT", "SOL", "USDT", "TRADING", True),
+    "XRP/USDT": ListingEntry("XRPUSDT", "XRP", "USDT", "HALT", False),
 }
 COINBASE = {
-    "XRP/USDT": SymbolInfo("XRP-USDT", "XRP", "USDT", "online"),
-    "ADA/USD": SymbolInfo("ADA-USD", "ADA", "USD", "delisted"),
+    "XRP/USDT": ListingEntry("XRP-USDT", "XRP", "USDT", "online", True),
+    "ADA/USD": ListingEntry("ADA-USD", "ADA", "USD", "delisted", False),
 }
 
 
-def binance(read_at: int = 1_500, **options: object) -> ListingView:
-    return ListingView("binance", BINANCE, "TRADING", read_at, **options)  # type: ignore[arg-type]
+def binance(read_at: int = 1_500, **options: object) -> Listing:
+    return Listing("binance", 300_000, BINANCE, read_at, **options)  # type: ignore[arg-type]
 
 
-def coinbase(read_at: int = 1_500, **options: object) -> ListingView:
-    return ListingView("coinbase", COINBASE, "online", read_at, **options)  # type: ignore[arg-type]
+def coinbase(read_at: int = 1_500, **options: object) -> Listing:
+    return Listing("coinbase", 300_000, COINBASE, read_at, **options)  # type: ignore[arg-type]
 
 
 def pending(pair: str, at: int = 1_000) -> PairRecord:
@@ -38,7 +39,7 @@ def ticker(pair: str, quote_volume: float, exchange: str = "binance") -> Ticker:
 
 
 def verdicts(
-    listings: list[ListingView], tickers: dict[str, Ticker], minimum: float = 0.0
+    listings: list[Listing], tickers: dict[str, Ticker], minimum: float = 0.0
 ) -> dict[str, tuple[str, str]]:
     records = [pending(pair) for pair in ("SOL/USDT", "XRP/USDT", "FOO/USDT", "ADA/USD")]
     found = decide_pending(records, listings, tickers, min_quote_volume=minimum)
@@ -84,7 +85,7 @@ def test_rejection_as_unlisted_waits_for_every_exchange_s_listing() -> None:
 
 
 def test_an_exchange_that_refuses_this_location_lists_nothing_we_could_serve() -> None:
-    refused = ListingView("binance", {}, "TRADING", 1_500, refused="HTTP 451")
+    refused = Listing("binance", 300_000, {}, 1_500, refused=ExchangeError("restricted_location", "HTTP 451"))
     found = verdicts([refused, coinbase()], {})
     assert (
         found["FOO/USDT"][1] == "binance refuses requests from this location; coinbase does not list FOO/USDT"
@@ -109,7 +110,7 @@ def test_a_pair_is_suspended_only_when_no_exchange_trades_it() -> None:
     halted_on_binance = PairRecord(pair="XRP/USDT", status="active", submittedAt=1)
     assert recheck_listed([halted_on_binance], [binance(), coinbase()]) == []  # coinbase trades it
     # and not while one listing is unknown: that exchange might trade it
-    unknown = ListingView("coinbase", None, "online")
+    unknown = Listing("coinbase", 300_000)
     assert recheck_listed([halted_on_binance], [binance(), unknown]) == []
     unreadable = coinbase(conclusive=False)
     assert (

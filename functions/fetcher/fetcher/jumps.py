@@ -4,34 +4,22 @@ tick is held back until the next tick confirms it, so one bad print never reache
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-
-@dataclass
-class JumpVerdicts:
-    accepted: set[str] = field(default_factory=set)
-    held: dict[str, float] = field(default_factory=dict)  # pair -> the unconfirmed price
 
 
 def _close(a: float, b: float, ratio: float) -> bool:
     return abs(a - b) <= ratio * b
 
 
-def judge_jumps(
+def held_jumps(
     new: Mapping[str, float], last_good: Mapping[str, float], held: Mapping[str, float], *, ratio: float
-) -> JumpVerdicts:
-    """Accept a price near the last good one, or one that confirms the price held last tick;
-    hold any other jump. A pair with no last good value is accepted (nothing to compare with)."""
-    verdicts = JumpVerdicts()
-    for pair, price in new.items():
-        previous = last_good.get(pair)
-        candidate = held.get(pair)
-        if (
-            previous is None
-            or _close(price, previous, ratio)
-            or (candidate is not None and _close(price, candidate, ratio))
-        ):
-            verdicts.accepted.add(pair)
-        else:
-            verdicts.held[pair] = price
-    return verdicts
+) -> dict[str, float]:
+    """The prices to hold back (pair -> price): a jump from the last good price that does not
+    confirm the price held last tick. A price near the last good one passes, and so does a pair
+    with no last good value (nothing to compare with)."""
+    return {
+        pair: price
+        for pair, price in new.items()
+        if (previous := last_good.get(pair)) is not None
+        and not _close(price, previous, ratio)
+        and not ((candidate := held.get(pair)) is not None and _close(price, candidate, ratio))
+    }

@@ -1,4 +1,5 @@
-"""Which exchange serves each pair: the first one, in the configured order, whose own listing has it.
+"""Phase: route (pure). Which exchange serves each pair: the first one, in the configured order,
+whose own listing trades it.
 
 Each pair is resolved against each exchange's listing, never by guessing names. An exchange that
 cannot be asked this tick (circuit open, a ban, its listing unreadable) is skipped, and so is an
@@ -18,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fetcher.exchange import SymbolInfo
+from fetcher.exchanges.base import Limits, ListingEntry
+from market_data.contracts import Ban
 
 # A failed pair is first held off its source for this long, then twice as long per failed probe.
 FIRST_HOLD_MS = 30_000
@@ -98,15 +100,10 @@ class FailureHolds:
                 self.failed(route.exchange, route.pair, now_ms)
 
 
-def servable_listing(listing: Mapping[str, SymbolInfo], servable_status: str) -> dict[str, SymbolInfo]:
-    """The pairs an exchange's listing says are trading now (each exchange has its own word)."""
-    return {pair: info for pair, info in listing.items() if info.status == servable_status}
-
-
 def route_pairs(
     pairs: Sequence[str],
     order: Sequence[str],
-    listings: Mapping[str, Mapping[str, SymbolInfo] | None],
+    listings: Mapping[str, Mapping[str, ListingEntry] | None],
     *,
     unavailable: Mapping[str, str],
     holds: FailureHolds,
@@ -145,3 +142,70 @@ def route_pairs(
             symbol = (listings[source] or {})[pair].symbol
             routes[pair] = Route(pair, source, symbol, preferred=source == listed_on[0])
     return Routing(routes, unserved, frozenset(nowhere))
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    routes: dict[str, Route]  # pair -> the exchange asked for it this tick
+    unserved: dict[str, str]  # pair -> why no exchange can serve it this tick
+    weight_pauses: dict[str, Ban]  # exchanges that pause themselves: their share would pass their budget
+
+
+def plan_routes(
+    pairs: Sequence[str],
+    order: Sequence[str],
+    listings: Mapping[str, Mapping[str, ListingEntry] | None],
+    limits: Mapping[str, Limits],
+    *,
+    unavailable: Mapping[str, str],
+    holds: FailureHolds,
+    now_ms: int,
+) -> RoutePlan:
+    """Route ``pairs`` within each exchange's limits.
+
+    An exchange whose share would pass its weight budget pauses itself until its window ends, and
+    its pairs go to the next exchange that lists them. Pairs beyond what an exchange can fetch in
+    one slot (a request per pair) go to the next exchange that lists them too, where there is one:
+    pairs on their first exchange stay, those failed over to it move on first.
+    """
+    unavailable = dict(unavailable)
+    pauses: dict[str, Ban] = {}
+    while True:
+        routing = route_pairs(pairs, order, listings, unavailable=unavailable, holds=holds, now_ms=now_ms)
+        paused_now = False
+        for name, share in routes_by_exchange(routing.routes.values()).items():
+            budget = limits[name].weight
+            reason = budget.refusal(len(share), now_ms) if budget is not None else None
+            if reason is not None and budget is not None:
+                pauses[name] = Ban(until=budget.window_end(now_ms), status=0, reason=reason)
+                unavailable[name] = reason
+                paused_now = True
+        if not paused_now:
+            break
+    routes = dict(routing.routes)
+    for name, share in routes_by_exchange(routing.routes.values()).items():
+        capacity = limits[name].pairs_per_slot
+        if capacity is None or len(share) <= capacity:
+            continue
+        keep = sorted(share, key=lambda pair: not routes[pair].preferred)[:capacity]
+        overflow = [pair for pair in share if pair not in keep]
+        full = {**unavailable, name: "its request rate is spent this slot"}
+        moved = route_pairs(overflow, order, listings, unavailable=full, holds=holds, now_ms=now_ms)
+        for pair, route in moved.routes.items():
+            # Only to an exchange where the pair has not just failed, and within that one's budget;
+            # the others stay, served as this exchange's rate allows.
+            if holds.is_held(route.exchange, pair, now_ms):
+                continue
+            share_there = routes_by_exchange([*routes.values(), route]).get(route.exchange, {})
+            budget = limits[route.exchange].weight
+            if budget is None or budget.refusal(len(share_there), now_ms) is None:
+                routes[pair] = route
+    return RoutePlan(routes, routing.unserved, pauses)
+
+
+def routes_by_exchange(routes: Iterable[Route]) -> dict[str, dict[str, str]]:
+    """exchange -> {pair: the exchange's own name for it}."""
+    grouped: dict[str, dict[str, str]] = {}
+    for route in routes:
+        grouped.setdefault(route.exchange, {})[route.pair] = route.symbol
+    return grouped

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fetcher.exchange import SymbolInfo
 from market_data.models import PairRecord, Ticker
+from market_data.statuses import ACTIVE, PENDING, REJECTED, SUSPENDED
+
+if TYPE_CHECKING:
+    from fetcher.listings import Listing
 
 
 @dataclass(frozen=True)
@@ -25,28 +29,9 @@ class Transition:
     verified: bool = False
 
 
-@dataclass(frozen=True)
-class ListingView:
-    """One configured exchange's listing as the tick knows it."""
-
-    exchange: str
-    by_pair: Mapping[str, SymbolInfo] | None  # None: never read, so nothing can be concluded
-    servable_status: str  # the exchange's own word for "trading"
-    read_at: int = 0  # when it was last read
-    conclusive: bool = True  # False while its refresh fails: an old copy may miss a change
-    refused: str | None = None  # the exchange refuses us (HTTP 451): it lists nothing we can serve
-
-    def trading(self, pair: str) -> SymbolInfo | None:
-        listing = (self.by_pair or {}).get(pair)
-        return listing if listing is not None and listing.status == self.servable_status else None
-
-    def known_since(self, moment: int) -> bool:
-        return self.by_pair is not None and self.conclusive and self.read_at >= moment
-
-
 def decide_pending(
     pending: Iterable[PairRecord],
-    listings: Sequence[ListingView],
+    listings: Sequence[Listing],
     tickers: Mapping[str, Ticker],
     *,
     min_quote_volume: float,
@@ -73,30 +58,28 @@ def decide_pending(
                     f"illiquid: 24 h quote volume {volume} on {view.exchange} is below the minimum {minimum}"
                 )
                 verdicts.append(
-                    Transition(
-                        record.pair, "rejected", reason, ("pending",), view.exchange, ticker.symbol, True
-                    )
+                    Transition(record.pair, REJECTED, reason, (PENDING,), view.exchange, ticker.symbol, True)
                 )
                 continue
             reason = f"verified: {view.exchange} lists {ticker.symbol} and it is trading"
             verdicts.append(
-                Transition(record.pair, "active", reason, ("pending",), view.exchange, ticker.symbol, True)
+                Transition(record.pair, ACTIVE, reason, (PENDING,), view.exchange, ticker.symbol, True)
             )
             continue
         if not all(view.known_since(since) for view in listings):
             continue
-        listed = next((view for view in listings if (view.by_pair or {}).get(record.pair)), None)
-        symbol = (listed.by_pair or {})[record.pair].symbol if listed else None
+        listed = next((view for view in listings if view.entry(record.pair)), None)
+        symbol = listed.entry(record.pair).symbol if listed else None  # type: ignore[union-attr]
         verdicts.append(
             Transition(
                 record.pair,
-                "rejected",
+                REJECTED,
                 _nowhere(
                     record.pair,
                     listings,
                     not_trading="lists {symbol} but it is not trading (status {status})",
                 ),
-                ("pending",),
+                (PENDING,),
                 listed.exchange if listed else None,
                 symbol,
                 True,
@@ -108,10 +91,10 @@ def decide_pending(
 def pending_since(record: PairRecord) -> int:
     """When the pair last became pending (submitted, or approved again)."""
     change = record.lastStatusChange
-    return change.at if change is not None and change.to == "pending" else record.submittedAt
+    return change.at if change is not None and change.to == PENDING else record.submittedAt
 
 
-def recheck_listed(records: Iterable[PairRecord], listings: Sequence[ListingView]) -> list[Transition]:
+def recheck_listed(records: Iterable[PairRecord], listings: Sequence[Listing]) -> list[Transition]:
     """Active pairs that no configured exchange trades any more become suspended; suspended ones
     that one trades again become active. Call on a tick that read a listing: a suspension needs
     every exchange's listing known (and not an old copy kept while its refresh fails)."""
@@ -119,23 +102,23 @@ def recheck_listed(records: Iterable[PairRecord], listings: Sequence[ListingView
     changes = []
     for record in records:
         serving = next((view for view in listings if view.trading(record.pair)), None)
-        if record.status == "active" and serving is None and every_listing_known:
+        if record.status == ACTIVE and serving is None and every_listing_known:
             reason = _nowhere(record.pair, listings, not_trading="reports {symbol} as {status}: not trading")
-            changes.append(Transition(record.pair, "suspended", reason, ("active",), verified=True))
-        elif record.status == "suspended" and serving is not None:
-            symbol = serving.by_pair[record.pair].symbol  # type: ignore[index]  # trading: listed
+            changes.append(Transition(record.pair, SUSPENDED, reason, (ACTIVE,), verified=True))
+        elif record.status == SUSPENDED and serving is not None:
+            symbol = serving.entry(record.pair).symbol  # type: ignore[union-attr]  # trading: listed
             reason = f"{serving.exchange} trades {symbol} again"
             changes.append(
-                Transition(record.pair, "active", reason, ("suspended",), serving.exchange, symbol, True)
+                Transition(record.pair, ACTIVE, reason, (SUSPENDED,), serving.exchange, symbol, True)
             )
     return changes
 
 
-def _nowhere(pair: str, listings: Sequence[ListingView], *, not_trading: str) -> str:
+def _nowhere(pair: str, listings: Sequence[Listing], *, not_trading: str) -> str:
     """Why no configured exchange can serve ``pair``, exchange by exchange."""
     reasons = []
     for view in listings:
-        listing = (view.by_pair or {}).get(pair)
+        listing = view.entry(pair)
         if view.refused:
             reasons.append(f"{view.exchange} refuses requests from this location")
         elif listing is None:

@@ -8,15 +8,16 @@ Health and the API description go through ``prices_api.routes``, imported on fir
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from market_data.clock import now_ms
-from market_data.config import get_settings
-from market_data.http import to_http_api_result, unexpected_error
+from market_data.config import Settings, get_settings
+from market_data.errors import InvalidPairError
+from market_data.http import ApiResponse, error_response, json_response, to_http_api_result, unexpected_error
 from market_data.observability import logger, traced
-from market_data.pairs import InvalidPairError
-from prices_api.prices import PRICES_PATH, get_prices, invalid_pairs, read_metrics, share_read_window
+from prices_api.prices import PRICES_PATH, PricesAnswer, get_prices, read_metrics, share_read_window
 
 __all__ = ["lambda_handler", "read_metrics", "share_read_window"]
 
@@ -24,13 +25,48 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
+CACHE_CONTROL = "public, max-age=1"
+
+
+def prices_response(answer: PricesAnswer, settings: Settings) -> ApiResponse:
+    """200 when every wanted pair is present, 206 naming the missing ones, 503 when none is."""
+    if answer.entries and not answer.missing:
+        return json_response(200, answer.entries, {"Cache-Control": CACHE_CONTROL})
+    if answer.entries:
+        headers = {"Cache-Control": CACHE_CONTROL, "X-Missing-Pairs": ",".join(answer.missing)}
+        return json_response(206, answer.entries, headers)
+    message = (
+        "price data is not available yet; retry shortly"
+        if answer.asked
+        else "no pair is listed yet; the fetcher fills the cache within one interval"
+    )
+    response = error_response(503, "unavailable", message, unavailablePairs=answer.missing)
+    response.headers["Retry-After"] = str(math.ceil(settings.fetch_interval_ms / 1000))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def invalid_pairs(exc: InvalidPairError) -> ApiResponse:
+    """400 naming the bad ``pairs`` value, the same from the direct path and the router."""
+    return error_response(400, "invalid_pairs", str(exc))
+
+
+def answer_prices(raw_pairs: str | None) -> ApiResponse:
+    """GET /prices, for both paths: the answer, or the error answer of a bad ``pairs`` value."""
+    settings = get_settings()
+    try:
+        return prices_response(
+            get_prices(raw_pairs, settings=settings, now=now_ms(), metrics=read_metrics), settings
+        )
+    except InvalidPairError as exc:
+        return invalid_pairs(exc)
+
+
 def serve_prices(event: dict[str, Any]) -> dict[str, Any]:
     """GET /prices: the same logic and error answers as a routed request, without the router."""
     raw_pairs = (event.get("queryStringParameters") or {}).get("pairs")
     try:
-        answer = get_prices(raw_pairs, settings=get_settings(), now=now_ms(), metrics=read_metrics)
-    except InvalidPairError as exc:
-        answer = invalid_pairs(exc)
+        answer = answer_prices(raw_pairs)
     except Exception:
         logger.exception("unexpected error")
         answer = unexpected_error()

@@ -6,11 +6,9 @@ import math
 from collections.abc import Iterable
 from typing import Literal
 
-import orjson
-
 from market_data import cache
 from market_data.config import Settings
-from market_data.http import ApiResponse, json_response
+from market_data.contracts import CircuitState
 from market_data.models import (
     CacheHealth,
     DataHealth,
@@ -29,49 +27,41 @@ from market_data.observability import logger
 MISSED_HEARTBEATS_FOR_DOWN = 3
 
 
-def get_health(*, settings: Settings, now: int) -> ApiResponse:
-    health = compute_health(settings=settings, now=now)
-    return json_response(
-        503 if health.status == "down" else 200,
-        health.model_dump(),
-        {"Cache-Control": "no-store"},
-    )
-
-
 def compute_health(*, settings: Settings, now: int) -> HealthBody:
+    """What health shows, from one cache round trip; the handler decides the HTTP status."""
     interval = settings.fetch_interval_ms
     try:
         record = cache.read_fetcher_record(
             cache.get_client(settings), now_ms=now, exchanges=settings.exchanges
         )
-    except cache.CACHE_ERRORS as exc:
-        logger.warning("cache unreachable for health", error=type(exc).__name__)
+    except cache.CacheUnavailableError as exc:
+        logger.warning("cache unreachable for health", error=exc.cause)
         return _health_without_cache(exc, settings=settings, now=now)
 
     raw = record.stats
     stats = FetcherStats(
-        lastFetchTime=_int(raw.get("lastFetchTime")),
-        lastFetchDurationMs=_int(raw.get("lastFetchDurationMs")),
-        fetchAttempts=_int(raw.get("fetchAttempts")) or 0,
-        fetchSuccesses=_int(raw.get("fetchSuccesses")) or 0,
-        fetchErrors=_int(raw.get("fetchErrors")) or 0,
-        lastError=raw.get("lastError"),
+        lastFetchTime=raw.last_fetch_time,
+        lastFetchDurationMs=raw.duration_ms,
+        fetchAttempts=raw.attempts,
+        fetchSuccesses=raw.successes,
+        fetchErrors=raw.errors,
+        lastError=raw.last_error,
     )
-    heartbeat = record.heartbeat or {}
-    last_heartbeat = _int(heartbeat.get("at"))
+    heartbeat = record.heartbeat
+    last_heartbeat = heartbeat.at if heartbeat is not None else None
     is_running = last_heartbeat is not None and now - last_heartbeat <= MISSED_HEARTBEATS_FOR_DOWN * interval
-    exchanges = _exchanges(record, raw, settings, now)
+    exchanges = _exchanges(record, settings, now)
     # Fetching is paused when no exchange may be asked: the heartbeat says so, and so do the bans.
-    paused_until = _int(heartbeat.get("pausedUntil"))
+    paused_until = heartbeat.paused_until if heartbeat is not None else None
     exchange_pauses = [status.pausedUntil for status in exchanges.values()]
     if exchange_pauses and all(exchange_pauses):
         paused_until = max(paused_until or 0, min(until for until in exchange_pauses if until))
     paused = paused_until is not None and paused_until > now
-    pause_reason = heartbeat.get("pauseReason") if paused else None
+    pause_reason = heartbeat.pause_reason if paused and heartbeat is not None else None
     if paused and pause_reason is None:
         pause_reason = "; ".join(f"{name}: {status.pauseReason}" for name, status in exchanges.items())
     fetcher_health = _health(stats, is_running, now, settings)
-    advice = raw.get("exchangeAdvice") or None
+    advice = raw.advice
     out = [f"{name}: {status.pauseReason}" for name, status in exchanges.items() if status.pausedUntil]
 
     if not is_running:
@@ -87,6 +77,7 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
     else:
         status, reason = "ok", None
 
+    timings = raw.timings
     return HealthBody(
         status=status,
         reason=reason,
@@ -97,22 +88,25 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             lastHeartbeat=last_heartbeat,
             pausedUntil=paused_until if paused else None,
             pauseReason=pause_reason,
-            usedWeight=_int(raw.get("usedWeight")),
+            usedWeight=raw.used_weight,
             listedPairs=sorted(record.listed),
-            missingPairs=orjson.loads(raw["missingPairs"]) if raw.get("missingPairs") else {},
-            invalidTickers=_int(raw.get("invalidTickers")) or 0,
+            missingPairs=raw.missing,
+            invalidTickers=raw.invalid_tickers,
+            priceJumpsHeld=raw.price_jumps_held,
             circuitState=_worst_circuit(exchanges.values()),
-            errorsByKind=_by_prefix(raw, "errors:"),
-            invalidByKind=_by_prefix(raw, "invalid:"),
+            errorsByKind=raw.errors_by_kind,
+            invalidByKind=raw.invalid_by_kind,
             advice=advice,
-            pairsByStatus=orjson.loads(raw["pairsByStatus"]) if raw.get("pairsByStatus") else {},
-            pairSources=orjson.loads(raw["pairSources"]) if raw.get("pairSources") else {},
+            pairsByStatus=raw.pairs_by_status,
+            pairSources=raw.pair_sources,
             exchanges=exchanges,
         ),
         dataHealth=DataHealth(
-            syncLatencyMs=_int(raw.get("syncLatencyMs")),
-            syncGapMs=GapSummary(p50=_int(raw.get("syncGapP50Ms")), max=_int(raw.get("syncGapMaxMs"))),
-            cacheWriteMs=_int(raw.get("lastCacheWriteMs")),
+            syncLatencyMs=raw.sync_latency_ms,
+            syncGapMs=GapSummary(p50=timings.sync_gap_p50_ms, max=timings.sync_gap_max_ms)
+            if timings is not None
+            else GapSummary(),
+            cacheWriteMs=timings.cache_write_ms if timings is not None else None,
             readLatencyMs=_latency_summary(record.read_latencies_us),
             readWindowSeconds=(now % cache.READS_WINDOW_MS + cache.READS_WINDOW_MS) // 1000,
         ),
@@ -147,21 +141,19 @@ def _cache_health(counts: dict[str, int]) -> CacheHealth:
     )
 
 
-def _health_without_cache(error: Exception, *, settings: Settings, now: int) -> HealthBody:
+def _health_without_cache(error: cache.CacheUnavailableError, *, settings: Settings, now: int) -> HealthBody:
     """The cache is lost: the fetcher keeps its heartbeat in DynamoDB meanwhile, so health still
     tells a running fetcher (degraded) from a dead one (down)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from market_data import store
 
     try:
-        heartbeat = store.get_heartbeat(store.get_table(settings)) or {}
-    except (BotoCoreError, ClientError):
-        heartbeat = {}
-    last = _int(heartbeat.get("at"))
+        heartbeat = store.get_heartbeat(store.get_table(settings))
+    except store.StoreUnavailableError:
+        heartbeat = None
+    last = heartbeat.at if heartbeat is not None else None
     running = last is not None and now - last <= MISSED_HEARTBEATS_FOR_DOWN * settings.fetch_interval_ms
     stats = FetcherStats()
-    cause = f"cache unreachable ({type(error).__name__}): prices are served from last known good"
+    cause = f"cache unreachable ({error.cause}): prices are served from last known good"
     return HealthBody(
         status="degraded" if running else "down",
         reason=cause if running else f"{cause}, and the fetcher has written no heartbeat",
@@ -184,29 +176,27 @@ def _health(stats: FetcherStats, is_running: bool, now: int | None, settings: Se
     )
 
 
-def _exchanges(
-    record: cache.FetcherRecord, stats: dict[str, str], settings: Settings, now: int
-) -> dict[str, ExchangeStatus]:
+def _exchanges(record: cache.FetcherRecord, settings: Settings, now: int) -> dict[str, ExchangeStatus]:
     """Each configured exchange: its circuit and ban from their keys, its figures from the last tick."""
-    figures = orjson.loads(stats["exchanges"]) if stats.get("exchanges") else {}
     statuses = {}
     for name in settings.exchanges:
-        last = figures.get(name, {})
-        ban = record.bans.get(name) or {}
-        circuit = record.circuits.get(name, {})
-        until, reason = _int(ban.get("until")), ban.get("reason")
-        if not (until and until > now) and circuit.get("state") == "open":
-            until = _int(circuit.get("retryAt"))
-            reason = f"circuit open after {circuit.get('failures')} failed ticks"
+        last = record.stats.figures(name)
+        ban = record.bans.get(name)
+        circuit = record.circuits.get(name, CircuitState())
+        until, reason = (ban.until, ban.reason) if ban is not None else (None, None)
+        if not (until and until > now) and circuit.state == "open":
+            until, reason = circuit.retry_at, f"circuit open after {circuit.failures} failed ticks"
         paused = until is not None and until > now
         statuses[name] = ExchangeStatus(
-            circuitState=_circuit_state(circuit, now),
+            circuitState=circuit.display(now),
             pausedUntil=until if paused else None,
             pauseReason=str(reason) if paused else None,
-            usedWeight=_int(last.get("usedWeight")),
-            pairs=list(last.get("pairs", [])),
-            requests=_int(last.get("requests")) or 0,
-            lastError=stats.get(f"lastError:{name}"),
+            usedWeight=last.used_weight,
+            pairs=last.pairs,
+            requests=last.requests,
+            fetchMs=last.fetch_ms,
+            errors=last.errors,
+            lastError=last.last_error,
         )
     return statuses
 
@@ -218,23 +208,3 @@ def _worst_circuit(statuses: Iterable[ExchangeStatus]) -> Literal["closed", "ope
     return max(
         (status.circuitState for status in statuses), key=CIRCUIT_SEVERITY.__getitem__, default="closed"
     )
-
-
-def _circuit_state(fields: dict[str, str], now: int) -> Literal["closed", "open", "half_open"]:
-    """An open circuit whose backoff has passed lets the next tick probe: it is half-open."""
-    if fields.get("state") != "open":
-        return "closed"
-    return "half_open" if now >= (_int(fields.get("retryAt")) or 0) else "open"
-
-
-def _by_prefix(stats: dict[str, str], prefix: str) -> dict[str, int]:
-    return {name[len(prefix) :]: int(value) for name, value in stats.items() if name.startswith(prefix)}
-
-
-def _int(value: object) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None

@@ -14,12 +14,13 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.http import JSON
+from market_data.errors import InvalidPairError
+from market_data.http import JSON, json_response
+from market_data.http_routes import add_common_error_routes, to_response
 from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody
-from market_data.pairs import InvalidPairError
-from market_data.routing import add_common_error_routes, to_response
-from prices_api.health import get_health
-from prices_api.prices import BASE, PRICES_PATH, get_prices, invalid_pairs, read_metrics
+from prices_api.handler import answer_prices, invalid_pairs
+from prices_api.health import compute_health
+from prices_api.prices import BASE, PRICES_PATH
 
 app = APIGatewayHttpResolver()
 
@@ -41,8 +42,7 @@ def _json_content(model: Any, description: str) -> Any:
     },
 )
 def prices() -> Response[str]:
-    raw_pairs = app.current_event.get_query_string_value("pairs")
-    return to_response(get_prices(raw_pairs, settings=get_settings(), now=now_ms(), metrics=read_metrics))
+    return to_response(answer_prices(app.current_event.get_query_string_value("pairs")))
 
 
 HEALTH_RESPONSES: dict[int, Any] = {
@@ -51,9 +51,16 @@ HEALTH_RESPONSES: dict[int, Any] = {
 }
 
 
+def health_response() -> Response[str]:
+    """503 only when the fetcher is down: ok and degraded both serve prices."""
+    health = compute_health(settings=get_settings(), now=now_ms())
+    status = 503 if health.status == "down" else 200
+    return to_response(json_response(status, health.model_dump(), {"Cache-Control": "no-store"}))
+
+
 @app.get(f"{BASE}/health", summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)
 def health() -> Response[str]:
-    return to_response(get_health(settings=get_settings(), now=now_ms()))
+    return health_response()
 
 
 @app.get(
@@ -62,7 +69,7 @@ def health() -> Response[str]:
     responses=HEALTH_RESPONSES,
 )
 def init() -> Response[str]:
-    return to_response(get_health(settings=get_settings(), now=now_ms()))
+    return health_response()
 
 
 @app.get(f"{BASE}/openapi.json", summary="This description", include_in_schema=False)

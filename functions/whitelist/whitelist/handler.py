@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import base64
 import time
-from functools import cache
 from typing import Any
 
-import orjson
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.http import JSON, ApiResponse, error_response
-from market_data.models import ErrorBody, PairRecord
-from market_data.observability import RequestMetrics, logger, traced
-from market_data.pairs import InvalidPairError
-from market_data.routing import add_common_error_routes, to_response
-from market_data.store import PendingCapReachedError, SourceLimitError, StatusConflictError
-from whitelist import submissions
-from whitelist.submissions import (
+from market_data.errors import (
+    InvalidPairError,
     InvalidRequestError,
     NotAuthorisedError,
     PairNotFoundError,
     PayloadTooLargeError,
+    PendingCapReachedError,
+    SourceLimitError,
+    StatusConflictError,
 )
+from market_data.http import JSON, ApiResponse, error_response, json_response
+from market_data.http_routes import add_common_error_routes, to_response
+from market_data.models import ErrorBody, PairRecord
+from market_data.observability import RequestMetrics, logger, traced
+from whitelist import submissions
 
 BASE = "/api/market-data/whitelist"
 _HOUR_S = 3600
@@ -36,6 +36,11 @@ request_metrics = RequestMetrics("whitelist", "RequestLatency")
 
 def _json_content(model: Any, description: str) -> Any:
     return {"description": description, "content": {JSON: {"model": model}}}
+
+
+def record_response(record: PairRecord) -> Response[str]:
+    """A record as the API serves it (``lastStatusChange`` keeps its contract name ``from``)."""
+    return to_response(json_response(200, record.model_dump(mode="json", by_alias=True)))
 
 
 def _raw_body() -> bytes:
@@ -70,16 +75,21 @@ _ERRORS = {
 )
 def submit() -> Response[str]:
     source_ip = app.current_event.request_context.http.source_ip
-    answer = submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
-    if answer.status == 202:  # a new pending pair, not a retry of a known one
-        request_metrics.add("WhitelistSubmissions")
-    return to_response(answer)
+    submission = submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
+    if not submission.created:  # a retry, or a pair known already: its record as it stands
+        return record_response(submission.record)
+    request_metrics.add("WhitelistSubmissions")
+    record = submission.record
+    body = {"pair": record.pair, "status": record.status, "submittedAt": record.submittedAt}
+    return to_response(json_response(202, body))
 
 
 @app.get(BASE, summary="Whitelist records, optionally of one status", responses={400: _ERRORS[400]})
 def list_pairs() -> Response[str]:
     status = app.current_event.get_query_string_value("status")
-    return to_response(submissions.list_pairs(status, settings=get_settings()))
+    records = submissions.list_pairs(status, settings=get_settings())
+    body = {"pairs": [record.model_dump(mode="json", by_alias=True) for record in records]}
+    return to_response(json_response(200, body))
 
 
 @app.get(
@@ -88,7 +98,7 @@ def list_pairs() -> Response[str]:
     responses={200: _json_content(PairRecord, "The record"), **_ERRORS},
 )
 def get_pair(pair: str) -> Response[str]:
-    return to_response(submissions.get_pair(pair, settings=get_settings()))
+    return record_response(submissions.get_pair(pair, settings=get_settings()))
 
 
 @app.delete(
@@ -98,9 +108,9 @@ def get_pair(pair: str) -> Response[str]:
 )
 def revoke(pair: str) -> Response[str]:
     _require_iam()
-    answer = submissions.revoke(pair, settings=get_settings(), now=now_ms())
+    record = submissions.revoke(pair, settings=get_settings(), now=now_ms())
     request_metrics.add("WhitelistRevoked")
-    return to_response(answer)
+    return record_response(record)
 
 
 @app.post(
@@ -110,16 +120,9 @@ def revoke(pair: str) -> Response[str]:
 )
 def approve(pair: str) -> Response[str]:
     _require_iam()
-    answer = submissions.approve(pair, settings=get_settings(), now=now_ms())
+    record = submissions.approve(pair, settings=get_settings(), now=now_ms())
     request_metrics.add("WhitelistApproved")
-    return to_response(answer)
-
-
-@cache
-def describe_api() -> str:
-    """The OpenAPI description of these routes, generated from the code above."""
-    schema = app.get_openapi_schema(title="Market data whitelist API", version="1.0.0")
-    return orjson.dumps(schema.model_dump(mode="json", by_alias=True, exclude_none=True)).decode()
+    return record_response(record)
 
 
 # --- errors: one place maps every domain error to its HTTP answer --------------------------------

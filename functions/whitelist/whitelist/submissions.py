@@ -1,50 +1,34 @@
 """Whitelist logic: record submissions, list and read records, admin revoke and approve.
 
 Nothing here calls an exchange: a submission is only recorded as pending; the fetcher verifies it
-with the exchange calls it already makes. Errors are raised as the domain exceptions below (or the
-store's), and the handler maps each one to its HTTP status in one place.
+with the exchange calls it already makes. Refusals are raised as ``market_data.errors``' domain
+errors, and results returned as records: the handler decides every HTTP answer in one place.
 """
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from market_data import store
 from market_data.config import Settings
-from market_data.http import ApiResponse, json_response
-from market_data.models import PairRecord, PairStatus, SubmitPairRequest
+from market_data.errors import InvalidPairError, InvalidRequestError, PairNotFoundError, PayloadTooLargeError
+from market_data.models import PairRecord, SubmitPairRequest
 from market_data.observability import logger
-from market_data.pairs import InvalidPairError, normalise_pair
+from market_data.pairs import normalise_pair
+from market_data.statuses import ALL, PENDING, REJECTED, REVOKED
 
 MAX_BODY_BYTES = 1024
-STATUSES: tuple[str, ...] = get_args(PairStatus)
-REVOKED, PENDING = "revoked", "pending"
 # Approve sends a pair back to verification; only a refused or revoked pair needs that.
-APPROVABLE_FROM = ("rejected", "revoked")
-REVOCABLE_FROM = tuple(status for status in STATUSES if status != REVOKED)
+APPROVABLE_FROM = (REJECTED, REVOKED)
+REVOCABLE_FROM = tuple(status for status in ALL if status != REVOKED)
 
 
-class InvalidRequestError(ValueError):
-    """A malformed body or parameter; the message names the bad value."""
-
-
-class PayloadTooLargeError(ValueError):
-    """A request body over MAX_BODY_BYTES."""
-
-
-class PairNotFoundError(LookupError):
-    """A pair never submitted (nor seeded)."""
-
-
-class NotAuthorisedError(PermissionError):
-    """An admin request that did not pass the HTTP API's IAM authorisation."""
-
-
-def record_body(record: PairRecord) -> dict[str, Any]:
-    """A record as the API serves it (``lastStatusChange`` keeps its contract name ``from``)."""
-    return record.model_dump(mode="json", by_alias=True)
+@dataclass(frozen=True)
+class Submission:
+    record: PairRecord
+    created: bool  # False: the pair was known already (a retry, or submitted by someone else)
 
 
 def parse_submission(body: bytes) -> str:
@@ -76,31 +60,27 @@ def _describe(exc: ValidationError) -> str:
     return f"invalid {field} {error['input']!r}: {error['msg']}"
 
 
-def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> ApiResponse:
-    """202 with the new pending record, or 200 with the record that already exists."""
+def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> Submission:
+    """Record the pair as pending, or return the record that already exists (not counted)."""
     pair = parse_submission(body)
     table = store.get_table(settings)
     existing = store.get_record(table, pair)
     if existing is not None:  # a retry, or a pair already known: answered, and not counted
-        return json_response(200, record_body(existing))
+        return Submission(existing, created=False)
     store.count_submission(table, source_ip, now_ms=now, limit=settings.whitelist_max_per_source_per_hour)
     record, created = store.create_submission(
         table, pair, now_ms=now, max_pending=settings.whitelist_max_pending
     )
-    if not created:
-        return json_response(200, record_body(record))
-    logger.info("pair submitted", pair=pair)
-    logger.debug("submission source", pair=pair, source=source_ip)  # an address is personal data
-    return json_response(
-        202, {"pair": record.pair, "status": record.status, "submittedAt": record.submittedAt}
-    )
+    if created:
+        logger.info("pair submitted", pair=pair)
+        logger.debug("submission source", pair=pair, source=source_ip)  # an address is personal data
+    return Submission(record, created)
 
 
-def list_pairs(status: str | None, *, settings: Settings) -> ApiResponse:
-    if status is not None and status not in STATUSES:
-        raise InvalidRequestError(f"invalid status {status!r}: expected one of {', '.join(STATUSES)}")
-    records = store.list_registry(store.get_table(settings), status=status)
-    return json_response(200, {"pairs": [record_body(record) for record in records]})
+def list_pairs(status: str | None, *, settings: Settings) -> list[PairRecord]:
+    if status is not None and status not in ALL:
+        raise InvalidRequestError(f"invalid status {status!r}: expected one of {', '.join(ALL)}")
+    return store.list_registry(store.get_table(settings), status=status)
 
 
 def path_pair(raw: str) -> str:
@@ -116,21 +96,21 @@ def path_pair(raw: str) -> str:
         ) from None
 
 
-def get_pair(raw: str, *, settings: Settings) -> ApiResponse:
+def get_pair(raw: str, *, settings: Settings) -> PairRecord:
     pair = path_pair(raw)
     record = store.get_record(store.get_table(settings), pair)
     if record is None:
         raise PairNotFoundError(f"pair {pair} has never been submitted")
-    return json_response(200, record_body(record))
+    return record
 
 
-def revoke(raw: str, *, settings: Settings, now: int) -> ApiResponse:
+def revoke(raw: str, *, settings: Settings, now: int) -> PairRecord:
     """Admin: stop serving a pair from the next slot; the record is kept, with the change."""
     return _change(raw, to=REVOKED, allowed_from=REVOCABLE_FROM, reason="revoked by an administrator",
                    settings=settings, now=now)  # fmt: skip
 
 
-def approve(raw: str, *, settings: Settings, now: int) -> ApiResponse:
+def approve(raw: str, *, settings: Settings, now: int) -> PairRecord:
     """Admin: send a rejected or revoked pair back to pending, so the fetcher verifies it again."""
     return _change(raw, to=PENDING, allowed_from=APPROVABLE_FROM,
                    reason="approved by an administrator: waiting for verification against the exchange",
@@ -139,14 +119,11 @@ def approve(raw: str, *, settings: Settings, now: int) -> ApiResponse:
 
 def _change(
     raw: str, *, to: str, allowed_from: tuple[str, ...], reason: str, settings: Settings, now: int
-) -> ApiResponse:
+) -> PairRecord:
     pair = path_pair(raw)
-    try:
-        record = store.change_status(
-            store.get_table(settings), pair, to=to, reason=reason, now_ms=now,
-            allowed_from=allowed_from, max_pending=settings.whitelist_max_pending,
-        )  # fmt: skip
-    except KeyError:
-        raise PairNotFoundError(f"pair {pair} has never been submitted") from None
+    record = store.change_status(
+        store.get_table(settings), pair, to=to, reason=reason, now_ms=now,
+        allowed_from=allowed_from, max_pending=settings.whitelist_max_pending,
+    )  # fmt: skip
     logger.info("pair status changed by an administrator", pair=pair, to=to)
-    return json_response(200, record_body(record))
+    return record

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from types import UnionType
@@ -21,16 +22,19 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import msgspec
 from msgspec import Meta
 
-from market_data.pairs import InvalidPairError, normalise_pair
+from market_data.errors import InvalidPairError
+from market_data.pairs import normalise_pair
 
 
 class ConfigurationError(RuntimeError):
     """Raised at start-up when an environment variable is missing or invalid."""
 
 
-# The exchanges the fetcher can speak to, by the names EXCHANGES uses.
-KNOWN_EXCHANGES = ("binance", "binance_us", "coinbase", "kraken")
 DEFAULT_EXCHANGES = ("binance", "coinbase", "kraken")
+# An exchange's name in EXCHANGES and in its <NAME>_API_BASE_URL variable. Which names exist is the
+# fetcher's registry's business (fetcher/exchanges/registry.py): it refuses an unknown one at start.
+EXCHANGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+BASE_URL_SUFFIX = "_API_BASE_URL"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,10 +53,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     exchange_read_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 3.0
     # Where prices come from: each pair is served by the first of these whose own listing trades it.
     exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
-    binance_api_base_url: str = "https://api.binance.com"
-    binance_us_api_base_url: str = "https://api.binance.us"
-    coinbase_api_base_url: str = "https://api.exchange.coinbase.com"
-    kraken_api_base_url: str = "https://api.kraken.com"
+    # <NAME>_API_BASE_URL variables: an exchange's base where it is not the exchange's own API
+    # (a simulator, a mirror). Read from every such variable; see ``exchange_base_url``.
+    exchange_base_urls: dict[str, str] = msgspec.field(default_factory=dict)
 
     max_price_jump_ratio: Annotated[float, Meta(gt=0, le=10)] = 0.25
 
@@ -116,9 +119,9 @@ def _exchanges(value: str) -> tuple[str, ...]:
         raise ValueError(f"must be a JSON list such as {example}: {exc.msg}") from None
     if not isinstance(names, list) or not names or not all(isinstance(item, str) for item in names):
         raise ValueError(f"must be a non-empty JSON list of exchange names such as {example}")
-    unknown = [name for name in names if name.strip().lower() not in KNOWN_EXCHANGES]
-    if unknown:
-        raise ValueError(f"unknown exchange {unknown[0]!r}: known ones are {', '.join(KNOWN_EXCHANGES)}")
+    malformed = [name for name in names if not EXCHANGE_NAME.fullmatch(name.strip().lower())]
+    if malformed:
+        raise ValueError(f"exchange name {malformed[0]!r} is not a name such as binance or binance_us")
     return tuple(dict.fromkeys(name.strip().lower() for name in names))  # order kept, repeats dropped
 
 
@@ -175,10 +178,6 @@ def _scalar(text: str, annotation: Any) -> Any:
 PARSERS: dict[str, Callable[[str], Any]] = {
     "trading_pairs": _trading_pairs,
     "exchanges": _exchanges,
-    "binance_api_base_url": _http_base_url,
-    "binance_us_api_base_url": _http_base_url,
-    "coinbase_api_base_url": _http_base_url,
-    "kraken_api_base_url": _http_base_url,
     "redis_url": _redis_url,
 }
 
@@ -188,8 +187,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     given = {name.lower(): value for name, value in (os.environ if environ is None else environ).items()}
     values: dict[str, Any] = {}
     problems: list[str] = []
+    base_urls: dict[str, str] = {}
+    for name, text in given.items():
+        exchange = name.upper().removesuffix(BASE_URL_SUFFIX).lower()
+        if name.upper().endswith(BASE_URL_SUFFIX) and EXCHANGE_NAME.fullmatch(exchange):
+            try:
+                base_urls[exchange] = _http_base_url(text)
+            except ValueError as exc:
+                problems.append(f"{name.upper()}: {exc} (got {text!r})")
+    values["exchange_base_urls"] = base_urls
     for field in msgspec.structs.fields(Settings):
         variable = field.name.upper()
+        if field.name == "exchange_base_urls":
+            continue
         if field.name not in given:
             if field.required:
                 problems.append(f"{variable}: required")
@@ -208,9 +218,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigurationError(f"invalid configuration: {exc}") from None
 
 
-def exchange_base_url(settings: Settings, exchange: str) -> str:
-    """The base URL configured for one of ``KNOWN_EXCHANGES``."""
-    return str(getattr(settings, f"{exchange}_api_base_url"))
+def exchange_base_url(settings: Settings, exchange: str, default: str) -> str:
+    """``exchange``'s base URL: its <NAME>_API_BASE_URL variable, else ``default`` (its own API)."""
+    return settings.exchange_base_urls.get(exchange, default)
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 
 Logic modules return an ``ApiResponse`` (no web framework in them, nor here: the prices path
 answers without one); routed handlers turn it into a Powertools ``Response`` with
-``market_data.routing.to_response``.
+``market_data.http_routes.to_response``.
 """
 
 from __future__ import annotations

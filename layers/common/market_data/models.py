@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from market_data.statuses import PairStatus
+
 # A ticker time further in the future than this is a broken clock upstream, not a price.
 MAX_CLOCK_SKEW_MS = 60_000
 # The oldest ticker time accepted: a 24 h ticker whose close is older than this is not "current".
@@ -52,9 +54,6 @@ class PriceEntry(Ticker):
 
     stale: bool = Field(description="True when now - timestamp exceeds MARKET_DATA_CACHE_STALE_TTL_MS")
     source: Literal["cache", "last_known_good"]
-
-
-PairStatus = Literal["pending", "active", "rejected", "suspended", "revoked"]
 
 
 class StatusChange(BaseModel):
@@ -137,6 +136,8 @@ class ExchangeStatus(BaseModel):
     usedWeight: int | None = Field(None, description="request weight used this minute (Binance protocol)")
     pairs: list[str] = Field(default_factory=list, description="pairs it served on the last tick")
     requests: int = Field(0, description="requests made to it on the last tick")
+    fetchMs: int | None = Field(None, description="its part of the last tick's exchange phase")
+    errors: int = Field(0, description="failed requests on the last tick")
     lastError: str | None = None
 
 
@@ -154,6 +155,7 @@ class FetcherStatus(BaseModel):
     listedPairs: list[str] = []
     missingPairs: dict[str, str] = Field(default_factory=dict, description="pair -> why it is not served")
     invalidTickers: int = 0
+    priceJumpsHeld: int = Field(0, description="prices held back as jumps since start (never served)")
     errorsByKind: dict[str, int] = Field(
         default_factory=dict, description="exchange errors since start, by kind"
     )

@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from market_data.errors import InvalidPairError
+
 MAX_PAIRS_PER_REQUEST = 100
 # Letters and digits on both sides, bounded so a key or a header can never grow without limit.
 PAIR_PATTERN = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
-
-
-class InvalidPairError(ValueError):
-    """A pair (or list of pairs) that is not ``BASE/QUOTE``; the message names the bad value."""
 
 
 def normalise_pair(raw: str) -> str:

@@ -1,71 +1,29 @@
-"""All DynamoDB access: the pair registry and the last-known-good prices.
+"""The pair registry: seeding, whitelist submissions and their caps, and status changes.
 
-One table, item families under fixed partition keys:
-  pk="PAIR", sk=<pair>              the registry: every pair, its status and why (whitelist records)
-  pk="LKG",  sk=<pair>              the last known good ticker, at most one write per pair per interval
-  pk="COUNTER", sk="pending"        how many pairs are pending (the WHITELIST_MAX_PENDING cap)
-  pk="SOURCE", sk=<ip>#<hour>       submissions per source address per hour (expires by TTL)
-  pk="CLAIM", sk=<slot> / pk="STATE" the fetcher's slot claims, ban and heartbeat while the cache is lost
-boto3 is imported here, lazily: the prices API needs it only when the cache is lost.
+pk="PAIR", sk=<pair>         every pair, its status and why (whitelist records)
+pk="COUNTER", sk="pending"   how many pairs are pending (the WHITELIST_MAX_PENDING cap)
+pk="SOURCE", sk=<ip>#<hour>  submissions per source address per hour (expires by TTL)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
-from market_data.models import PairRecord, StatusChange, Ticker
-
-if TYPE_CHECKING:
-    from market_data.config import Settings
+from market_data.errors import (
+    PairNotFoundError,
+    PendingCapReachedError,
+    SourceLimitError,
+    StatusConflictError,
+)
+from market_data.models import PairRecord, StatusChange
+from market_data.statuses import ACTIVE, PENDING
+from market_data.store.connection import translated
 
 REGISTRY_PK = "PAIR"
-LAST_KNOWN_GOOD_PK = "LKG"
 COUNTER_PK = "COUNTER"
 SOURCE_PK = "SOURCE"
-ACTIVE = "active"
-PENDING = "pending"
-SERVED = ("active", "suspended")  # statuses whose prices the API serves
 _HOUR_MS = 3_600_000
-_NUMBER_FIELDS = ("price", "volume", "quoteVolume", "change24h", "high24h", "low24h")
-_INT_FIELDS = ("timestamp", "fetchedAt")
-
-_table: Any = None
-
-
-def get_table(settings: Settings) -> Any:
-    """The process-wide Table, created on first use with explicit timeouts and bounded retries."""
-    global _table
-    if _table is None:
-        import boto3
-        from botocore.config import Config
-
-        # Two attempts at most: a throttled or failing table must not hold a tick (or a request on
-        # the cache-loss path) for seconds of backoff; callers fall back and retry next time.
-        config = Config(
-            connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2, "mode": "standard"}
-        )
-        resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url, config=config)
-        _table = resource.Table(settings.market_data_table_name)
-    return _table
-
-
-def reset_table() -> None:
-    global _table
-    _table = None
-
-
-class PendingCapReachedError(Exception):
-    """WHITELIST_MAX_PENDING submissions are already waiting for verification."""
-
-
-class SourceLimitError(Exception):
-    """One source address submitted more than its hourly allowance."""
-
-
-class StatusConflictError(Exception):
-    """The pair's status is not one the change may start from (it changed meanwhile)."""
 
 
 def _record(item: dict[str, Any]) -> PairRecord:
@@ -79,6 +37,7 @@ def _record(item: dict[str, Any]) -> PairRecord:
     return PairRecord(pair=item["sk"], **{k: v for k, v in values.items() if k != "pair"})
 
 
+@translated
 def list_registry(table: Any, status: str | None = None) -> list[PairRecord]:
     """Every pair in the registry (one partition, paginated), optionally of one status."""
     records: list[PairRecord] = []
@@ -98,11 +57,13 @@ def list_registry(table: Any, status: str | None = None) -> list[PairRecord]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+@translated
 def get_record(table: Any, pair: str) -> PairRecord | None:
     item = table.get_item(Key={"pk": REGISTRY_PK, "sk": pair}, ConsistentRead=True).get("Item")
     return _record(item) if item else None
 
 
+@translated
 def seed_registry(table: Any, pairs: Iterable[str], *, now_ms: int) -> list[str]:
     """Add ``pairs`` as active unless present; safe when several invocations seed at once."""
     client = table.meta.client
@@ -127,6 +88,7 @@ def seed_registry(table: Any, pairs: Iterable[str], *, now_ms: int) -> list[str]
     return seeded
 
 
+@translated
 def count_submission(table: Any, source: str, *, now_ms: int, limit: int) -> None:
     """Count one submission from ``source`` in the current hour; raise when over ``limit``.
 
@@ -146,6 +108,7 @@ def count_submission(table: Any, source: str, *, now_ms: int, limit: int) -> Non
         raise SourceLimitError(source) from None
 
 
+@translated
 def create_submission(table: Any, pair: str, *, now_ms: int, max_pending: int) -> tuple[PairRecord, bool]:
     """Record ``pair`` as pending, or return the record that exists: (record, created).
 
@@ -179,6 +142,7 @@ def create_submission(table: Any, pair: str, *, now_ms: int, max_pending: int) -
     return _record(item), True
 
 
+@translated
 def change_status(
     table: Any,
     pair: str,
@@ -203,7 +167,7 @@ def change_status(
     for _attempt in range(3):
         current = get_record(table, pair)
         if current is None:
-            raise KeyError(pair)
+            raise PairNotFoundError(f"pair {pair} has never been submitted")
         if current.status not in allowed:
             raise StatusConflictError(f"{pair} is {current.status}, not {' or '.join(allowed)}")
         try:
@@ -290,102 +254,3 @@ def _transact(table: Any, actions: list[dict[str, Any]]) -> None:
     except client.exceptions.TransactionCanceledException as exc:
         reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
         raise _Cancelled(reasons) from exc
-
-
-def write_last_known_good(table: Any, tickers: Iterable[Ticker], *, now_ms: int) -> int:
-    """Batch-write tickers as last known good (BatchWriteItem, 25 per request, retried unprocessed)."""
-    count = 0
-    with table.batch_writer() as batch:
-        for ticker in tickers:
-            item: dict[str, Any] = {"pk": LAST_KNOWN_GOOD_PK, "sk": ticker.pair, "updatedAt": now_ms}
-            for name, value in ticker.model_dump().items():
-                item[name] = Decimal(repr(value)) if isinstance(value, float) else value
-            batch.put_item(Item=item)
-            count += 1
-    return count
-
-
-def read_last_known_good(table: Any, pairs: Sequence[str] | None) -> dict[str, Ticker]:
-    """Last known good tickers for ``pairs`` (all of them when None).
-
-    One Query of the whole LKG partition: it holds one small item per listed pair (a few hundred
-    at most), so this is one request where BatchGetItem would need one per 100 pairs.
-    """
-    wanted = None if pairs is None else set(pairs)
-    kwargs: dict[str, Any] = {
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": LAST_KNOWN_GOOD_PK},
-    }
-    found: dict[str, Ticker] = {}
-    while True:
-        page = table.query(**kwargs)
-        for item in page["Items"]:
-            if wanted is None or item["sk"] in wanted:
-                found[item["sk"]] = _ticker_from_item(item)
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _ticker_from_item(item: dict[str, Any]) -> Ticker:
-    values: dict[str, object] = {name: float(item[name]) for name in _NUMBER_FIELDS}
-    values.update({name: int(item[name]) for name in _INT_FIELDS})
-    values.update(pair=item["sk"], exchange=item.get("exchange", "binance"), symbol=item.get("symbol", ""))
-    # Validated when it was written; constructing without re-validation keeps the fallback fast.
-    return Ticker.model_construct(**values)  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------- cache-loss fallback
-# While the cache is unreachable, the fetcher's coordination moves here, so a lost cache never means
-# double fetches or a forgotten ban: conditional writes give the same once-per-slot guarantee as
-# SET NX, and every item expires by itself (DynamoDB TTL on expiresAt).
-
-STATE_PK = "STATE"
-CLAIM_PK = "CLAIM"
-
-
-def claim_slot(table: Any, slot: int, *, owner: str, expires_at_ms: int) -> bool:
-    """Claim ``slot`` for ``owner``; False when another invocation holds it."""
-    try:
-        table.put_item(
-            Item={"pk": CLAIM_PK, "sk": str(slot), "owner": owner, "expiresAt": expires_at_ms // 1000},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except table.meta.client.exceptions.ConditionalCheckFailedException:
-        return False
-    return True
-
-
-def put_ban(table: Any, exchange: str, ban: dict[str, Any]) -> None:
-    """Keep an exchange's rate-limit ban durable too (rare writes), so a lost cache cannot forget it."""
-    item = {"pk": STATE_PK, "sk": f"ban#{exchange}", **ban, "expiresAt": int(ban["until"]) // 1000 + 60}
-    table.put_item(Item=item)
-
-
-def get_bans(table: Any, exchanges: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The stored bans of ``exchanges``, by exchange (one strongly consistent read each)."""
-    bans = {}
-    for exchange in exchanges:
-        key = {"pk": STATE_PK, "sk": f"ban#{exchange}"}
-        item = table.get_item(Key=key, ConsistentRead=True).get("Item")
-        if item:
-            bans[exchange] = {
-                "until": int(item["until"]),
-                "status": int(item["status"]),
-                "reason": item.get("reason"),
-            }
-    return bans
-
-
-def put_heartbeat(table: Any, heartbeat: dict[str, Any]) -> None:
-    """The heartbeat while the cache is lost: health still tells running from dead."""
-    table.put_item(
-        Item={"pk": STATE_PK, "sk": "heartbeat", **heartbeat, "expiresAt": heartbeat["at"] // 1000 + 600}
-    )
-
-
-def get_heartbeat(table: Any) -> dict[str, Any] | None:
-    item = table.get_item(Key={"pk": STATE_PK, "sk": "heartbeat"}, ConsistentRead=True).get("Item")
-    if not item:
-        return None
-    return {key: int(value) if isinstance(value, Decimal) else value for key, value in item.items()}

@@ -1,0 +1,138 @@
+"""Phase: read each exchange's listing when due. One ``Listing`` per exchange per container.
+
+A listing says, pair by pair, the exchange's own name for it and whether it trades now (its
+adapter decides that, in ``ListingEntry.trading``: the one rule for "servable"). It is re-read
+every ``refresh_ms``, sooner when a name it gave was refused (the listing changed under us), and
+when a pending pair was submitted after the last read (a verdict needs a listing read after it).
+
+Names the exchange refused are left out of routing until the next regular read, so one stale name
+costs one bisection, not one per tick; verification still reads the listing as the exchange gave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fetcher.exchanges.base import Exchange, ExchangeError, FetchResult, ListingEntry, RateLimitedError
+from market_data.clock import now_ms
+from market_data.observability import logger
+
+if TYPE_CHECKING:
+    from fetcher.deps import Fetcher
+
+
+@dataclass
+class Listing:
+    """One exchange's listing as this container knows it."""
+
+    exchange: str
+    refresh_ms: int
+    by_pair: dict[str, ListingEntry] | None = None  # None: never read, so nothing can be concluded
+    read_at: int = 0  # when the listing last came back
+    attempted_at: int = 0  # when it was last asked for
+    next_read_at: int = 0
+    conclusive: bool = True  # False while refreshes fail and the last copy stands in
+    refused: ExchangeError | None = None  # HTTP 451: the exchange serves nothing to this location
+    rejected: dict[str, int] = field(default_factory=dict)  # symbol -> when it was refused
+
+    def trading(self, pair: str) -> ListingEntry | None:
+        """The pair's entry when the exchange trades it now."""
+        entry = (self.by_pair or {}).get(pair)
+        return entry if entry is not None and entry.trading else None
+
+    def entry(self, pair: str) -> ListingEntry | None:
+        """The pair's entry whatever its status (for the reasons users read)."""
+        return (self.by_pair or {}).get(pair)
+
+    def routable(self) -> Mapping[str, ListingEntry] | None:
+        """Trading pairs whose name the exchange has not refused since the last regular read;
+        None when the listing is unknown."""
+        if self.by_pair is None:
+            return None
+        return {
+            pair: entry
+            for pair, entry in self.by_pair.items()
+            if entry.trading and entry.symbol not in self.rejected
+        }
+
+    def known_since(self, moment: int) -> bool:
+        """Read (and not an old copy kept while refreshes fail) at or after ``moment``."""
+        return self.by_pair is not None and self.conclusive and self.read_at >= moment
+
+    def due(self, now: int, *, needed_after: int = 0) -> bool:
+        """``needed_after``: a listing read before then cannot judge a pair submitted since."""
+        return self.by_pair is None or now >= self.next_read_at or self.attempted_at < needed_after
+
+    def read(self, exchange: Exchange, now: int) -> None:
+        """Read the listing; raises RateLimitedError (a ban must pause the exchange) and, when no
+        copy is kept, ExchangeError. A failed refresh keeps the last copy until the next regular read."""
+        regular = now - self.read_at >= self.refresh_ms  # not a re-read after a refused name
+        self.attempted_at = now
+        try:
+            by_pair = exchange.listing()
+        except RateLimitedError:
+            raise
+        except ExchangeError as exc:
+            self.next_read_at = now + self.refresh_ms
+            if exc.kind == "restricted_location":
+                # The exchange refuses this location: it lists nothing it would serve us.
+                self.by_pair, self.refused, self.conclusive, self.read_at = {}, exc, True, now
+                raise
+            self.conclusive = False
+            if self.by_pair is not None:
+                logger.warning("listing refresh failed; using the previous one", exchange=exchange.name)
+            raise
+        if regular:
+            self.rejected.clear()
+        # When the listing was actually read (not when the tick began): a submission made while
+        # this tick started is then judged on this read, not one tick later.
+        self.by_pair, self.refused, self.conclusive = by_pair, None, True
+        self.read_at = now_ms()
+        self.next_read_at = now + self.refresh_ms
+
+    def reject(self, symbol: str, now: int) -> None:
+        self.rejected[symbol] = now
+        self.read_again()
+
+    def read_again(self) -> None:
+        """The listing changed under us: read it again next tick."""
+        self.next_read_at = 0
+
+
+def read_due_listings(
+    fetcher: Fetcher,
+    outcomes: dict[str, FetchResult],
+    unavailable: Mapping[str, str],
+    now: int,
+    *,
+    needed_after: int,
+) -> set[str]:
+    """Read, side by side, the listings due of the exchanges that may be asked; returns the names
+    of those whose listing came back this tick (their pairs are re-checked)."""
+    asked = [name for name in fetcher.deps.exchanges if name not in unavailable]
+
+    def read(name: str) -> bool:
+        return _read_listing(fetcher, name, outcomes[name], now, needed_after)
+
+    return {
+        name for name, came in zip(asked, list(fetcher.deps.executor.map(read, asked)), strict=True) if came
+    }
+
+
+def _read_listing(fetcher: Fetcher, name: str, outcome: FetchResult, now: int, needed_after: int) -> bool:
+    listing = fetcher.state.exchanges[name].listing
+    if not listing.due(now, needed_after=needed_after):
+        return False
+    outcome.requests += 1
+    try:
+        listing.read(fetcher.deps.exchanges[name], now)
+    except ExchangeError as exc:
+        outcome.failed(exc)
+        return False
+    except Exception as exc:  # one exchange's bug must not cost the others' prices
+        logger.exception("listing read failed", exchange=name)
+        outcome.failed(ExchangeError("internal", f"{type(exc).__name__}: {exc}"))
+        return False
+    return True

@@ -1,0 +1,83 @@
+"""All Redis/Valkey access: the only package that knows key names and commands.
+
+- ``keys``: every key, its writer, its readers and its lifetime;
+- ``connection``: the process-wide client, and ``CacheUnavailableError``, the one error callers see;
+- ``reads``: the API functions' reads (prices, read figures, health's record);
+- ``ticks``: the fetcher's slot opening and tick write.
+"""
+
+from market_data.cache.connection import CacheUnavailableError, get_client, reset_client
+from market_data.cache.keys import (
+    FAILURE_HOLDS,
+    HEARTBEAT,
+    HELD_PRICES,
+    LKG_WRITTEN,
+    PACE,
+    READS_WINDOW_MS,
+    STALE_COPIES,
+    STATS,
+    TAG,
+    ban_key,
+    circuit_key,
+    claim_key,
+    kept_key,
+    read_latency_key,
+    reads_key,
+)
+from market_data.cache.reads import (
+    CachedPrices,
+    FetcherRecord,
+    read_fetcher_record,
+    read_prices,
+    record_reads,
+)
+from market_data.cache.ticks import (
+    SharedState,
+    SharedStateDiff,
+    SlotStart,
+    TickWrite,
+    open_slot,
+    read_previous,
+    record_lkg_writes,
+    record_write_timings,
+    set_ban,
+    write_heartbeat,
+    write_tick,
+)
+
+__all__ = [
+    "FAILURE_HOLDS",
+    "HEARTBEAT",
+    "HELD_PRICES",
+    "LKG_WRITTEN",
+    "PACE",
+    "READS_WINDOW_MS",
+    "STALE_COPIES",
+    "STATS",
+    "TAG",
+    "CacheUnavailableError",
+    "CachedPrices",
+    "FetcherRecord",
+    "SharedState",
+    "SharedStateDiff",
+    "SlotStart",
+    "TickWrite",
+    "ban_key",
+    "circuit_key",
+    "claim_key",
+    "get_client",
+    "kept_key",
+    "open_slot",
+    "read_fetcher_record",
+    "read_latency_key",
+    "read_previous",
+    "read_prices",
+    "reads_key",
+    "record_lkg_writes",
+    "record_reads",
+    "record_write_timings",
+    "reset_client",
+    "set_ban",
+    "write_heartbeat",
+    "write_tick",
+]

@@ -1,0 +1,60 @@
+"""The process-wide cache client, and the one error the rest of the service sees when it fails."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from market_data.errors import UnavailableError, translating
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from market_data.config import Settings
+
+# What an unreachable or failing cache raises: the cluster client reports a dead cluster with an
+# exception outside RedisError's family.
+_REDIS_FAILURES = (RedisError, RedisClusterException)
+
+
+class CacheUnavailableError(UnavailableError):
+    """The cache could not be reached or answered with an error."""
+
+
+translated = translating(lambda: _REDIS_FAILURES, CacheUnavailableError)
+
+
+_client: Redis | None = None
+
+
+@translated
+def get_client(settings: Settings) -> Redis:
+    """The process-wide client, created on first use with explicit timeouts.
+
+    ``REDIS_CLUSTER=true`` picks the cluster client (ElastiCache Serverless speaks only that);
+    ``rediss://`` turns TLS on in either.
+    """
+    global _client
+    if _client is None:
+        options: dict[str, Any] = {
+            "socket_timeout": settings.redis_timeout_s,
+            "socket_connect_timeout": settings.redis_timeout_s,
+        }
+        if settings.redis_tls_ca_file:
+            options["ssl_ca_certs"] = settings.redis_tls_ca_file
+        if settings.redis_cluster:
+            from redis.cluster import RedisCluster
+
+            _client = RedisCluster.from_url(settings.redis_url, **options)  # type: ignore[assignment]
+        else:
+            from redis import Redis
+
+            _client = Redis.from_url(settings.redis_url, health_check_interval=30, **options)
+    return _client  # type: ignore[return-value]  # set above; mypy cannot see through the global
+
+
+def reset_client() -> None:
+    """Forget the process-wide client (tests and the local stack point it elsewhere)."""
+    global _client
+    _client = None

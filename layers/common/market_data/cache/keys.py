@@ -1,0 +1,87 @@
+"""Every cache key, who writes it, who reads it and how long it lives.
+
+Every key carries the hash tag ``{md}``, so all of them live in one cluster slot: the same
+pipelines run on ElastiCache Serverless (cluster mode, TLS) and on a single local node, and a
+read is one round trip whatever the number of pairs. ``docs/cache-keys.md`` lists them for
+operators.
+"""
+
+from __future__ import annotations
+
+TAG = "{md}"
+
+# HASH pair -> newest ticker JSON, plus the listed and suspended pairs (the fields below).
+# Writer: the fetcher's tick (every slot). Readers: prices (every request), health (listed pairs),
+# the fetcher (jump guard, and which copies to drop). Lives 7 days from the last tick.
+STALE_COPIES = f"{TAG}:last"
+# Fields of STALE_COPIES, so one HMGET answers a prices request: the listed and the suspended pairs
+# as JSON lists. A field without "/" can never be a pair's.
+LISTED_FIELD = "_listed"
+SUSPENDED_FIELD = "_suspended"
+META_FIELDS = frozenset({LISTED_FIELD, SUSPENDED_FIELD})
+# The stale copy outlives any outage worth serving through; after a week a price is history.
+STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
+
+# HASH of the fetcher's counters and last results (market_data.contracts.TickStats).
+# Writer: the tick. Reader: health. No expiry: counters run from the first tick.
+STATS = f"{TAG}:stats"
+# JSON (market_data.contracts.Heartbeat). Writer: every running fetcher invocation, every slot.
+# Reader: health. Expires on its own, so a dead fetcher leaves no "running" trace behind.
+HEARTBEAT = f"{TAG}:heartbeat"
+HEARTBEAT_TTL_MS = 10 * 60_000
+# HASH pair -> a jumped price waiting for the next tick to confirm it. Writer and reader: the tick.
+HELD_PRICES = f"{TAG}:held"
+# HASH pair -> ms of its last DynamoDB last-known-good write. Writer and reader: the tick (bounded
+# writes across invocations). Fields go with the pair's stale copy.
+LKG_WRITTEN = f"{TAG}:lkg-written"
+# HASH "exchange|pair" -> "until,failures": pairs held off an exchange they failed on, shared by
+# every invocation so that overlapping ones route a failing pair the same way. Writer and reader:
+# the tick; a hold long over is dropped by the tick that sees it.
+FAILURE_HOLDS = f"{TAG}:holds"
+# HASH exchange -> epoch ms: no request to that exchange before then (request pacing carried from
+# one invocation's slot to the next one's). Writer and reader: the tick. Expires with the heartbeat.
+PACE = f"{TAG}:pace"
+
+
+def ban_key(exchange: str) -> str:
+    """JSON (market_data.contracts.Ban): no call to ``exchange`` before ``until``. Writer: the tick
+    on a 418/429 or its own weight pause. Readers: every slot's opening, health. Expires with it."""
+    return f"{TAG}:ban:{exchange}"
+
+
+def circuit_key(exchange: str) -> str:
+    """HASH (market_data.contracts.CircuitState): ``exchange``'s circuit breaker. Writer: the tick
+    of a slot that asked the exchange. Readers: every slot's opening, health. No expiry (4 fields)."""
+    return f"{TAG}:circuit:{exchange}"
+
+
+def kept_key(exchange: str) -> str:
+    """HASH key -> JSON: ``exchange``'s slow-moving figures (Coinbase's 24 h stats, Kraken's rolling
+    opens), shared so that no invocation reads again what another has just read. Writer and reader:
+    the tick. Each figure is aged by the reader; the hash goes after KEPT_TTL_MS without a write."""
+    return f"{TAG}:kept:{exchange}"
+
+
+KEPT_TTL_MS = 2 * 3_600_000
+
+
+def claim_key(slot: int) -> str:
+    """The slot's owner (``SET NX``): the one invocation that fetches it. Lives three slots."""
+    return f"{TAG}:claim:{slot}"
+
+
+# Per-minute windows of the prices function's own figures, summed over every container.
+# Writer: each prices container, once per window. Reader: health. Live three windows.
+READS_WINDOW_MS = 60_000
+READS_WINDOW_TTL_MS = 3 * READS_WINDOW_MS
+READ_LATENCY_SAMPLES_KEPT = 1_000  # per window: enough for a p99, small enough to read every time
+
+
+def reads_key(window: int) -> str:
+    """HASH of counts (pairs served fresh, stale, ...) of one minute of prices requests."""
+    return f"{TAG}:reads:{window}"
+
+
+def read_latency_key(window: int) -> str:
+    """LIST of read latencies (microseconds) of one minute of prices requests, newest first."""
+    return f"{TAG}:read-latency:{window}"

@@ -1,0 +1,213 @@
+"""The fetcher's side of the cache: opening a slot with the state every invocation shares, and
+writing what a tick produced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+
+from market_data.cache.connection import translated
+from market_data.cache.keys import (
+    FAILURE_HOLDS,
+    HEARTBEAT,
+    HEARTBEAT_TTL_MS,
+    HELD_PRICES,
+    KEPT_TTL_MS,
+    LISTED_FIELD,
+    LKG_WRITTEN,
+    META_FIELDS,
+    PACE,
+    STALE_COPIES,
+    STALE_COPY_TTL_MS,
+    STATS,
+    SUSPENDED_FIELD,
+    ban_key,
+    circuit_key,
+    claim_key,
+    kept_key,
+)
+from market_data.cache.reads import decode_bans, decode_circuits
+from market_data.contracts import Ban, CircuitState, Heartbeat, TickStats, WriteTimings
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """What the invocations share from one slot to the next, as a slot found it."""
+
+    bans: dict[str, Ban] = field(default_factory=dict)  # exchange -> its ban, while one lasts
+    circuits: dict[str, CircuitState] = field(default_factory=dict)
+    holds: dict[str, str] | None = None  # FAILURE_HOLDS's fields; None when the cache is lost
+    pace: dict[str, int] = field(default_factory=dict)  # exchange -> no request before (epoch ms)
+    kept: dict[str, dict[str, bytes]] = field(default_factory=dict)  # exchange -> kept figures
+    lkg_written: dict[str, int] = field(default_factory=dict)  # pair -> ms of its last DynamoDB write
+    cached_pairs: frozenset[str] = frozenset()  # pairs that have a stale copy (to drop unlisted ones)
+
+
+@dataclass(frozen=True)
+class SharedStateDiff:
+    """What one tick changes in the shared state: only what it decided, field by field, so that a
+    slot that overlapped it keeps what it changed meanwhile."""
+
+    circuits: dict[str, CircuitState] = field(default_factory=dict)  # exchanges asked this tick
+    holds: dict[str, str] = field(default_factory=dict)  # FAILURE_HOLDS's fields set
+    holds_ended: Sequence[str] = ()  # FAILURE_HOLDS's fields removed
+    pace: dict[str, int] = field(default_factory=dict)  # exchanges asked this tick
+    kept: dict[str, dict[str, bytes]] = field(default_factory=dict)  # exchange -> figures read this tick
+    kept_dropped: dict[str, list[str]] = field(default_factory=dict)  # exchange -> figures not to serve
+
+
+@dataclass(frozen=True)
+class SlotStart:
+    """What the fetcher learns when it opens a slot."""
+
+    claimed: bool  # this invocation owns the slot's exchange fetch
+    shared: SharedState
+    cache_ok: bool = True  # False: the cache is unreachable and DynamoDB coordinates this slot
+
+
+@translated
+def open_slot(
+    client: Redis, *, slot: int, owner: str, interval_ms: int, heartbeat: Heartbeat, exchanges: Sequence[str]
+) -> SlotStart:
+    """Write the heartbeat and try to claim the slot (``SET NX PX``), in one round trip, with the
+    state the tick needs first: each exchange's ban, circuit and kept figures, holds and pacing.
+
+    The claim outlives the slot by two intervals so an overlapping invocation whose clock lags
+    a little still finds it taken.
+    """
+    pipe = client.pipeline(transaction=False)
+    pipe.set(HEARTBEAT, orjson.dumps(heartbeat.as_dict()), px=HEARTBEAT_TTL_MS)
+    pipe.set(claim_key(slot), owner, nx=True, px=3 * interval_ms)
+    pipe.hkeys(STALE_COPIES)
+    pipe.hgetall(LKG_WRITTEN)
+    pipe.hgetall(FAILURE_HOLDS)
+    pipe.hgetall(PACE)
+    for exchange in exchanges:
+        pipe.get(ban_key(exchange))
+        pipe.hgetall(circuit_key(exchange))
+        pipe.hgetall(kept_key(exchange))
+    _, claimed, cached, written, holds, pace, *per_exchange = pipe.execute()
+    shared = SharedState(
+        bans=decode_bans(exchanges, per_exchange[::3]),
+        circuits=decode_circuits(exchanges, per_exchange[1::3]),
+        holds={key.decode(): value.decode() for key, value in holds.items()},
+        pace={key.decode(): int(value) for key, value in pace.items() if value.isdigit()},
+        kept={
+            exchange: {key.decode(): value for key, value in figures.items()}
+            for exchange, figures in zip(exchanges, per_exchange[2::3], strict=True)
+            if figures
+        },
+        lkg_written={key.decode(): int(value) for key, value in written.items()},
+        cached_pairs=frozenset(key.decode() for key in cached) - META_FIELDS,
+    )
+    return SlotStart(claimed=bool(claimed), shared=shared)
+
+
+@translated
+def write_heartbeat(client: Redis, heartbeat: Heartbeat) -> None:
+    client.set(HEARTBEAT, orjson.dumps(heartbeat.as_dict()), px=HEARTBEAT_TTL_MS)
+
+
+@translated
+def set_ban(client: Redis, exchange: str, ban: Ban) -> None:
+    """Remember a ban for every invocation: no call to ``exchange`` before it ends."""
+    client.set(ban_key(exchange), ban.as_json(), px=max(ban.until - (ban.since or 0), 1))
+
+
+@dataclass(frozen=True)
+class TickWrite:
+    tickers: dict[str, bytes]  # pair -> validated ticker JSON
+    listed: Sequence[str]
+    unlisted_copies: Iterable[str]  # stale copies of pairs no longer listed
+    stats: TickStats
+    suspended: Sequence[str] = ()  # listed pairs served only from their last copy
+    held: dict[str, float] = field(default_factory=dict)  # jumped prices waiting for confirmation
+    shared: SharedStateDiff = field(default_factory=SharedStateDiff)
+
+
+@translated
+def read_previous(client: Redis, pairs: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Last good prices and held (unconfirmed) prices of ``pairs``, in one round trip."""
+    if not pairs:
+        return {}, {}
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(STALE_COPIES, list(pairs))
+    pipe.hmget(HELD_PRICES, list(pairs))
+    copies, held = pipe.execute()
+    last_good = {
+        pair: float(orjson.loads(raw)["price"]) for pair, raw in zip(pairs, copies, strict=True) if raw
+    }
+    unconfirmed = {pair: float(raw) for pair, raw in zip(pairs, held, strict=True) if raw}
+    return last_good, unconfirmed
+
+
+@translated
+def record_write_timings(client: Redis, timings: WriteTimings) -> None:
+    """Stored just after the tick's write, once it has returned and can be measured."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(STATS, mapping=timings.fields())
+    if timings.sync_gap_max_ms is None:
+        pipe.hdel(STATS, *WriteTimings.GAP_FIELDS)  # nothing written: no gap to report
+    pipe.execute()
+
+
+@translated
+def record_lkg_writes(client: Redis, written: dict[str, int]) -> None:
+    client.hset(LKG_WRITTEN, mapping={pair: str(at) for pair, at in written.items()})
+
+
+@translated
+def write_tick(client: Redis, write: TickWrite) -> None:
+    """Everything one tick produced, in one MULTI/EXEC (one round trip, all keys in one slot).
+
+    A reader never sees half a tick: the listed pairs and the tickers land together.
+    """
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(
+        STALE_COPIES,
+        mapping={
+            **write.tickers,
+            LISTED_FIELD: orjson.dumps(sorted(write.listed)),
+            SUSPENDED_FIELD: orjson.dumps(sorted(write.suspended)),
+        },
+    )
+    pipe.pexpire(STALE_COPIES, STALE_COPY_TTL_MS)
+    if write.tickers:
+        pipe.hdel(HELD_PRICES, *write.tickers)  # written prices need no confirmation any more
+    if write.held:
+        pipe.hset(HELD_PRICES, mapping={pair: repr(price) for pair, price in write.held.items()})
+    unlisted = list(write.unlisted_copies)
+    if unlisted:
+        pipe.hdel(STALE_COPIES, *unlisted)
+        pipe.hdel(LKG_WRITTEN, *unlisted)
+    _write_shared(pipe, write.shared)
+    for name, increment in write.stats.counters().items():
+        pipe.hincrby(STATS, name, increment)
+    pipe.hset(STATS, mapping=write.stats.fields())
+    pipe.execute()
+
+
+def _write_shared(pipe: object, diff: SharedStateDiff) -> None:
+    for exchange, circuit in diff.circuits.items():
+        pipe.hset(circuit_key(exchange), mapping=circuit.as_fields())  # type: ignore[attr-defined]
+    # Field by field: a slot that overlapped this one may have changed other holds meanwhile.
+    if diff.holds:
+        pipe.hset(FAILURE_HOLDS, mapping=diff.holds)  # type: ignore[attr-defined]
+    if diff.holds_ended:
+        pipe.hdel(FAILURE_HOLDS, *diff.holds_ended)  # type: ignore[attr-defined]
+    if diff.pace:
+        pipe.hset(PACE, mapping={exchange: str(at) for exchange, at in diff.pace.items()})  # type: ignore[attr-defined]
+        pipe.pexpire(PACE, HEARTBEAT_TTL_MS)  # type: ignore[attr-defined]  # a pace long past means nothing
+    for exchange, figures in diff.kept.items():
+        if figures:
+            pipe.hset(kept_key(exchange), mapping=figures)  # type: ignore[attr-defined]
+            pipe.pexpire(kept_key(exchange), KEPT_TTL_MS)  # type: ignore[attr-defined]
+    for exchange, dropped in diff.kept_dropped.items():
+        if dropped:
+            pipe.hdel(kept_key(exchange), *dropped)  # type: ignore[attr-defined]

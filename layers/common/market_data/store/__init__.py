@@ -1,0 +1,38 @@
+"""All DynamoDB access: one table, its item families in one module each.
+
+- ``connection``: the process-wide table, and ``StoreUnavailableError``, the one error callers see;
+- ``registry``: the pairs, whitelist submissions and their caps, status changes;
+- ``last_known_good``: the durable copy of each pair's last good ticker;
+- ``coordination``: the fetcher's claims, bans and heartbeat while the cache is lost.
+"""
+
+from market_data.store.connection import StoreUnavailableError, get_table, reset_table
+from market_data.store.coordination import claim_slot, get_bans, get_heartbeat, put_ban, put_heartbeat
+from market_data.store.last_known_good import read_last_known_good, write_last_known_good
+from market_data.store.registry import (
+    change_status,
+    count_submission,
+    create_submission,
+    get_record,
+    list_registry,
+    seed_registry,
+)
+
+__all__ = [
+    "StoreUnavailableError",
+    "change_status",
+    "claim_slot",
+    "count_submission",
+    "create_submission",
+    "get_bans",
+    "get_heartbeat",
+    "get_record",
+    "get_table",
+    "list_registry",
+    "put_ban",
+    "put_heartbeat",
+    "read_last_known_good",
+    "reset_table",
+    "seed_registry",
+    "write_last_known_good",
+]
