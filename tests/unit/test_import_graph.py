@@ -1,8 +1,10 @@
-"""Nothing under functions/prices_api or functions/whitelist reaches an exchange adapter or an HTTP client."""
+"""The import graph: the API functions never reach an exchange adapter or an HTTP client, and every
+module keeps to the layering (handlers -> logic -> data access; the layer depends on no function)."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,115 @@ def test_the_walk_would_catch_an_adapter_import(tmp_path: Path) -> None:
     fake = tmp_path / "m.py"
     fake.write_text("from fetcher.exchanges.binance import BinanceClient\nimport httpx\n")
     assert {"fetcher.exchanges.binance", "httpx"} <= imports_of(fake)
+
+
+# --- the layering: handlers -> logic -> data access ----------------------------------------------
+
+FUNCTIONS = {"fetcher", "prices_api", "whitelist"}
+HANDLER_MODULES = {"fetcher.handler", "prices_api.handler", "prices_api.routes", "whitelist.handler"}
+DATA_ACCESS = {"redis": "market_data.cache", "boto3": "market_data.store", "botocore": "market_data.store"}
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """What a module imports when it runs: ``if TYPE_CHECKING:`` blocks are left out."""
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(child) for child in ast.walk(node))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the functions and the layer, by its dotted name."""
+    roots = [REPO_ROOT / "layers" / "common", *(REPO_ROOT / "functions" / name for name in FUNCTIONS)]
+    found = {}
+    for root in roots:
+        for path in root.rglob("*.py"):
+            if ".aws-sam" in path.parts:
+                continue
+            parts = path.relative_to(root).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def violations(rule: Callable[[str, str], str | None]) -> list[str]:
+    """``rule(module, imported)`` says why an import breaks the layering, or None."""
+    found = []
+    for module, path in sorted(modules().items()):
+        for imported in sorted(runtime_imports(path)):
+            why = rule(module, imported)
+            if why is not None:
+                found.append(f"{module} imports {imported}: {why}")
+    return found
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def layer_imports_no_function(module: str, imported: str) -> str | None:
+    if _top(module) == "market_data" and _top(imported) in FUNCTIONS:
+        return "the shared layer must not depend on a function"
+    return None
+
+
+def only_data_access_reaches_the_stores(module: str, imported: str) -> str | None:
+    owner = DATA_ACCESS.get(_top(imported))
+    if owner is not None and not (module == owner or module.startswith(owner + ".")):
+        return f"only {owner} speaks to {_top(imported)}; others catch its errors as it raises them"
+    return None
+
+
+def logic_never_imports_a_handler(module: str, imported: str) -> str | None:
+    if imported in HANDLER_MODULES and module not in HANDLER_MODULES:
+        return "logic is called by handlers, never the other way round"
+    return None
+
+
+def http_answers_are_decided_in_handlers(module: str, imported: str) -> str | None:
+    answers = {"market_data.http", "market_data.http_routes"}
+    if imported in answers and module not in HANDLER_MODULES | answers:
+        return "HTTP statuses and bodies are decided by handlers only"
+    return None
+
+
+def adapters_never_import_the_tick(module: str, imported: str) -> str | None:
+    inside = module.startswith("fetcher.exchanges")
+    if inside and _top(imported) == "fetcher" and not imported.startswith("fetcher.exchanges"):
+        return "an exchange knows nothing of the tick that uses it"
+    return None
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        layer_imports_no_function,
+        only_data_access_reaches_the_stores,
+        logic_never_imports_a_handler,
+        http_answers_are_decided_in_handlers,
+        adapters_never_import_the_tick,
+    ],
+)
+def test_the_layering_holds(rule: Callable[[str, str], str | None]) -> None:
+    assert violations(rule) == []
+
+
+def test_the_layering_rules_would_catch_each_break() -> None:
+    assert layer_imports_no_function("market_data.cache", "fetcher.tick")
+    assert only_data_access_reaches_the_stores("fetcher.persisting", "redis.exceptions")
+    assert only_data_access_reaches_the_stores("prices_api.health", "botocore.exceptions")
+    assert only_data_access_reaches_the_stores("market_data.cache.reads", "redis") is None
+    assert logic_never_imports_a_handler("prices_api.prices", "prices_api.handler")
+    assert http_answers_are_decided_in_handlers("whitelist.submissions", "market_data.http")
+    assert adapters_never_import_the_tick("fetcher.exchanges.kraken", "fetcher.tick")
+    assert adapters_never_import_the_tick("fetcher.exchanges.kraken", "fetcher.exchanges.base") is None
+    assert "fetcher.exchanges.registry" in modules() and "market_data.cache.keys" in modules()
