@@ -9,6 +9,7 @@ from market_data import store
 from market_data.clock import now_ms
 from market_data.errors import StatusConflictError
 from market_data.statuses import PENDING
+from market_data.store import registry
 from market_data.store.registry import COUNTER_PK
 
 
@@ -19,18 +20,25 @@ def table(service_env: dict[str, str]) -> object:
     )
 
 
+def read_pending_while_it_becomes(table: object, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
+    """ADA/USDT submitted, then changed to ``status``; the next status change's first read of it
+    still sees it pending (it read just before the change landed), as in a real race."""
+    store.create_submission(table, "ADA/USDT", now_ms=now_ms(), max_pending=100)
+    stale = store.get_record(table, "ADA/USDT")
+    store.change_status(
+        table, "ADA/USDT", to=status, reason="by the fetcher", now_ms=now_ms(), allowed_from=["pending"]
+    )
+    real_get = registry.get_record
+    reads = iter([stale])
+    # Where change_status looks records up: the race is between its read and its conditional write.
+    monkeypatch.setattr(registry, "get_record", lambda t, p: next(reads, None) or real_get(t, p))
+
+
 def test_a_revoke_racing_the_fetchers_activation_still_revokes(
     table: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a pending pair that the admin reads as pending, while the fetcher activates it
-    store.create_submission(table, "ADA/USDT", now_ms=now_ms(), max_pending=100)
-    stale = store.get_record(table, "ADA/USDT")
-    store.change_status(
-        table, "ADA/USDT", to="active", reason="verified", now_ms=now_ms(), allowed_from=["pending"]
-    )
-    real_get = store.get_record
-    reads = iter([stale])
-    monkeypatch.setattr(store, "get_record", lambda t, p: next(reads, None) or real_get(t, p))
+    read_pending_while_it_becomes(table, monkeypatch, "active")
 
     # When the admin's revoke (allowed from any status but revoked) lands on the changed record
     record = store.change_status(
@@ -48,14 +56,7 @@ def test_a_revoke_racing_the_fetchers_activation_still_revokes(
 def test_a_change_the_new_status_does_not_allow_is_refused(
     table: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.create_submission(table, "ADA/USDT", now_ms=now_ms(), max_pending=100)
-    stale = store.get_record(table, "ADA/USDT")
-    store.change_status(
-        table, "ADA/USDT", to="rejected", reason="not listed", now_ms=now_ms(), allowed_from=["pending"]
-    )
-    real_get = store.get_record
-    reads = iter([stale])
-    monkeypatch.setattr(store, "get_record", lambda t, p: next(reads, None) or real_get(t, p))
+    read_pending_while_it_becomes(table, monkeypatch, "rejected")
 
     with pytest.raises(StatusConflictError, match="rejected"):
         store.change_status(

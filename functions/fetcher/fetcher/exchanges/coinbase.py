@@ -5,6 +5,9 @@ Coinbase has no batch endpoint: each product costs one ``/products/{id}/ticker``
 and one ``/products/{id}/stats`` call for the rolling 24 h open/high/low, against a public limit of
 about 10 requests a second per IP. Requests are paced under that rate; the stats change slowly and
 are kept between slots, refreshed every few minutes, a few at a time.
+
+Over 300 lines: Coinbase's per-product requests, stats refreshes and pacing are one exchange's
+concern, kept whole so that adding or changing an exchange touches one module.
 """
 
 from __future__ import annotations
