@@ -121,13 +121,22 @@ def _written_families(operation: str, body: dict[str, Any]) -> list[str]:
 
 @contextlib.contextmanager
 def _simulated_time(clock: SimulatedClock) -> Iterator[None]:
-    import fetcher.loop
-    import fetcher.tick
+    """Every tick phase that reads the clock reads the simulated one (the exchanges keep the real
+    one: the simulator's ticker times are real)."""
+    import sys
 
-    with (
-        mock.patch.object(fetcher.loop, "now_ms", clock.now_ms),
-        mock.patch.object(fetcher.tick, "now_ms", clock.now_ms),
-    ):
+    import fetcher.loop  # noqa: F401  # loads the tick's phases
+
+    readers = [
+        module
+        for name, module in sys.modules.items()
+        if name.startswith("fetcher.")
+        and not name.startswith("fetcher.exchanges")
+        and hasattr(module, "now_ms")
+    ]
+    with contextlib.ExitStack() as patches:
+        for module in readers:
+            patches.enter_context(mock.patch.object(module, "now_ms", clock.now_ms))
         yield
 
 
