@@ -37,3 +37,21 @@ def simulator_fixtures(start: Any, ssl_context: Any) -> tuple[Any, Any]:
             yield http
 
     return sim, client
+
+
+def answering_http(
+    status: int, body: bytes | str | dict[str, Any], headers: dict[str, str] | None = None
+) -> Any:
+    """An ``httpx.Client`` whose transport answers every request with one response (a dict body is
+    sent as JSON), and the list of requests it received: ``http, seen = answering_http(...)``."""
+    import httpx
+
+    content = json.dumps(body).encode() if isinstance(body, dict) else body
+    payload = content if isinstance(content, bytes) else content.encode()
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, content=payload, headers=headers)
+
+    return httpx.Client(transport=httpx.MockTransport(answer)), seen

@@ -33,23 +33,21 @@ def test_fetcher_writes_and_the_api_reads_through_a_cluster() -> None:
     assert lambda_handler(load_event("prices_all.json"), context)["statusCode"] == 200
     health = json.loads(lambda_handler(load_event("health_get.json"), context)["body"])
     assert health["status"] == "ok" and health["fetcher"]["isRunning"] is True
+
     # A second slot is claimed once: the claim works across the cluster client too.
-    assert cache.open_slot(
-        container.deps.redis,
-        slot=1,
-        owner="a",
-        interval_ms=2000,
-        heartbeat=Heartbeat(at=1, invocation_id="a", slot=1),
-        exchanges=["binance"],
-    ).claimed
-    assert not cache.open_slot(
-        container.deps.redis,
-        slot=1,
-        owner="b",
-        interval_ms=2000,
-        heartbeat=Heartbeat(at=1, invocation_id="a", slot=1),
-        exchanges=["binance"],
-    ).claimed
+    def claim(owner: str) -> bool:
+        heartbeat = Heartbeat(at=1, invocation_id=owner, slot=1)
+        opened = cache.open_slot(
+            container.deps.redis,
+            slot=1,
+            owner=owner,
+            interval_ms=2000,
+            heartbeat=heartbeat,
+            exchanges=["binance"],
+        )
+        return opened.claimed
+
+    assert claim("a") and not claim("b")
 
 
 def test_an_unreachable_cluster_is_a_fallback_not_a_500(

@@ -157,13 +157,18 @@ def kraken_source(sim: KrakenSimulator, http: httpx.Client, clock: Clock) -> Kra
     return KrakenExchange(KrakenClient(http, sim.base_url), requests_per_s=3.2, clock_ms=clock)
 
 
+def routes_of(source: KrakenExchange, pairs: list[str]) -> dict[str, str]:
+    """``pairs`` routed to ``source`` under the names its listing gives them."""
+    listing = source.listing()
+    return {pair: listing[pair].symbol for pair in pairs}
+
+
 def test_kraken_reads_each_rolling_open_once_an_hour_and_every_price_in_one_request(
     kraken_sim: KrakenSimulator, http: httpx.Client
 ) -> None:
     clock = Clock()
     source = kraken_source(kraken_sim, http, clock)
-    listing = source.listing()
-    routes = {pair: listing[pair].symbol for pair in ["BTC/USD", "ETH/USD", "DOGE/USD"]}
+    routes = routes_of(source, ["BTC/USD", "ETH/USD", "DOGE/USD"])
     kraken_sim.reset_requests()
 
     first = source.fetch(routes, deadline=time.monotonic() + SLOT_S)
@@ -188,8 +193,7 @@ def test_a_kraken_rate_limit_in_the_body_is_a_rate_limit_and_names_every_pair(
     kraken_sim: KrakenSimulator, http: httpx.Client
 ) -> None:
     source = kraken_source(kraken_sim, http, Clock())
-    listing = source.listing()
-    routes = {pair: listing[pair].symbol for pair in ["BTC/USD", "ETH/USD"]}
+    routes = routes_of(source, ["BTC/USD", "ETH/USD"])
     kraken_sim.set_fault("rate_limit", count=1)
 
     result = source.fetch(routes, deadline=time.monotonic() + SLOT_S)
@@ -203,8 +207,7 @@ def test_a_failed_hourly_open_refresh_keeps_the_prices_in_hand(
 ) -> None:
     clock = Clock()
     source = kraken_source(kraken_sim, http, clock)
-    listing = source.listing()
-    routes = {pair: listing[pair].symbol for pair in ["BTC/USD", "ETH/USD"]}
+    routes = routes_of(source, ["BTC/USD", "ETH/USD"])
     assert set(source.fetch(routes, deadline=time.monotonic() + SLOT_S).tickers) == set(routes)
     clock.offset_ms += HOUR_MS
     kraken_sim.set_fault("service_unavailable", path="/0/public/OHLC")

@@ -41,6 +41,11 @@ def stats(container: Fetcher) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in container.deps.redis.hgetall(cache.STATS).items()}
 
 
+def cached_price(container: Fetcher, pair: str) -> float:
+    """The price readers are served for ``pair``."""
+    return float(orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, pair))["price"])
+
+
 def seed(settings: Settings, pairs: list[str]) -> None:
     table = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url).Table(
         settings.market_data_table_name
@@ -357,17 +362,17 @@ def test_a_price_jump_is_held_back_until_the_next_tick_confirms_it(
 ) -> None:
     container = make_container()
     tick(container)
-    before = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    before = cached_price(container, "BTC/USDT")
 
     simulator.jump("BTCUSDT", 2.0)  # +100 %, far past MAX_PRICE_JUMP_RATIO (25 %)
     tick(container)
-    held = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    held = cached_price(container, "BTC/USDT")
     assert held == before  # not served yet
     assert container.deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
     assert stats(container)["priceJumpsHeld"] == "1"
 
     tick(container)  # the next tick sees the same level: confirmed
-    confirmed = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["price"]
+    confirmed = cached_price(container, "BTC/USDT")
     assert confirmed == pytest.approx(2 * before, rel=0.05)
     assert not container.deps.redis.hexists(cache.HELD_PRICES, "BTC/USDT")
 
@@ -377,14 +382,14 @@ def test_a_one_tick_glitch_never_reaches_users(
 ) -> None:
     container = make_container()
     tick(container)
-    before = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
+    before = cached_price(container, "ETH/USDT")
 
     simulator.jump("ETHUSDT", 0.3)
     tick(container)  # held
     simulator.jump("ETHUSDT", 1 / 0.3)
     tick(container)  # back near the last good price: accepted, the glitch dropped
 
-    after = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT"))["price"]
+    after = cached_price(container, "ETH/USDT")
     assert after == pytest.approx(before, rel=0.05)
     assert not container.deps.redis.hexists(cache.HELD_PRICES, "ETH/USDT")
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from fetcher.exchanges.base import ExchangeError, RateLimitedError
 from fetcher.exchanges.binance import BinanceClient, InvalidSymbolError, parse_ticker, ticker_weight
-from tests.support import FIXTURES
+from tests.support import FIXTURES, answering_http
 
 BINANCE = FIXTURES / "binance"
 
@@ -21,15 +20,8 @@ def fixture(name: str) -> Any:
 
 def client_answering(status: int, body: bytes | str, headers: dict[str, str] | None = None) -> BinanceClient:
     """A client whose transport answers every request with one documented response."""
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(
-            status, content=body if isinstance(body, bytes) else body.encode(), headers=headers
-        )
-
-    client = BinanceClient(httpx.Client(transport=httpx.MockTransport(answer)), "https://api.binance.test")
+    http, seen = answering_http(status, body, headers)
+    client = BinanceClient(http, "https://api.binance.test")
     client.seen = seen  # type: ignore[attr-defined]
     return client
 

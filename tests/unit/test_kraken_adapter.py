@@ -16,7 +16,7 @@ from fetcher.exchanges.kraken import (
     parse_ticker,
     service_asset,
 )
-from tests.support import FIXTURES
+from tests.support import FIXTURES, answering_http
 
 KRAKEN = FIXTURES / "kraken"
 FETCHED_AT = 1_700_000_000_000
@@ -33,16 +33,8 @@ def fixture_ticker() -> dict[str, Any]:
 
 def client_answering(status: int, body: bytes | str | dict, headers: dict[str, str] | None = None) -> Any:
     """A client whose transport answers every request with one response; ``seen`` keeps the requests."""
-    seen: list[httpx.Request] = []
-    content = json.dumps(body).encode() if isinstance(body, dict) else body
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(
-            status, content=content if isinstance(content, bytes) else content.encode(), headers=headers
-        )
-
-    client = KrakenClient(httpx.Client(transport=httpx.MockTransport(answer)), "https://api.kraken.test/")
+    http, seen = answering_http(status, body, headers)
+    client = KrakenClient(http, "https://api.kraken.test/")
     client.seen = seen  # type: ignore[attr-defined]
     return client
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -107,10 +108,7 @@ def get_pair(pair: str) -> Response[str]:
     responses={200: _json_content(PairRecord, "The revoked record"), **_ERRORS},
 )
 def revoke(pair: str) -> Response[str]:
-    _require_iam()
-    record = submissions.revoke(pair, settings=get_settings(), now=now_ms())
-    request_metrics.add("WhitelistRevoked")
-    return record_response(record)
+    return _admin_change(submissions.revoke, pair, "WhitelistRevoked")
 
 
 @app.post(
@@ -119,32 +117,40 @@ def revoke(pair: str) -> Response[str]:
     responses={200: _json_content(PairRecord, "The pending record"), **_ERRORS},
 )
 def approve(pair: str) -> Response[str]:
+    return _admin_change(submissions.approve, pair, "WhitelistApproved")
+
+
+def _admin_change(change: Callable[..., PairRecord], pair: str, metric: str) -> Response[str]:
+    """An admin status change: IAM checked first, counted once done, answered with the record."""
     _require_iam()
-    record = submissions.approve(pair, settings=get_settings(), now=now_ms())
-    request_metrics.add("WhitelistApproved")
+    record = change(pair, settings=get_settings(), now=now_ms())
+    request_metrics.add(metric)
     return record_response(record)
 
 
 # --- errors: one place maps every domain error to its HTTP answer --------------------------------
 
 
-@app.exception_handler(InvalidPairError)
-def bad_pair(exc: InvalidPairError) -> Response:
-    return to_response(error_response(400, "invalid_pair", str(exc)))
+# Refusals answered with their status, a code and the error's own message (which names the value).
+PLAIN_REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    InvalidPairError: (400, "invalid_pair"),
+    InvalidRequestError: (400, "invalid_request"),
+    PayloadTooLargeError: (413, "payload_too_large"),
+    PairNotFoundError: (404, "not_found"),
+    NotAuthorisedError: (403, "forbidden"),
+}
 
 
-@app.exception_handler(InvalidRequestError)
-def bad_request(exc: InvalidRequestError) -> Response:
-    return to_response(error_response(400, "invalid_request", str(exc)))
+def _plain_refusal(status: int, code: str) -> Callable[[Exception], Response[str]]:
+    return lambda exc: to_response(error_response(status, code, str(exc)))
 
 
-@app.exception_handler(PayloadTooLargeError)
-def too_large(exc: PayloadTooLargeError) -> Response:
-    return to_response(error_response(413, "payload_too_large", str(exc)))
+for _error, (_status, _code) in PLAIN_REFUSALS.items():
+    app.exception_handler(_error)(_plain_refusal(_status, _code))
 
 
 @app.exception_handler(SourceLimitError)
-def source_limit(exc: SourceLimitError) -> Response:
+def source_limit(exc: SourceLimitError) -> Response[str]:
     limit = get_settings().whitelist_max_per_source_per_hour
     retry_after = _HOUR_S - (now_ms() // 1000) % _HOUR_S
     message = f"address {exc} has already submitted {limit} pairs this hour; try again in {retry_after} s"
@@ -156,7 +162,7 @@ def source_limit(exc: SourceLimitError) -> Response:
 
 
 @app.exception_handler(PendingCapReachedError)
-def pending_cap(exc: PendingCapReachedError) -> Response:
+def pending_cap(exc: PendingCapReachedError) -> Response[str]:
     cap = get_settings().whitelist_max_pending
     message = (
         f"cannot queue {exc} for verification: {cap} pairs are already waiting (WHITELIST_MAX_PENDING); "
@@ -167,18 +173,8 @@ def pending_cap(exc: PendingCapReachedError) -> Response:
 
 
 @app.exception_handler(StatusConflictError)
-def conflict(exc: StatusConflictError) -> Response:
+def conflict(exc: StatusConflictError) -> Response[str]:
     return to_response(error_response(409, "status_conflict", f"status change refused: {exc}"))
-
-
-@app.exception_handler(PairNotFoundError)
-def pair_not_found(exc: PairNotFoundError) -> Response:
-    return to_response(error_response(404, "not_found", str(exc)))
-
-
-@app.exception_handler(NotAuthorisedError)
-def forbidden(exc: NotAuthorisedError) -> Response:
-    return to_response(error_response(403, "forbidden", str(exc)))
 
 
 add_common_error_routes(app)
