@@ -81,14 +81,14 @@ class PollerResult:
 
 def _stack_environment(simulator_port: int) -> dict[str, str]:
     use_function_code()
-    from market_data.config import Settings
+    from market_data.config import BASE_URL_SUFFIX, Settings
 
     service_settings = {name.upper() for name in Settings.__struct_fields__}
     scrubbed = service_settings | set(LOCAL_ONLY_SETTINGS)
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in scrubbed and not name.startswith("POWERTOOLS_")
+        if name not in scrubbed and not name.startswith("POWERTOOLS_") and not name.endswith(BASE_URL_SUFFIX)
     }
     env.update(
         SIMULATOR_PORT=str(simulator_port),

@@ -225,9 +225,7 @@ def test_cache_loss_falls_back_to_last_known_good_flagged_stale(
         service_env["MARKET_DATA_TABLE_NAME"]
     )
     store.seed_registry(table, ["BTC/USDT", "ETH/USDT"], now_ms=now_ms())
-    store.write_last_known_good(
-        table, [make_ticker("BTC/USDT", age_ms=30_000, price=9000.5)], now_ms=now_ms()
-    )
+    store.write_last_known_good(table, [make_ticker("BTC/USDT", age_ms=30_000, price=9000.5)])
     redis_server.stop()
 
     response = invoke(load_event("prices_get.json"))
@@ -272,7 +270,7 @@ def test_a_reachable_but_empty_cache_serves_last_known_good(service_env: dict[st
         service_env["MARKET_DATA_TABLE_NAME"]
     )
     store.seed_registry(table, ["BTC/USDT", "ETH/USDT"], now_ms=now_ms())
-    store.write_last_known_good(table, [make_ticker("BTC/USDT"), make_ticker("ETH/USDT")], now_ms=now_ms())
+    store.write_last_known_good(table, [make_ticker("BTC/USDT"), make_ticker("ETH/USDT")])
     cache.get_client(get_settings()).flushall()
 
     response = invoke(load_event("prices_get.json"))

@@ -34,7 +34,7 @@ def test_each_pair_goes_to_the_first_exchange_that_lists_it_under_that_exchanges
         "BTC/USDT": "BTCUSDT", "BTC/USD": "BTC-USD", "DOGE/USD": "XDGUSD",
     }  # fmt: skip
     assert all(route.preferred for route in routing.routes.values())
-    assert routing.unserved == {} and routing.listed_nowhere == frozenset()
+    assert routing.unserved == {}
 
 
 def test_the_order_of_exchanges_decides_between_two_that_list_a_pair() -> None:
@@ -90,14 +90,12 @@ def test_a_failing_probe_doubles_the_hold_up_to_its_cap() -> None:
 
 def test_a_pair_is_listed_nowhere_only_when_every_listing_was_read() -> None:
     known = route_pairs(["ETH/EUR"], ORDER, LISTINGS, unavailable={}, holds=FailureHolds(), now_ms=NOW)
-    assert known.listed_nowhere == {"ETH/EUR"}
-    assert "no configured exchange lists it" in known.unserved["ETH/EUR"]
+    assert known.unserved == {"ETH/EUR": "no configured exchange lists it"}
 
     partly = route_pairs(
         ["ETH/EUR"], ORDER, {**LISTINGS, "kraken": None}, unavailable={}, holds=FailureHolds(), now_ms=NOW
     )
-    assert partly.listed_nowhere == frozenset()
-    assert "ETH/EUR" in partly.unserved
+    assert partly.unserved == {"ETH/EUR": "not listed on any exchange whose listing could be read this tick"}
 
 
 def test_when_every_source_of_a_pair_is_out_the_reasons_name_each() -> None:

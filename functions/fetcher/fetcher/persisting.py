@@ -113,10 +113,9 @@ def settle_exchanges(
 def remember_ban(fetcher: Fetcher, exchange: str, ban: Ban, now: int) -> None:
     """Keep an exchange's ban in this container, in the cache (for every invocation) and in DynamoDB
     (for when the cache is lost): whichever of them survives, no request leaves before it ends."""
-    ban = Ban(ban.until, ban.status, ban.reason, since=now)
     fetcher.state.exchanges[exchange].ban = ban
     try:
-        cache.set_ban(fetcher.deps.redis, exchange, ban)
+        cache.set_ban(fetcher.deps.redis, exchange, ban, now_ms=now)
     except cache.CacheUnavailableError:
         logger.warning("ban not stored in the cache; kept in DynamoDB and in memory", exchange=exchange)
     try:
@@ -179,7 +178,7 @@ def write_last_known_good(
     if not due:
         return 0
     try:
-        count = store.write_last_known_good(fetcher.deps.table, due, now_ms=now)
+        count = store.write_last_known_good(fetcher.deps.table, due)
     except Exception:
         logger.exception("last known good write failed; retried when next due")
         fetcher.state.count_store_error()  # counted with the next tick's stats

@@ -39,7 +39,6 @@ class Route:
 class Routing:
     routes: dict[str, Route]  # pair -> where it is fetched this tick
     unserved: dict[str, str]  # pair -> why no exchange can serve it this tick
-    listed_nowhere: frozenset[str]  # pairs no configured exchange lists (their listings all read)
 
 
 @dataclass
@@ -116,13 +115,11 @@ def route_pairs(
     """
     routes: dict[str, Route] = {}
     unserved: dict[str, str] = {}
-    nowhere: set[str] = set()
     every_listing_known = all(listings.get(exchange) is not None for exchange in order)
     for pair in pairs:
         listed_on = [exchange for exchange in order if pair in (listings.get(exchange) or {})]
         if not listed_on:
             if every_listing_known:
-                nowhere.add(pair)
                 unserved[pair] = "no configured exchange lists it"
             else:
                 unserved[pair] = "not listed on any exchange whose listing could be read this tick"
@@ -141,7 +138,7 @@ def route_pairs(
         else:
             symbol = (listings[source] or {})[pair].symbol
             routes[pair] = Route(pair, source, symbol, preferred=source == listed_on[0])
-    return Routing(routes, unserved, frozenset(nowhere))
+    return Routing(routes, unserved)
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,7 @@ def _open_without_cache(
     logger.warning("cache unreachable; coordinating this slot through DynamoDB", error=error.cause)
     deps = fetcher.deps
     interval = deps.settings.fetch_interval_ms
-    lost = Heartbeat(heartbeat.at, heartbeat.invocation_id, heartbeat.slot, cache_unreachable=True)
-    store.put_heartbeat(deps.table, lost)
+    store.put_heartbeat(deps.table, heartbeat)
     claimed = store.claim_slot(deps.table, slot, owner=invocation_id, expires_at_ms=(slot + 3) * interval)
     shared = cache.SharedState(
         bans=store.get_bans(deps.table, list(deps.exchanges)), lkg_written=fetcher.state.lkg_written

@@ -8,7 +8,7 @@ from typing import Literal
 
 from market_data import cache
 from market_data.config import Settings
-from market_data.contracts import CircuitState
+from market_data.contracts import CircuitState, ReadCounts
 from market_data.models import (
     CacheHealth,
     DataHealth,
@@ -125,19 +125,15 @@ def _latency_summary(samples_us: list[int]) -> LatencySummary:
     return LatencySummary(p50=rank(0.50), p99=rank(0.99), samples=len(ordered))
 
 
-def _cache_health(counts: dict[str, int]) -> CacheHealth:
+def _cache_health(counts: ReadCounts) -> CacheHealth:
     served = PairsServed(
-        fresh=counts.get("PairsServedFresh", 0),
-        stale=counts.get("PairsServedStale", 0),
-        lastKnownGood=counts.get("PairsServedLastKnownGood", 0),
-        missing=counts.get("PairsServedMissing", 0),
+        fresh=counts.fresh, stale=counts.stale, lastKnownGood=counts.last_known_good, missing=counts.missing
     )
-    requested = served.fresh + served.stale + served.lastKnownGood + served.missing
-    requests = sum(counts.get(name, 0) for name in ("Responses2xx", "Responses4xx", "Responses5xx"))
+    requested = counts.fresh + counts.stale + counts.last_known_good + counts.missing
     return CacheHealth(
-        hitRate=round(served.fresh / requested, 4) if requested else None,
+        hitRate=round(counts.fresh / requested, 4) if requested else None,
         pairsServed=served,
-        requests=requests + counts.get("ResponsesUnavailable", 0),
+        requests=counts.responses,
     )
 
 

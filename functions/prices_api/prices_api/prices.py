@@ -13,6 +13,7 @@ import orjson
 from market_data import cache
 from market_data.clock import now_ms
 from market_data.config import Settings, get_settings
+from market_data.contracts import ReadCounts
 from market_data.observability import RequestMetrics, logger
 from market_data.pairs import parse_pairs_param
 from market_data.statuses import SERVED, SUSPENDED
@@ -120,11 +121,4 @@ def count_served(metrics: RequestMetrics, served: Iterable[dict[str, object]], *
             stale += 1
         else:
             fresh += 1
-    metrics.add_counts(
-        {
-            "PairsServedFresh": fresh,
-            "PairsServedStale": stale,
-            "PairsServedLastKnownGood": last_known_good,
-            "PairsServedMissing": missing,
-        }
-    )
+    metrics.add_counts(ReadCounts(fresh, stale, last_known_good, missing).served())

@@ -3,6 +3,9 @@
 The fetcher encodes these and the readers (the next invocation, the prices function's health)
 decode them, so no field name is shared across modules by convention. The encodings are the
 stores' wire format: changing one is a change of contract between deployed versions.
+
+Longer than most modules on purpose: every type that crosses from the fetcher to its readers is
+here, so that a newcomer finds the whole contract in one file.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ class Ban:
     until: int
     status: int
     reason: str
-    since: int | None = None  # when it was decided (the cache's copy carries it)
 
     def lasts(self, now: int) -> bool:
         return self.until > now
@@ -40,10 +42,7 @@ class Ban:
         return self.reason
 
     def as_json(self) -> bytes:
-        body: dict[str, Any] = {"until": self.until, "status": self.status, "reason": self.reason}
-        if self.since is not None:
-            body["since"] = self.since
-        return orjson.dumps(body)
+        return orjson.dumps({"until": self.until, "status": self.status, "reason": self.reason})
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Ban:
@@ -51,12 +50,10 @@ class Ban:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Ban:
-        since = values.get("since")
         return cls(
             until=int(values["until"]),
             status=int(values.get("status") or 0),
             reason=str(values.get("reason")),
-            since=int(since) if since is not None else None,
         )
 
 
@@ -110,21 +107,18 @@ class Heartbeat:
     dead by its age, and a pause from an outage by ``paused_until``."""
 
     at: int
-    invocation_id: str  # which invocation wrote it, for an operator reading the key
+    invocation_id: str  # which invocation wrote it: what an operator reading the key asks first
     slot: int
     paused_until: int | None = None
     pause_reason: str | None = None
-    cache_unreachable: bool = False  # written to DynamoDB while the cache is lost
 
     def paused(self, until: int, reason: str) -> Heartbeat:
-        return Heartbeat(self.at, self.invocation_id, self.slot, until, reason, self.cache_unreachable)
+        return Heartbeat(self.at, self.invocation_id, self.slot, until, reason)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"at": self.at, "invocationId": self.invocation_id, "slot": self.slot}
         if self.paused_until is not None:
             body.update(pausedUntil=self.paused_until, pauseReason=self.pause_reason)
-        if self.cache_unreachable:
-            body["cacheUnreachable"] = True
         return body
 
     @classmethod
@@ -135,7 +129,6 @@ class Heartbeat:
             slot=_int(values.get("slot")) or 0,
             paused_until=_int(values.get("pausedUntil")),
             pause_reason=values.get("pauseReason"),
-            cache_unreachable=bool(values.get("cacheUnreachable", False)),
         )
 
 
@@ -335,3 +328,44 @@ def _int(value: object) -> int | None:
         return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return None
+
+
+# The prices function's figures, summed per window in every container (``RequestMetrics``) and
+# shared through the cache for health. The names are the metrics' (``observability.UNITS``).
+SERVED_FRESH = "PairsServedFresh"
+SERVED_STALE = "PairsServedStale"
+SERVED_LAST_KNOWN_GOOD = "PairsServedLastKnownGood"
+SERVED_MISSING = "PairsServedMissing"
+RESPONSES_2XX, RESPONSES_4XX, RESPONSES_5XX = "Responses2xx", "Responses4xx", "Responses5xx"
+RESPONSES_UNAVAILABLE = "ResponsesUnavailable"  # the designed 503s, counted apart from 5xx
+
+
+@dataclass(frozen=True)
+class ReadCounts:
+    """Pairs served by where they came from, and responses, over one or more windows."""
+
+    fresh: int = 0
+    stale: int = 0
+    last_known_good: int = 0
+    missing: int = 0
+    responses: int = 0
+
+    def served(self) -> dict[str, int]:
+        """The served pairs as the metrics count them."""
+        return {
+            SERVED_FRESH: self.fresh,
+            SERVED_STALE: self.stale,
+            SERVED_LAST_KNOWN_GOOD: self.last_known_good,
+            SERVED_MISSING: self.missing,
+        }
+
+    @classmethod
+    def decode(cls, counts: Mapping[str, int]) -> ReadCounts:
+        responses = (RESPONSES_2XX, RESPONSES_4XX, RESPONSES_5XX, RESPONSES_UNAVAILABLE)
+        return cls(
+            fresh=counts.get(SERVED_FRESH, 0),
+            stale=counts.get(SERVED_STALE, 0),
+            last_known_good=counts.get(SERVED_LAST_KNOWN_GOOD, 0),
+            missing=counts.get(SERVED_MISSING, 0),
+            responses=sum(counts.get(name, 0) for name in responses),
+        )

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from market_data.contracts import RESPONSES_2XX, RESPONSES_4XX, RESPONSES_5XX, RESPONSES_UNAVAILABLE
+
 # POWERTOOLS_SERVICE_NAME and POWERTOOLS_LOG_LEVEL come from the template.
 logger = Logger()
 
@@ -187,20 +189,20 @@ class RequestMetrics:
     def record_response(self, status: int, latency_ms: float | None) -> None:
         """Count one response by class, keep its latency, and end the window when it is due."""
         if status == 503:
-            name = "ResponsesUnavailable"
+            name = RESPONSES_UNAVAILABLE
         elif status >= 500:
-            name = "Responses5xx"
+            name = RESPONSES_5XX
         elif status >= 400:
-            name = "Responses4xx"
+            name = RESPONSES_4XX
         else:
-            name = "Responses2xx"
+            name = RESPONSES_2XX
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + 1
             if latency_ms is not None:
                 self._latencies.append(round(latency_ms, 3))
             self._last_at_ms = time.time_ns() // 1_000_000
             due = (
-                name == "Responses5xx"
+                name == RESPONSES_5XX
                 or len(self._latencies) >= MAX_SAMPLES_PER_WINDOW
                 or time.monotonic() - self._window_started >= self.flush_interval_s
             )

@@ -24,7 +24,7 @@ from market_data.cache.keys import (
     read_latency_key,
     reads_key,
 )
-from market_data.contracts import Ban, CircuitState, FetcherStats, Heartbeat
+from market_data.contracts import Ban, CircuitState, FetcherStats, Heartbeat, ReadCounts
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -105,7 +105,7 @@ class FetcherRecord:
     bans: dict[str, Ban]  # exchange -> its ban, while one lasts
     listed: frozenset[str]
     circuits: dict[str, CircuitState] = field(default_factory=dict)
-    read_counts: dict[str, int] = field(default_factory=dict)
+    read_counts: ReadCounts = field(default_factory=ReadCounts)
     read_latencies_us: list[int] = field(default_factory=list)
 
 
@@ -137,7 +137,7 @@ def read_fetcher_record(client: Redis, *, now_ms: int, exchanges: Sequence[str])
         bans=decode_bans(exchanges, per_exchange[::2]),
         listed=_pair_set(listed) if listed else frozenset(),
         circuits=decode_circuits(exchanges, per_exchange[1::2]),
-        read_counts=read_counts,
+        read_counts=ReadCounts.decode(read_counts),
         read_latencies_us=latencies,
     )
 

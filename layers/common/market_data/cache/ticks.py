@@ -115,9 +115,9 @@ def write_heartbeat(client: Redis, heartbeat: Heartbeat) -> None:
 
 
 @translated
-def set_ban(client: Redis, exchange: str, ban: Ban) -> None:
-    """Remember a ban for every invocation: no call to ``exchange`` before it ends."""
-    client.set(ban_key(exchange), ban.as_json(), px=max(ban.until - (ban.since or 0), 1))
+def set_ban(client: Redis, exchange: str, ban: Ban, *, now_ms: int) -> None:
+    """Remember a ban for every invocation: no call to ``exchange`` before it ends (nor after it)."""
+    client.set(ban_key(exchange), ban.as_json(), px=max(ban.until - now_ms, 1))
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ _INT_FIELDS = ("timestamp", "fetchedAt")
 
 
 @translated
-def write_last_known_good(table: Any, tickers: Iterable[Ticker], *, now_ms: int) -> int:
+def write_last_known_good(table: Any, tickers: Iterable[Ticker]) -> int:
     """Batch-write tickers as last known good (BatchWriteItem, 25 per request, retried unprocessed)."""
     count = 0
     with table.batch_writer() as batch:
         for ticker in tickers:
-            item: dict[str, Any] = {"pk": LAST_KNOWN_GOOD_PK, "sk": ticker.pair, "updatedAt": now_ms}
+            item: dict[str, Any] = {"pk": LAST_KNOWN_GOOD_PK, "sk": ticker.pair}
             for name, value in ticker.model_dump().items():
                 item[name] = Decimal(repr(value)) if isinstance(value, float) else value
             batch.put_item(Item=item)

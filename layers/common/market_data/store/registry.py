@@ -74,7 +74,6 @@ def seed_registry(table: Any, pairs: Iterable[str], *, now_ms: int) -> list[str]
                 Item={
                     "pk": REGISTRY_PK,
                     "sk": pair,
-                    "pair": pair,
                     "status": ACTIVE,
                     "origin": "seed",
                     "submittedAt": now_ms,
@@ -119,7 +118,7 @@ def create_submission(table: Any, pair: str, *, now_ms: int, max_pending: int) -
     if existing is not None:
         return existing, False
     item = {
-        "pk": REGISTRY_PK, "sk": pair, "pair": pair, "status": PENDING, "origin": "submission",
+        "pk": REGISTRY_PK, "sk": pair, "status": PENDING, "origin": "submission",
         "submittedAt": now_ms, "reason": "waiting for verification against the exchange",
         "lastStatusChange": {"from": None, "to": PENDING, "at": now_ms, "reason": "submitted"},
     }  # fmt: skip
