@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from fetcher.exchanges.base import ExchangeError, RateLimitedError
-from fetcher.exchanges.binance import BinanceClient, InvalidSymbolError, parse_ticker, ticker_weight
+from fetcher.exchanges.binance import (
+    BINANCE_US,
+    BinanceClient,
+    InvalidSymbolError,
+    parse_ticker,
+    ticker_weight,
+)
 from tests.support import FIXTURES, answering_http
 
 BINANCE = FIXTURES / "binance"
@@ -123,6 +129,15 @@ def test_restricted_location_fixture_is_its_own_kind() -> None:
         client.tickers(["BTCUSDT"])
     assert raised.value.kind == "restricted_location"
     assert "restricted location" in str(raised.value)
+    assert raised.value.advice is not None and "non-US region" in raised.value.advice
+
+
+def test_binance_us_refusing_a_location_gets_no_binance_com_advice() -> None:
+    http, _ = answering_http(451, (BINANCE / "error_451_restricted_location.json").read_bytes())
+    client = BinanceClient(http, "https://api.binance.us.test", name=BINANCE_US)
+    with pytest.raises(ExchangeError) as raised:
+        client.exchange_info()
+    assert raised.value.kind == "restricted_location" and raised.value.advice is None
 
 
 def test_non_json_5xx_is_counted_as_http_5xx() -> None:

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from market_data.config import Settings
 
 # Called after each tick's writes, with what was written (push to clients, price history, ...).
-# A consumer must be quick and must not raise: it runs inside the slot (the tick logs and counts a
-# consumer's failure and goes on).
+# A consumer must be quick: it runs inside the slot. One that raises is logged and the tick goes on.
 TickConsumer = Callable[["WrittenTick"], None]
 
 

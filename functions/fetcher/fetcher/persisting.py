@@ -149,19 +149,20 @@ def write_cache(
                 shared=shared,
             ),
         )
-        state.store_errors = 0  # counted in this write's stats
-        confirm_written(fetcher)
-        visible_at = now_ms()
-        written = CacheWritten(
-            round((time.monotonic() - started) * 1000),
-            [visible_at - ticker.timestamp for ticker in judged.tickers.values()],
-        )
-        cache.record_write_timings(
-            fetcher.deps.redis, WriteTimings.measured(written.cache_write_ms, written.sync_gaps_ms)
-        )
     except cache.CacheUnavailableError as exc:
         logger.warning("cache write failed; last known good is still written", error=exc.cause)
         return None
+    state.store_errors = 0  # counted in this write's stats
+    confirm_written(fetcher)
+    visible_at = now_ms()
+    written = CacheWritten(
+        round((time.monotonic() - started) * 1000),
+        [visible_at - ticker.timestamp for ticker in judged.tickers.values()],
+    )
+    with contextlib.suppress(cache.CacheUnavailableError):  # the tick is written; only its timings are lost
+        cache.record_write_timings(
+            fetcher.deps.redis, WriteTimings.measured(written.cache_write_ms, written.sync_gaps_ms)
+        )
     return written
 
 

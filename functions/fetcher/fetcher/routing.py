@@ -157,14 +157,17 @@ def plan_routes(
     unavailable: Mapping[str, str],
     holds: FailureHolds,
     now_ms: int,
+    budget_now_ms: int | None = None,
 ) -> RoutePlan:
     """Route ``pairs`` within each exchange's limits.
 
     An exchange whose share would pass its weight budget pauses itself until its window ends, and
     its pairs go to the next exchange that lists them. Pairs beyond what an exchange can fetch in
     one slot (a request per pair) go to the next exchange that lists them too, where there is one:
-    pairs on their first exchange stay, those failed over to it move on first.
+    pairs on their first exchange stay, those failed over to it move on first. ``budget_now_ms``
+    (the time the budgets are read at, after this tick's listing reads) defaults to ``now_ms``.
     """
+    checked_at = now_ms if budget_now_ms is None else budget_now_ms
     unavailable = dict(unavailable)
     pauses: dict[str, Ban] = {}
     while True:
@@ -172,7 +175,7 @@ def plan_routes(
         paused_now = False
         for name, share in routes_by_exchange(routing.routes.values()).items():
             budget = limits[name].weight
-            reason = budget.refusal(len(share), now_ms) if budget is not None else None
+            reason = budget.refusal(len(share), checked_at) if budget is not None else None
             if reason is not None and budget is not None:
                 pauses[name] = Ban(until=budget.window_end(now_ms), status=0, reason=reason)
                 unavailable[name] = reason
@@ -195,7 +198,7 @@ def plan_routes(
                 continue
             share_there = routes_by_exchange([*routes.values(), route]).get(route.exchange, {})
             budget = limits[route.exchange].weight
-            if budget is None or budget.refusal(len(share_there), now_ms) is None:
+            if budget is None or budget.refusal(len(share_there), checked_at) is None:
                 routes[pair] = route
     return RoutePlan(routes, routing.unserved, pauses)
 

@@ -106,6 +106,7 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
         unavailable=unavailable,
         holds=state.holds,
         now_ms=started_at,
+        budget_now_ms=now_ms(),  # the weight a listing read just reported counts in this minute
     )
     fetch_ms = fetch_routed(fetcher, plan.routes, outcomes, deadline=deadline)
     fetched = Fetched.combine(outcomes, plan.unserved)

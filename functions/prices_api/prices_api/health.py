@@ -48,7 +48,7 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
         lastError=raw.last_error,
     )
     heartbeat = record.heartbeat
-    last_heartbeat = heartbeat.at if heartbeat is not None else None
+    last_heartbeat = heartbeat.at if heartbeat is not None and heartbeat.at else None
     is_running = last_heartbeat is not None and now - last_heartbeat <= MISSED_HEARTBEATS_FOR_DOWN * interval
     exchanges = _exchanges(record, settings, now)
     # Fetching is paused when no exchange may be asked: the heartbeat says so, and so do the bans.
@@ -146,7 +146,7 @@ def _health_without_cache(error: cache.CacheUnavailableError, *, settings: Setti
         heartbeat = store.get_heartbeat(store.get_table(settings))
     except store.StoreUnavailableError:
         heartbeat = None
-    last = heartbeat.at if heartbeat is not None else None
+    last = heartbeat.at if heartbeat is not None and heartbeat.at else None
     running = last is not None and now - last <= MISSED_HEARTBEATS_FOR_DOWN * settings.fetch_interval_ms
     stats = FetcherStats()
     cause = f"cache unreachable ({error.cause}): prices are served from last known good"

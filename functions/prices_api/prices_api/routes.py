@@ -14,11 +14,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.errors import InvalidPairError
 from market_data.http import JSON, json_response
 from market_data.http_routes import add_common_error_routes, to_response
 from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody
-from prices_api.handler import answer_prices, invalid_pairs
+from prices_api.handler import answer_prices
 from prices_api.health import compute_health
 from prices_api.prices import BASE, PRICES_PATH
 
@@ -110,11 +109,6 @@ def describe_api() -> str:
         "Retry-After": {"description": "Seconds until the next fetch", "schema": {"type": "integer"}}
     }
     return orjson.dumps(schema).decode()
-
-
-@app.exception_handler(InvalidPairError)
-def bad_pairs(exc: InvalidPairError) -> Response[str]:
-    return to_response(invalid_pairs(exc))
 
 
 add_common_error_routes(app)

@@ -115,7 +115,8 @@ class BinanceClient:
             default_retry_after_s=DEFAULT_RETRY_AFTER_S,
             describe=_describe,
             rate_limit_statuses=frozenset({429, 418}),
-            restricted_advice=RESTRICTED_LOCATION_ADVICE,
+            # Only binance.com's refusal has advice of its own (deploy elsewhere, or another base).
+            restricted_advice=RESTRICTED_LOCATION_ADVICE if name == EXCHANGE else "",
             observe=self._observe_weight,
         )
 

@@ -116,7 +116,10 @@ class CoinbaseClient:
             if status != 404:
                 return None
             words = _describe(body) if isinstance(body, dict) else None
-            return ExchangeError("not_found", f"{EXCHANGE} does not list {product_id}: {words}", status=404)
+            message = f"{path}: HTTP 404: {EXCHANGE} does not list {product_id}" + (
+                f": {words}" if words else ""
+            )
+            return ExchangeError("not_found", message, status=404)
 
         body = self._transport.get(path, refine=not_listed)
         if not isinstance(body, dict):

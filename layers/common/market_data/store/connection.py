@@ -12,9 +12,24 @@ from market_data.errors import UnavailableError, translating
 if TYPE_CHECKING:
     from market_data.config import Settings
 
+
+class StoreUnavailableError(UnavailableError):
+    """DynamoDB could not be reached, throttled the call or failed it."""
+
+
+def _dynamodb_failures() -> tuple[type[BaseException], ...]:
+    # Looked up only when a call fails: by then boto3 (and with it botocore) is loaded.
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+translated = translating(_dynamodb_failures, StoreUnavailableError)
+
 _table: Any = None
 
 
+@translated  # building the resource can fail too (no region, a bad endpoint)
 def get_table(settings: Settings) -> Any:
     """The process-wide Table, created on first use with explicit timeouts and bounded retries."""
     global _table
@@ -35,16 +50,3 @@ def get_table(settings: Settings) -> Any:
 def reset_table() -> None:
     global _table
     _table = None
-
-
-class StoreUnavailableError(UnavailableError):
-    """DynamoDB could not be reached, throttled the call or failed it."""
-
-
-def _dynamodb_failures() -> tuple[type[BaseException], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError  # loaded with boto3 by get_table
-
-    return (BotoCoreError, ClientError)
-
-
-translated = translating(_dynamodb_failures, StoreUnavailableError)
