@@ -232,7 +232,14 @@ def test_submissions_are_verified_on_whichever_exchange_lists_them(
 ) -> None:
     tick(container)
     for pair in ("SOL/USD", "DOGE/USD", "FOO/USD"):
-        store.create_submission(container.deps.table, pair, now_ms=now_ms(), max_pending=100)
+        store.create_submission(
+            container.deps.table,
+            pair,
+            source="192.0.2.1",
+            now_ms=now_ms(),
+            max_pending=100,
+            max_per_source=100,
+        )
 
     # Kraken allows about one request a second: its listing, the pair's rolling open and the
     # ticker take a few slots of this test's 2 s.

@@ -147,7 +147,14 @@ def test_whitelist_status_changes_are_counted_on_the_tick_that_makes_them(
     # The seeded pairs start active: no status change, and the metrics say so.
     assert _tick_with_statuses(container, slot, capsys, "ETH/USDT") == (none, {"ETH/USDT": "active"})
     for pair in ("SOL/USDT", "FOO/USDT"):  # listed and trading; not listed at all
-        store.create_submission(container.deps.table, pair, now_ms=now_ms(), max_pending=100)
+        store.create_submission(
+            container.deps.table,
+            pair,
+            source="192.0.2.1",
+            now_ms=now_ms(),
+            max_pending=100,
+            max_per_source=100,
+        )
 
     # A submission makes the tick re-read the listing: both are judged on the next tick, once.
     figures, statuses = _tick_with_statuses(container, slot + 1, capsys, "SOL/USDT", "FOO/USDT")

@@ -23,7 +23,9 @@ def table(service_env: dict[str, str]) -> object:
 def read_pending_while_it_becomes(table: object, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
     """ADA/USDT submitted, then changed to ``status``; the next status change's first read of it
     still sees it pending (it read just before the change landed), as in a real race."""
-    store.create_submission(table, "ADA/USDT", now_ms=now_ms(), max_pending=100)
+    store.create_submission(
+        table, "ADA/USDT", source="192.0.2.1", now_ms=now_ms(), max_pending=100, max_per_source=100
+    )
     stale = store.get_record(table, "ADA/USDT")
     store.change_status(
         table, "ADA/USDT", to=status, reason="by the fetcher", now_ms=now_ms(), allowed_from=["pending"]

@@ -117,6 +117,24 @@ def test_ten_parallel_submissions_of_one_pair_leave_one_record_and_one_202() -> 
     assert [record.pair for record in records if record.pair == "AVAX/USDT"] == ["AVAX/USDT"]
 
 
+def test_parallel_duplicates_from_one_address_never_count_against_it_nor_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an address allowed three submissions an hour, sending one new pair ten times at once
+    set_env(monkeypatch, WHITELIST_MAX_PER_SOURCE_PER_HOUR="3")
+    events = [submit_event('{"pair": "DOT/USDT"}', source_ip="192.0.2.30") for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = sorted(status for status, _ in pool.map(invoke, events))
+
+    # Then one created it and every other got the record: a duplicate is never refused
+    assert statuses == [200] * 9 + [202]
+    # and only the one that created it counted: two more new pairs still fit this hour
+    assert submit("KSM/USDT", source_ip="192.0.2.30")[0] == 202
+    assert submit("ATOM/USDT", source_ip="192.0.2.30")[0] == 202
+    assert submit("NEAR/USDT", source_ip="192.0.2.30")[0] == 429
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [

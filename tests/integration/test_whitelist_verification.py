@@ -34,7 +34,9 @@ def record(container: Fetcher, pair: str) -> PairRecord:
 
 
 def submit(container: Fetcher, pair: str) -> None:
-    store.create_submission(container.deps.table, pair, now_ms=now_ms(), max_pending=100)
+    store.create_submission(
+        container.deps.table, pair, source="192.0.2.1", now_ms=now_ms(), max_pending=100, max_per_source=100
+    )
 
 
 def prices(pairs: str) -> dict[str, object]:

@@ -67,9 +67,13 @@ def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> Subm
     existing = store.get_record(table, pair)
     if existing is not None:  # a retry, or a pair already known: answered, and not counted
         return Submission(existing, created=False)
-    store.count_submission(table, source_ip, now_ms=now, limit=settings.whitelist_max_per_source_per_hour)
     record, created = store.create_submission(
-        table, pair, now_ms=now, max_pending=settings.whitelist_max_pending
+        table,
+        pair,
+        source=source_ip,
+        now_ms=now,
+        max_pending=settings.whitelist_max_pending,
+        max_per_source=settings.whitelist_max_per_source_per_hour,
     )
     if created:
         logger.info("pair submitted", pair=pair)

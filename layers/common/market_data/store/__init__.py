@@ -11,7 +11,6 @@ from market_data.store.coordination import claim_slot, get_bans, get_heartbeat, 
 from market_data.store.last_known_good import read_last_known_good, write_last_known_good
 from market_data.store.registry import (
     change_status,
-    count_submission,
     create_submission,
     get_record,
     list_registry,
@@ -22,7 +21,6 @@ __all__ = [
     "StoreUnavailableError",
     "change_status",
     "claim_slot",
-    "count_submission",
     "create_submission",
     "get_bans",
     "get_heartbeat",

@@ -88,31 +88,16 @@ def seed_registry(table: Any, pairs: Iterable[str], *, now_ms: int) -> list[str]
 
 
 @translated
-def count_submission(table: Any, source: str, *, now_ms: int, limit: int) -> None:
-    """Count one submission from ``source`` in the current hour; raise when over ``limit``.
-
-    HTTP APIs have no per-client throttling, so the app counts: one atomic conditional ADD on an
-    item that expires by itself (DynamoDB TTL) after the hour.
-    """
-    hour = now_ms // _HOUR_MS
-    try:
-        table.update_item(
-            Key={"pk": SOURCE_PK, "sk": f"{source}#{hour}"},
-            UpdateExpression="ADD #n :one SET expiresAt = :expires",
-            ConditionExpression="attribute_not_exists(#n) OR #n < :limit",
-            ExpressionAttributeNames={"#n": "count"},
-            ExpressionAttributeValues={":one": 1, ":limit": limit, ":expires": (hour + 2) * _HOUR_MS // 1000},
-        )
-    except table.meta.client.exceptions.ConditionalCheckFailedException:
-        raise SourceLimitError(source) from None
-
-
-@translated
-def create_submission(table: Any, pair: str, *, now_ms: int, max_pending: int) -> tuple[PairRecord, bool]:
+def create_submission(
+    table: Any, pair: str, *, source: str, now_ms: int, max_pending: int, max_per_source: int
+) -> tuple[PairRecord, bool]:
     """Record ``pair`` as pending, or return the record that exists: (record, created).
 
-    One transaction puts the record (only if absent) and counts it against the pending cap, so
-    parallel submissions of one pair leave exactly one record, and the cap cannot be overshot.
+    One transaction puts the record (only if absent), counts it against the pending cap, and counts
+    it against ``source``'s hourly allowance (HTTP APIs have no per-client throttling, so the app
+    counts, on an item that expires by itself after the hour). Parallel submissions of one pair
+    leave exactly one record, and only the one that created it is counted: a duplicate is answered
+    with the record, never refused, whatever the caps.
     """
     existing = get_record(table, pair)
     if existing is not None:
@@ -128,17 +113,38 @@ def create_submission(table: Any, pair: str, *, now_ms: int, max_pending: int) -
             [
                 {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
                 _pending_delta(+1, max_pending),
+                _source_count(source, now_ms, max_per_source),
             ],
         )
     except _Cancelled as cancelled:
-        if cancelled.reasons[0] == "ConditionalCheckFailed":  # created by a parallel submission
+        created_meanwhile, pending_full, source_spent = (
+            reason == "ConditionalCheckFailed" for reason in [*cancelled.reasons, "", "", ""][:3]
+        )
+        if created_meanwhile:  # by a parallel submission: this one is its duplicate
             record = get_record(table, pair)
             if record is not None:
                 return record, False
-        if cancelled.reasons[1] == "ConditionalCheckFailed":
+        if source_spent:
+            raise SourceLimitError(source) from None
+        if pending_full:
             raise PendingCapReachedError(pair) from None
         raise
     return _record(item), True
+
+
+def _source_count(source: str, now_ms: int, limit: int) -> dict[str, Any]:
+    """One more submission from ``source`` this hour, refused past ``limit``."""
+    hour = now_ms // _HOUR_MS
+    expires = (hour + 2) * _HOUR_MS // 1000
+    return {
+        "Update": {
+            "Key": {"pk": SOURCE_PK, "sk": f"{source}#{hour}"},
+            "UpdateExpression": "ADD #n :one SET expiresAt = :expires",
+            "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
+            "ExpressionAttributeNames": {"#n": "count"},
+            "ExpressionAttributeValues": {":one": 1, ":limit": limit, ":expires": expires},
+        }
+    }
 
 
 @translated
