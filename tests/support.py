@@ -55,3 +55,29 @@ def answering_http(
         return httpx.Response(status, content=payload, headers=headers)
 
     return httpx.Client(transport=httpx.MockTransport(answer)), seen
+
+
+def failing_transactions(table: Any, code: str, times: int) -> Any:
+    """Make the next ``times`` TransactWriteItems calls on ``table``'s client come back cancelled
+    for ``code`` (TransactionConflict, ThrottlingError, ...), as DynamoDB answers them: the error
+    is parsed and raised by botocore itself. Returns a function that stops it early."""
+    from botocore.awsrequest import AWSResponse
+
+    left = [times]
+
+    def cancel(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if left[0] <= 0:
+            return None
+        left[0] -= 1
+        reasons = [{"Code": code, "Message": f"simulated {code}"}] + [{"Code": "None"}] * (
+            len(params.get("TransactItems", [])) - 1
+        )
+        error = {"Code": "TransactionCanceledException", "Message": f"Transaction cancelled [{code}]"}
+        parsed = {"Error": error, "CancellationReasons": reasons, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse("https://dynamodb.local", 400, {}, None), parsed
+
+    events = table.meta.client.meta.events
+    events.register("before-call.dynamodb.TransactWriteItems", cancel, unique_id="failing-transactions")
+    return lambda: events.unregister(
+        "before-call.dynamodb.TransactWriteItems", unique_id="failing-transactions"
+    )

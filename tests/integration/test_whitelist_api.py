@@ -13,7 +13,7 @@ from local_stack.lambda_context import LocalLambdaContext
 from market_data import store
 from market_data.clock import now_ms
 from market_data.config import get_settings
-from tests.support import load_event
+from tests.support import failing_transactions, load_event
 from whitelist.handler import app, lambda_handler
 
 pytestmark = pytest.mark.usefixtures("service_env")
@@ -211,6 +211,29 @@ def test_submissions_over_the_pending_cap_are_429(monkeypatch: pytest.MonkeyPatc
     assert answer["error"] == "too_many_pending" and "WHITELIST_MAX_PENDING" in answer["message"]
     assert store.get_record(store.get_table(get_settings()), "A3/USDT") is None
     assert submit("A1/USDT")[0] == 200
+
+
+@pytest.mark.parametrize("code", ["TransactionConflict", "ThrottlingError"])
+def test_a_registry_busy_with_another_change_answers_503_with_retry_after_never_500(code: str) -> None:
+    # Given DynamoDB cancelling the next changes for a reason that says nothing about the data
+    assert submit("SOL/USDT")[0] == 202
+    stop = failing_transactions(store.get_table(get_settings()), code, times=2)
+
+    # When a submitter and an administrator change the registry
+    submitted = lambda_handler(submit_event('{"pair": "ADA/USDT"}'), LocalLambdaContext("whitelist", 6))
+    revoked = lambda_handler(
+        pair_event("whitelist_revoke.json", "SOL-USDT"), LocalLambdaContext("whitelist", 6)
+    )
+    stop()
+
+    # Then both are told to retry shortly, and nothing was stored or counted; a retry succeeds
+    for response in (submitted, revoked):
+        assert response["statusCode"] == 503, response
+        assert int(response["headers"]["Retry-After"]) >= 1
+        assert json.loads(response["body"])["error"] == "registry_busy"
+    assert store.get_record(store.get_table(get_settings()), "ADA/USDT") is None
+    assert submit("ADA/USDT")[0] == 202
+    assert invoke(pair_event("whitelist_revoke.json", "SOL-USDT"))[1]["status"] == "revoked"
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from market_data import store
 from market_data.clock import now_ms
 from market_data.models import PairRecord
 from prices_api.handler import lambda_handler as prices_handler
-from tests.support import load_event
+from tests.support import failing_transactions, load_event
 
 _slots = itertools.count(10_000)
 
@@ -171,3 +171,23 @@ def test_a_revoked_pair_is_not_fetched_from_the_next_slot(
     assert asked == ["BTCUSDT"]
     response = prices("BTC/USDT,ETH/USDT")
     assert response["statusCode"] == 206 and response["headers"]["X-Missing-Pairs"] == "ETH/USDT"
+
+
+def test_a_status_change_cancelled_by_a_conflict_is_retried_and_the_tick_writes_prices(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    # Given a pending pair that trades, and DynamoDB cancelling the next status change (a conflict)
+    container = make_container()
+    tick(container)
+    submit(container, "SOL/USDT")
+    failing_transactions(container.deps.table, "TransactionConflict", times=1)
+    before = json.loads(prices("BTC/USDT")["body"])["BTC/USDT"]["fetchedAt"]
+
+    # When the tick that verifies it runs
+    tick(container)  # no tick failure: asserted by tick()
+
+    # Then prices were written regardless, and the verdict waits for the next tick
+    assert json.loads(prices("BTC/USDT")["body"])["BTC/USDT"]["fetchedAt"] > before
+    assert record(container, "SOL/USDT").status == "pending"
+    tick(container)
+    assert record(container, "SOL/USDT").status == "active"

@@ -22,6 +22,7 @@ from market_data.errors import (
     PendingCapReachedError,
     SourceLimitError,
     StatusConflictError,
+    UnavailableError,
 )
 from market_data.http import JSON, ApiResponse, error_response, json_response
 from market_data.http_routes import add_common_error_routes, to_response
@@ -170,6 +171,22 @@ def pending_cap(exc: PendingCapReachedError) -> Response[str]:
     )
     request_metrics.add("WhitelistRefusedByCap")
     return to_response(error_response(429, "too_many_pending", message))
+
+
+# DynamoDB busy, throttling or failing: nothing was stored, and the same request may simply be sent
+# again (a submission is idempotent, an admin change conditional).
+REGISTRY_RETRY_AFTER_S = 2
+
+
+@app.exception_handler(UnavailableError)
+def registry_busy(exc: UnavailableError) -> Response[str]:
+    logger.warning("registry unavailable", error=exc.cause)
+    message = (
+        f"the pair registry is busy ({exc.cause}); nothing was changed, retry in {REGISTRY_RETRY_AFTER_S} s"
+    )
+    answer = error_response(503, "registry_busy", message)
+    headers = {**answer.headers, "Retry-After": str(REGISTRY_RETRY_AFTER_S)}
+    return to_response(ApiResponse(answer.status, answer.body, headers))
 
 
 @app.exception_handler(StatusConflictError)

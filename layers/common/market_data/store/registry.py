@@ -18,12 +18,13 @@ from market_data.errors import (
 )
 from market_data.models import PairRecord, StatusChange
 from market_data.statuses import ACTIVE, PENDING
-from market_data.store.connection import translated
+from market_data.store.connection import StoreUnavailableError, translated
 
 REGISTRY_PK = "PAIR"
 COUNTER_PK = "COUNTER"
 SOURCE_PK = "SOURCE"
 _HOUR_MS = 3_600_000
+CONDITION_FAILED = "ConditionalCheckFailed"  # a transaction's cancellation reason for a failed condition
 
 
 def _record(item: dict[str, Any]) -> PairRecord:
@@ -118,7 +119,7 @@ def create_submission(
         )
     except _Cancelled as cancelled:
         created_meanwhile, pending_full, source_spent = (
-            reason == "ConditionalCheckFailed" for reason in [*cancelled.reasons, "", "", ""][:3]
+            reason == CONDITION_FAILED for reason in [*cancelled.reasons, "", "", ""][:3]
         )
         if created_meanwhile:  # by a parallel submission: this one is its duplicate
             record = get_record(table, pair)
@@ -180,9 +181,9 @@ def change_status(
                 table, _status_actions(current, to, reason, now_ms, exchange, symbol, verified, max_pending)
             )
         except _Cancelled as cancelled:
-            if cancelled.reasons[0] == "ConditionalCheckFailed":
+            if cancelled.reasons[0] == CONDITION_FAILED:
                 continue  # changed meanwhile: look again
-            if len(cancelled.reasons) > 1 and cancelled.reasons[1] == "ConditionalCheckFailed":
+            if len(cancelled.reasons) > 1 and cancelled.reasons[1] == CONDITION_FAILED:
                 raise PendingCapReachedError(pair) from None
             raise
         record = get_record(table, pair)
@@ -251,11 +252,18 @@ class _Cancelled(Exception):
 
 def _transact(table: Any, actions: list[dict[str, Any]]) -> None:
     """TransactWriteItems on this table. The resource's own client takes plain Python values (boto3
-    serialises them), so the actions read like the Table calls above."""
+    serialises them), so the actions read like the Table calls above.
+
+    A cancellation for a failed condition is the caller's to read (``_Cancelled``: which item's); one
+    for any other reason (a conflicting transaction, throttling) says nothing about the data and
+    is ``StoreUnavailableError``: the same change may simply be tried again.
+    """
     items = [{kind: {"TableName": table.name, **spec}} for action in actions for kind, spec in action.items()]
     client = table.meta.client
     try:
         client.transact_write_items(TransactItems=items)
     except client.exceptions.TransactionCanceledException as exc:
         reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+        if CONDITION_FAILED not in reasons:
+            raise StoreUnavailableError(exc) from exc
         raise _Cancelled(reasons) from exc
