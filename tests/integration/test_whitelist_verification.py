@@ -191,3 +191,28 @@ def test_a_status_change_cancelled_by_a_conflict_is_retried_and_the_tick_writes_
     assert record(container, "SOL/USDT").status == "pending"
     tick(container)
     assert record(container, "SOL/USDT").status == "active"
+
+
+def test_a_pending_pair_never_verified_within_the_expiry_is_rejected_with_the_reason(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    # Given a pair Binance lists as trading but whose ticker never validates, pending for longer
+    # than WHITELIST_PENDING_EXPIRY_MS (5 minutes by default), and one submitted just now
+    container = make_container()
+    tick(container)
+    simulator.set_bad_ticker("SOLUSDT", "nan")
+    simulator.set_bad_ticker("XRPUSDT", "nan")
+    store.create_submission(
+        container.deps.table, "SOL/USDT", source="192.0.2.1", now_ms=now_ms() - 6 * 60_000,
+        max_pending=100, max_per_source=100,
+    )  # fmt: skip
+    submit(container, "XRP/USDT")
+
+    # When a tick judges them
+    tick(container)
+
+    # Then the old one is rejected, saying why, and the new one waits its turn
+    sol = record(container, "SOL/USDT")
+    assert sol.status == "rejected"
+    assert sol.reason is not None and "not verified within 300 s" in sol.reason and "price" in sol.reason
+    assert record(container, "XRP/USDT").status == "pending"

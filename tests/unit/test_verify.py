@@ -39,11 +39,22 @@ def ticker(pair: str, quote_volume: float, exchange: str = "binance") -> Ticker:
 
 
 def verdicts(
-    listings: list[Listing], tickers: dict[str, Ticker], minimum: float = 0.0
+    listings: list[Listing], tickers: dict[str, Ticker], minimum: float = 0.0, *, now: int = 2_000
 ) -> dict[str, tuple[str, str]]:
     records = [pending(pair) for pair in ("SOL/USDT", "XRP/USDT", "FOO/USDT", "ADA/USD")]
-    found = decide_pending(records, listings, tickers, min_quote_volume=minimum)
+    found = decide_pending(
+        records, listings, tickers, min_quote_volume=minimum, now=now, expire_after_ms=300_000,
+        missing={"SOL/USDT": "exchange error: timeout"},
+    )  # fmt: skip
     return {t.pair: (t.to, t.reason) for t in found}
+
+
+def test_a_pair_without_a_verdict_past_the_expiry_is_rejected_saying_why() -> None:
+    # pending since 1,000; at 301,001 the five minutes have passed, with no listing read since
+    stale = verdicts([binance(read_at=999)], {}, now=301_001)
+    assert stale["SOL/USDT"] == ("rejected", "not verified within 300 s: exchange error: timeout")
+    assert "listing could be read" in stale["FOO/USDT"][1]
+    assert verdicts([binance(read_at=999)], {}, now=301_000) == {}  # not yet
 
 
 def test_a_listing_older_than_the_submission_decides_nothing() -> None:

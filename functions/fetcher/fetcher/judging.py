@@ -43,14 +43,24 @@ class Fetched:
 
 
 def verdicts(
-    fetcher: Fetcher, pairs: Pairs, listings: Sequence[Listing], fetched: Fetched, *, listings_read: bool
+    fetcher: Fetcher,
+    pairs: Pairs,
+    listings: Sequence[Listing],
+    fetched: Fetched,
+    *,
+    listings_read: bool,
+    now: int,
 ) -> list[Transition]:
     """Verdicts on pending pairs; re-checks of listed ones only when a listing came back just now."""
+    settings = fetcher.deps.settings
     transitions = decide_pending(
         pairs.pending,
         listings,
         fetched.tickers,
-        min_quote_volume=fetcher.deps.settings.whitelist_min_quote_volume,
+        min_quote_volume=settings.whitelist_min_quote_volume,
+        now=now,
+        expire_after_ms=settings.whitelist_pending_expiry_ms,
+        missing=fetched.missing,
     )
     if listings_read:
         transitions += recheck_listed([r for r in pairs.records if r.status in SERVED], listings)

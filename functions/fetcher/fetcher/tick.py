@@ -111,7 +111,9 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
     fetch_ms = fetch_routed(fetcher, plan.routes, outcomes, deadline=deadline)
     fetched = Fetched.combine(outcomes, plan.unserved)
 
-    transitions = verdicts(fetcher, pairs, list(listings.values()), fetched, listings_read=bool(read))
+    transitions = verdicts(
+        fetcher, pairs, list(listings.values()), fetched, listings_read=bool(read), now=started_at
+    )
     applied = apply_transitions(fetcher, transitions, started_at)
     judged = judge(fetcher, pairs, applied, fetched, cache_ok=opened.cache_ok)
 

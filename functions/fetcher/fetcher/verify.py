@@ -35,8 +35,13 @@ def decide_pending(
     tickers: Mapping[str, Ticker],
     *,
     min_quote_volume: float,
+    now: int,
+    expire_after_ms: int,
+    missing: Mapping[str, str],
 ) -> list[Transition]:
-    """Verdicts for pending pairs; a pair without a verdict stays pending for the next tick.
+    """Verdicts for pending pairs; a pair without a verdict stays pending for the next tick, up to
+    ``expire_after_ms`` after it became pending: then it is rejected, saying why it was not
+    verified (``missing``: why each pair had no ticker this tick).
 
     ``listings`` are every configured exchange's, in EXCHANGES order. A pair is verified on the
     exchange that served its ticker this tick (its liquidity is judged there), with that exchange's
@@ -47,45 +52,44 @@ def decide_pending(
     verdicts = []
     for record in pending:
         since = pending_since(record)
-        if any(view.trading(record.pair) for view in listings):
-            ticker = tickers.get(record.pair)
-            view = next((view for view in listings if ticker and view.exchange == ticker.exchange), None)
-            if ticker is None or view is None or not view.known_since(since):
-                continue  # not fetched this tick (transient error), or on a listing too old: later
-            if ticker.quoteVolume < min_quote_volume:
-                volume, minimum = f"{ticker.quoteVolume:g}", f"{min_quote_volume:g}"
-                reason = (
-                    f"illiquid: 24 h quote volume {volume} on {view.exchange} is below the minimum {minimum}"
-                )
-                verdicts.append(
-                    Transition(record.pair, REJECTED, reason, (PENDING,), view.exchange, ticker.symbol, True)
-                )
-                continue
-            reason = f"verified: {view.exchange} lists {ticker.symbol} and it is trading"
-            verdicts.append(
-                Transition(record.pair, ACTIVE, reason, (PENDING,), view.exchange, ticker.symbol, True)
-            )
-            continue
-        if not all(view.known_since(since) for view in listings):
-            continue
-        listed = next((view for view in listings if view.entry(record.pair)), None)
-        symbol = listed.entry(record.pair).symbol if listed else None  # type: ignore[union-attr]
-        verdicts.append(
-            Transition(
-                record.pair,
-                REJECTED,
-                _nowhere(
-                    record.pair,
-                    listings,
-                    not_trading="lists {symbol} but it is not trading (status {status})",
-                ),
-                (PENDING,),
-                listed.exchange if listed else None,
-                symbol,
-                True,
-            )
-        )
+        verdict = _verdict(record, since, listings, tickers, min_quote_volume)
+        if verdict is None and now - since > expire_after_ms:
+            why = missing.get(record.pair) or "no exchange's listing could be read since it was submitted"
+            reason = f"not verified within {expire_after_ms // 1000} s: {why}"
+            verdict = Transition(record.pair, REJECTED, reason, (PENDING,), verified=True)
+        if verdict is not None:
+            verdicts.append(verdict)
     return verdicts
+
+
+def _verdict(
+    record: PairRecord,
+    since: int,
+    listings: Sequence[Listing],
+    tickers: Mapping[str, Ticker],
+    min_quote_volume: float,
+) -> Transition | None:
+    if any(view.trading(record.pair) for view in listings):
+        ticker = tickers.get(record.pair)
+        view = next((view for view in listings if ticker and view.exchange == ticker.exchange), None)
+        if ticker is None or view is None or not view.known_since(since):
+            return None  # not fetched this tick (transient error), or on a listing too old: later
+        if ticker.quoteVolume < min_quote_volume:
+            volume, minimum = f"{ticker.quoteVolume:g}", f"{min_quote_volume:g}"
+            reason = f"illiquid: 24 h quote volume {volume} on {view.exchange} is below the minimum {minimum}"
+            return Transition(record.pair, REJECTED, reason, (PENDING,), view.exchange, ticker.symbol, True)
+        reason = f"verified: {view.exchange} lists {ticker.symbol} and it is trading"
+        return Transition(record.pair, ACTIVE, reason, (PENDING,), view.exchange, ticker.symbol, True)
+    if not all(view.known_since(since) for view in listings):
+        return None
+    listed = next((view for view in listings if view.entry(record.pair)), None)
+    symbol = listed.entry(record.pair).symbol if listed else None  # type: ignore[union-attr]
+    reason = _nowhere(
+        record.pair, listings, not_trading="lists {symbol} but it is not trading (status {status})"
+    )
+    return Transition(
+        record.pair, REJECTED, reason, (PENDING,), listed.exchange if listed else None, symbol, True
+    )
 
 
 def pending_since(record: PairRecord) -> int:

@@ -78,6 +78,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     whitelist_max_per_source_per_hour: Annotated[int, Meta(ge=1, le=10_000)] = 10
     whitelist_min_quote_volume: Annotated[float, Meta(ge=0)] = 0.0
     whitelist_recheck_ms: Annotated[int, Meta(ge=60_000)] = 300_000
+    # A pending pair not verified within this long is rejected, with the reason (its ticker never
+    # validated, its exchanges' listings unreadable): pending must not fill up with pairs that never will.
+    whitelist_pending_expiry_ms: Annotated[int, Meta(ge=60_000, le=86_400_000)] = 300_000
     # Local stack only: the admin routes' bearer token.
     admin_token: Annotated[str, Meta(min_length=16)] | None = None
 
