@@ -184,6 +184,23 @@ def test_fetcher_timeout_leaves_room_for_the_last_tick(template: dict[str, Any])
     assert timeout > run_seconds + 2 * interval_seconds
 
 
+def test_the_fetcher_has_concurrency_of_its_own_sized_to_its_overlapping_runs(
+    template: dict[str, Any],
+) -> None:
+    """A storm of price requests during a cache outage must not take the concurrency the only
+    exchange caller needs, and the reservation must not throttle its own overlapping runs."""
+    import math
+
+    _, timeout = _fetcher_run_seconds_and_timeout(template)
+    # Runs start every minute and each lasts up to the timeout: that many are alive at once, plus
+    # one for a run started by hand (an operator's invoke) while they are.
+    overlapping = math.ceil(timeout / 60)
+    reserved = function_properties(template, "FetcherFunction").get("ReservedConcurrentExecutions")
+    assert reserved == overlapping + 1
+    skips = template["Resources"]["FetcherFunction"]["Metadata"]["checkov"]["skip"]
+    assert "CKV_AWS_115" not in {skip["id"] for skip in skips}  # no skip whose reason is untrue
+
+
 # --- the fetcher's exchanges ----------------------------------------------------------------------
 
 # What CloudFormation would pass for the other required settings when checking parameter defaults.
