@@ -70,7 +70,12 @@ SERVER_ERRORS = {  # Binance answers 500/503 itself; 502/504 come from its CDN a
 CDN_PAGE = (
     "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr>CloudFront</body></html>"
 )
-BAD_TICKER_KINDS = {"zero", "negative", "nan", "high_below_low"}
+# Data faults for validation tests: each a value Binance's documented shape could carry but no
+# real ticker should (a boolean, a price outside its own day's range, a time in the future, a number
+# beyond what DynamoDB can store).
+BAD_TICKER_KINDS = {
+    "zero", "negative", "nan", "high_below_low", "boolean", "above_high", "future", "out_of_range",
+}  # fmt: skip
 
 
 def _f8(x: float) -> str:
@@ -143,16 +148,22 @@ class SymbolState:
             last = "NaN"
         elif self.bad == "high_below_low":
             high, low = _f8(self.low * 0.99), _f8(self.high * 1.01)
+        elif self.bad == "above_high":
+            last = _f8(self.high * 1.5)
+        close_time = now_ms + 30_000 if self.bad == "future" else now_ms
         tail = {
             "openTime": now_ms - DAY_MS,
-            "closeTime": now_ms,
+            "closeTime": close_time,
             "firstId": self.first_id,
             "lastId": self.last_id,
             "count": self.last_id - self.first_id + 1,
         }
-        volumes = {"volume": _f8(self.volume), "quoteVolume": _f8(self.quote_volume)}
+        volumes: dict[str, Any] = {"volume": _f8(self.volume), "quoteVolume": _f8(self.quote_volume)}
+        if self.bad == "out_of_range":
+            volumes["quoteVolume"] = "1e200"
+        ticker_last: Any = True if self.bad == "boolean" else last
         if not full:
-            ohlc = {"openPrice": open_, "highPrice": high, "lowPrice": low, "lastPrice": last}
+            ohlc = {"openPrice": open_, "highPrice": high, "lowPrice": low, "lastPrice": ticker_last}
             return {"symbol": self.symbol, **ohlc, **volumes, **tail}
         change = Decimal(_f8(self.last)) - Decimal(open_)
         return {
@@ -161,7 +172,7 @@ class SymbolState:
             "priceChangePercent": f"{(change * 100 / Decimal(open_)).quantize(Decimal('0.001')):.3f}",
             "weightedAvgPrice": _f8(self.quote_volume / self.volume),
             "prevClosePrice": _f8(self.prev_close),
-            "lastPrice": last,
+            "lastPrice": ticker_last,
             "lastQty": _f8(self.last_qty),
             "bidPrice": _f8(self.last - self.tick),
             "bidQty": _f8(self.avg_trade_qty * rng.uniform(0.1, 20)),

@@ -147,6 +147,33 @@ def test_invalid_tickers_are_dropped_and_counted_and_the_last_good_value_stays(
     assert "invalid ticker" in orjson.loads(stats(container)["missingPairs"])["BTC/USDT"]
 
 
+@pytest.mark.parametrize(
+    ("kind", "counted_as"),
+    [
+        ("boolean", "malformed"),  # lastPrice: true, which float() would read as 1.0
+        ("above_high", "price"),  # a last price outside the day's own range
+        ("future", "timestamp"),  # 30 s ahead: it would look fresh long after the fetcher stopped
+        ("out_of_range", "quoteVolume"),  # 1e200: DynamoDB refuses it, and with it the whole batch
+    ],
+)
+def test_odd_values_are_rejected_counted_by_kind_and_never_cost_another_pairs_write(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, kind: str, counted_as: str
+) -> None:
+    # Given BTC/USDT's ticker carrying an odd value, and last known good due for every pair
+    container = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
+    simulator.set_bad_ticker("BTCUSDT", kind)
+
+    summary = tick(container)
+
+    # Then the tick goes on, BTC/USDT is dropped and counted by the field at fault
+    assert summary.failed == 0
+    assert stats(container)[f"invalid:{counted_as}"] == "1", stats(container)
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is None
+    # and ETH/USDT is served and kept as last known good all the same
+    assert container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT") is not None
+    assert set(store.read_last_known_good(container.deps.table, None)) == {"ETH/USDT"}
+
+
 def test_pairs_are_fetched_in_batches_of_batch_size_with_bounded_concurrency(
     make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:

@@ -6,11 +6,17 @@ import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from market_data.statuses import PairStatus
 
-# A ticker time further in the future than this is a broken clock upstream, not a price.
-MAX_CLOCK_SKEW_MS = 60_000
+# A ticker time further in the future than this is a broken clock upstream, not a price: a few
+# seconds, or a price would look fresh that long after the fetcher stopped.
+MAX_CLOCK_SKEW_MS = 5_000
+# What DynamoDB can store of a number (its magnitude, 0 aside): one beyond fails the whole batch
+# of last-known-good writes it is in, so it is refused here, for its pair alone.
+STORABLE_MAGNITUDE = (1e-130, 9.9999999999999999999999999999999999999e125)
+NUMBER_FIELDS = ("price", "volume", "quoteVolume", "change24h", "high24h", "low24h")
 # The oldest ticker time accepted: a 24 h ticker whose close is older than this is not "current".
 MAX_TICKER_AGE_MS = 24 * 3_600_000
 
@@ -37,15 +43,35 @@ class Ticker(BaseModel):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Ticker:
-        for name in ("price", "volume", "quoteVolume", "change24h", "high24h", "low24h"):
-            if not math.isfinite(getattr(self, name)):
+        """Checks across fields. A refusal's type names the field at fault (operators count by it);
+        ``high24h`` below ``low24h`` is the whole ticker's."""
+        smallest, largest = STORABLE_MAGNITUDE
+        for name in NUMBER_FIELDS:
+            value = getattr(self, name)
+            if not math.isfinite(value):
                 raise ValueError(f"{name} is not a finite number")
+            if value != 0 and not smallest <= abs(value) <= largest:
+                raise PydanticCustomError(
+                    name, "{field} {value} is beyond what can be stored", {"field": name, "value": value}
+                )
         if self.high24h < self.low24h:
             raise ValueError(f"high24h {self.high24h} is below low24h {self.low24h}")
+        if not self.low24h <= self.price <= self.high24h:
+            raise PydanticCustomError(
+                "price",
+                "price {price} is outside the day's own range [{low}, {high}]",
+                {"price": self.price, "low": self.low24h, "high": self.high24h},
+            )
         if self.timestamp > self.fetchedAt + MAX_CLOCK_SKEW_MS:
-            raise ValueError(f"timestamp {self.timestamp} is in the future (fetched at {self.fetchedAt})")
+            raise PydanticCustomError(
+                "timestamp",
+                "timestamp {timestamp} is in the future (fetched at {fetched})",
+                {"timestamp": self.timestamp, "fetched": self.fetchedAt},
+            )
         if self.timestamp < self.fetchedAt - MAX_TICKER_AGE_MS:
-            raise ValueError(f"timestamp {self.timestamp} is more than 24 h old")
+            raise PydanticCustomError(
+                "timestamp", "timestamp {timestamp} is more than 24 h old", {"timestamp": self.timestamp}
+            )
         return self
 
 

@@ -202,9 +202,19 @@ def change_24h(price: float, open_price: float) -> float:
 
 
 def short_reason(exc: Exception) -> str:
-    """``field: message`` of a refused ticker's first problem; the field is what operators count."""
+    """``field: message`` of a refused ticker's first problem; the field is what operators count.
+    A check across fields names its field in its error's type, or is the whole ``ticker``'s."""
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "ticker"  # a check across fields
+        across = "ticker" if first["type"] in ("value_error", "assertion_error") else first["type"]
+        where = ".".join(str(part) for part in first["loc"]) or across
         return f"{where}: {first['msg']}"
     return f"malformed: {exc}"  # a field missing or not a number: counted as one kind
+
+
+def number(value: object) -> float:
+    """An exchange's number (they send strings, or JSON numbers): never a boolean, which Python
+    would read as 0 or 1, nor anything else that is not one. Raises TypeError or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)

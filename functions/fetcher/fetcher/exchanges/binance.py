@@ -30,6 +30,7 @@ from fetcher.exchanges.base import (
     RateLimitedError,
     WeightBudget,
     change_24h,
+    number,
     short_reason,
 )
 from fetcher.exchanges.transport import Transport
@@ -172,18 +173,18 @@ def parse_ticker(raw: dict[str, Any], pair: str, *, fetched_at: int, exchange: s
     priceChangePercent, means the same as the FULL one.
     """
     try:
-        price = float(raw["lastPrice"])
+        price = number(raw["lastPrice"])
         values = {
             "pair": pair,
             "price": price,
-            "volume": float(raw["volume"]),
-            "quoteVolume": float(raw["quoteVolume"]),
+            "volume": number(raw["volume"]),
+            "quoteVolume": number(raw["quoteVolume"]),
             # The exchange's own time; the fetch time only where it gives none.
             "timestamp": int(raw["closeTime"]) if raw.get("closeTime") is not None else fetched_at,
             "fetchedAt": fetched_at,
-            "change24h": change_24h(price, float(raw["openPrice"])),
-            "high24h": float(raw["highPrice"]),
-            "low24h": float(raw["lowPrice"]),
+            "change24h": change_24h(price, number(raw["openPrice"])),
+            "high24h": number(raw["highPrice"]),
+            "low24h": number(raw["lowPrice"]),
             "exchange": exchange,
             "symbol": str(raw["symbol"]),
         }

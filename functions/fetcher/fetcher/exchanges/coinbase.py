@@ -31,6 +31,7 @@ from fetcher.exchanges.base import (
     ListingEntry,
     RateLimitedError,
     change_24h,
+    number,
     short_reason,
 )
 from fetcher.exchanges.pacing import RATE_SHARE, Kept, PacedExchange
@@ -155,11 +156,15 @@ def parse_ticker(
     - ``quoteVolume`` is ``volume * price``, an estimate: Coinbase publishes no quote volume, and
       the day's trades were not all at the last price.
     - ``change24h`` is measured from the stats' ``open``, the price 24 hours ago on a rolling window,
-      so it means what Binance's does. ``high24h``/``low24h`` are the stats' own.
+      so it means what Binance's does. ``high24h``/``low24h`` are the stats' own, widened to the
+      last price: the stats are kept for minutes, and a price past them is the day's new extreme.
     """
     try:
-        price = float(ticker_raw["price"])
-        volume = float(ticker_raw["volume"])
+        price = number(ticker_raw["price"])
+        volume = number(ticker_raw["volume"])
+        high, low = number(stats_raw["high"]), number(stats_raw["low"])
+        if high >= low:  # the stats are kept for minutes: a price past them is the day's new extreme
+            high, low = max(high, price), min(low, price)
         _epoch_ms(str(ticker_raw["time"]))  # a ticker without a valid time is malformed
         values = {
             "pair": pair,
@@ -168,9 +173,9 @@ def parse_ticker(
             "quoteVolume": volume * price,
             "timestamp": fetched_at,
             "fetchedAt": fetched_at,
-            "change24h": change_24h(price, float(stats_raw["open"])),
-            "high24h": float(stats_raw["high"]),
-            "low24h": float(stats_raw["low"]),
+            "change24h": change_24h(price, number(stats_raw["open"])),
+            "high24h": high,
+            "low24h": low,
             "exchange": EXCHANGE,
             "symbol": product_id,
         }

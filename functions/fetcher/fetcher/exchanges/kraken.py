@@ -36,6 +36,7 @@ from fetcher.exchanges.base import (
     ListingEntry,
     RateLimitedError,
     change_24h,
+    number,
     short_reason,
 )
 from fetcher.exchanges.pacing import RATE_SHARE, Kept, PacedExchange, Pacer
@@ -153,11 +154,11 @@ class KrakenClient:
             times = [int(candle[0]) for candle in candles]
             earlier = [index for index, start in enumerate(times) if start <= target_s]
             if not earlier:
-                price = float(candles[0][1])
+                price = number(candles[0][1])
             else:
                 index = earlier[-1]
                 # Candles are [time, open, high, low, close, vwap, volume, count].
-                price = float(candles[index][1] if times[index] == target_s else candles[index][4])
+                price = number(candles[index][1] if times[index] == target_s else candles[index][4])
         except (IndexError, TypeError, ValueError) as exc:
             raise ExchangeError("bad_body", f"{OHLC_PATH}: malformed candle for {name}: {exc}") from None
         if not (math.isfinite(price) and price > 0):
@@ -235,7 +236,7 @@ def _number(raw: dict[str, Any], key: str, index: int) -> float:
     values = raw[key]
     if not isinstance(values, list):
         raise TypeError(f"{key} is {type(values).__name__}, expected a list")
-    return float(values[index])
+    return number(values[index])
 
 
 class KrakenExchange(PacedExchange):
