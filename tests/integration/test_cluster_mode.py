@@ -12,7 +12,7 @@ from local_stack.lambda_context import LocalLambdaContext
 from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.config import load_settings
-from market_data.contracts import Heartbeat
+from market_data.contracts import Ban, Heartbeat
 from prices_api.handler import lambda_handler
 from tests.support import load_event
 
@@ -48,6 +48,10 @@ def test_fetcher_writes_and_the_api_reads_through_a_cluster() -> None:
         return opened.claimed
 
     assert claim("a") and not claim("b")
+    # A ban is only ever lengthened, in one server-side step on the cluster too.
+    now = now_ms()
+    assert cache.set_ban(container.deps.redis, "binance", Ban(now + 60_000, 418, "banned"), now_ms=now)
+    assert not cache.set_ban(container.deps.redis, "binance", Ban(now + 2_000, 429, "shorter"), now_ms=now)
 
 
 def test_an_unreachable_cluster_is_a_fallback_not_a_500(

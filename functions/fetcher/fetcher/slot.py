@@ -4,7 +4,7 @@ while the cache is lost), then each exchange's pause decided once for the whole 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fetcher.deps import Fetcher
 from market_data import cache, store
@@ -58,6 +58,8 @@ def open_slot(fetcher: Fetcher, slot: int, invocation_id: str, now: int) -> Open
         )
     except cache.CacheUnavailableError as exc:
         start = _open_without_cache(fetcher, slot, invocation_id, heartbeat, exc)
+    if start.cache_ok and start.shared.cold:
+        start = _with_durable_bans(fetcher, start, now)
     circuits = {name: stored_circuit(fetcher, name, start) for name in deps.exchanges}
     pauses = {}
     for name in deps.exchanges:
@@ -100,6 +102,28 @@ def write_paused_heartbeat(fetcher: Fetcher, opened: OpenedSlot) -> None:
         cache.write_heartbeat(fetcher.deps.redis, heartbeat)
     else:
         store.put_heartbeat(fetcher.deps.table, heartbeat)
+
+
+def _with_durable_bans(fetcher: Fetcher, start: cache.SlotStart, now: int) -> cache.SlotStart:
+    """A cold cache (new, flushed, failed over) has forgotten every ban: DynamoDB's copies count
+    until a tick has written again, and a ban still on goes back into the cache for everyone."""
+    deps = fetcher.deps
+    try:
+        durable = store.get_bans(deps.table, list(deps.exchanges))
+    except store.StoreUnavailableError as exc:
+        logger.warning("bans not read from DynamoDB for a cold cache", error=exc.cause)
+        return start
+    bans = dict(start.shared.bans)
+    for exchange, ban in durable.items():
+        if not ban.lasts(now):
+            continue
+        bans[exchange] = longest(bans.get(exchange), ban) or ban
+        try:
+            cache.set_ban(deps.redis, exchange, ban, now_ms=now)
+            logger.info("ban restored into a cold cache", exchange=exchange, until=ban.until)
+        except cache.CacheUnavailableError:
+            pass  # the next slot reads DynamoDB again
+    return replace(start, shared=replace(start.shared, bans=bans))
 
 
 def _open_without_cache(

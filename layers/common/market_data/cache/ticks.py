@@ -47,6 +47,7 @@ class SharedState:
     kept: dict[str, dict[str, bytes]] = field(default_factory=dict)  # exchange -> kept figures
     lkg_written: dict[str, int] = field(default_factory=dict)  # pair -> ms of its last DynamoDB write
     cached_pairs: frozenset[str] = frozenset()  # pairs that have a stale copy (to drop unlisted ones)
+    cold: bool = False  # no tick has written to this cache: new, flushed or failed over
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def open_slot(
         },
         lkg_written={key.decode(): int(value) for key, value in written.items()},
         cached_pairs=frozenset(key.decode() for key in cached) - META_FIELDS,
+        cold=LISTED_FIELD.encode() not in cached,
     )
     return SlotStart(claimed=bool(claimed), shared=shared)
 
@@ -114,10 +116,31 @@ def write_heartbeat(client: Redis, heartbeat: Heartbeat) -> None:
     client.set(HEARTBEAT, orjson.dumps(heartbeat.as_dict()), px=HEARTBEAT_TTL_MS)
 
 
+# Replace a ban only with one that ends later, in one step on the server: an invocation whose
+# request was already on its way when another's 418 was stored must not shorten it with a 429's
+# shorter window.
+_LONGER_BAN = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, stored = pcall(cjson.decode, current)
+  local ends = ok and type(stored) == 'table' and tonumber(stored['until'])
+  if ends and ends >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+
 @translated
-def set_ban(client: Redis, exchange: str, ban: Ban, *, now_ms: int) -> None:
-    """Remember a ban for every invocation: no call to ``exchange`` before it ends (nor after it)."""
-    client.set(ban_key(exchange), ban.as_json(), px=max(ban.until - now_ms, 1))
+def set_ban(client: Redis, exchange: str, ban: Ban, *, now_ms: int) -> bool:
+    """Remember a ban for every invocation: no call to ``exchange`` before it ends (nor after it).
+    A ban is only ever lengthened: False when a longer one is stored already."""
+    stored = client.eval(
+        _LONGER_BAN, 1, ban_key(exchange), ban.as_json(), ban.until, max(ban.until - now_ms, 1)
+    )
+    return bool(stored)
 
 
 @dataclass(frozen=True)

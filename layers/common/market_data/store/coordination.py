@@ -8,6 +8,7 @@ double fetches or a forgotten ban; every item expires by itself (DynamoDB TTL on
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -34,12 +35,19 @@ def claim_slot(table: Any, slot: int, *, owner: str, expires_at_ms: int) -> bool
 
 @translated
 def put_ban(table: Any, exchange: str, ban: Ban) -> None:
-    """Keep an exchange's rate-limit ban durable too (rare writes), so a lost cache cannot forget it."""
+    """Keep an exchange's rate-limit ban durable too (rare writes), so a lost cache cannot forget it.
+    Only ever lengthened, as in the cache: a shorter ban than the one stored changes nothing."""
     item = {
         "pk": STATE_PK, "sk": f"ban#{exchange}", "until": ban.until, "status": ban.status,
         "reason": ban.reason, "expiresAt": ban.until // 1000 + 60,
     }  # fmt: skip
-    table.put_item(Item=item)
+    with contextlib.suppress(table.meta.client.exceptions.ConditionalCheckFailedException):
+        table.put_item(  # refused when a longer ban is kept already
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR #until < :until",
+            ExpressionAttributeNames={"#until": "until"},
+            ExpressionAttributeValues={":until": ban.until},
+        )
 
 
 @translated
