@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import msgspec
+import orjson
 import pytest
 
 from fetcher.deps import Fetcher
@@ -168,12 +169,12 @@ def test_dynamodb_throttling_is_retried_within_bounds_and_the_cache_stays_fresh(
             container.deps.settings, dynamodb_endpoint_url=f"http://127.0.0.1:{server.server_port}"
         )
         container.deps.table = get_table(settings)
-        container.deps.redis.hdel(cache.STALE_COPIES, "BTC/USDT")
+        before = orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["fetchedAt"]
 
         summary = tick(container)
 
         assert summary.failed == 0 and summary.ticks == 1
-        assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
+        assert orjson.loads(container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT"))["fetchedAt"] > before
         queries = [target for target in calls if target.endswith("Query")]
         assert len(queries) == 2  # retried once: the client's bound of two attempts
         assert int(container.deps.redis.hget(cache.STATS, "errors:dynamodb") or 0) >= 1
@@ -181,3 +182,46 @@ def test_dynamodb_throttling_is_retried_within_bounds_and_the_cache_stays_fresh(
         server.shutdown()
         server.server_close()
         reset_table()
+
+
+def test_after_a_flush_a_jump_is_judged_against_last_known_good_and_never_served_fresh(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    # Given prices kept in the cache and in DynamoDB, then a flush (a failover, a new cache)
+    container = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
+    assert tick(container).ticks == 1
+    kept = store.read_last_known_good(container.deps.table, None)["BTC/USDT"].price
+    container.deps.redis.flushall()
+
+    # When the exchange's price jumps x100
+    simulator.jump("BTCUSDT", 100)
+    assert tick(container).ticks == 1
+
+    # Then it is held back and counted, not served, and DynamoDB keeps the last good price
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is None
+    assert container.deps.redis.hget(cache.STALE_COPIES, "ETH/USDT") is not None
+    assert container.deps.redis.hget(cache.STATS, "priceJumpsHeld") == b"1"
+    assert store.read_last_known_good(container.deps.table, None)["BTC/USDT"].price == kept
+    # and the next tick, seeing the same level, confirms it
+    assert tick(container).ticks == 1
+    assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
+
+
+def test_while_the_cache_is_lost_a_jump_never_reaches_last_known_good(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, redis_server: RedisServer
+) -> None:
+    container = make_container(LAST_KNOWN_GOOD_WRITE_INTERVAL_MS="2000")
+    assert tick(container).ticks == 1
+    kept = store.read_last_known_good(container.deps.table, None)["BTC/USDT"].price
+    redis_server.stop()
+
+    simulator.jump("BTCUSDT", 100)
+    time.sleep(2.1)  # last known good due again
+    assert tick(container).ticks == 1
+
+    lkg = store.read_last_known_good(container.deps.table, None)
+    assert lkg["BTC/USDT"].price == kept  # held back, not written
+    assert lkg["ETH/USDT"].fetchedAt > 0
+    time.sleep(2.1)
+    assert tick(container).ticks == 1  # confirmed by the next tick: written
+    assert store.read_last_known_good(container.deps.table, None)["BTC/USDT"].price > 50 * kept

@@ -65,6 +65,7 @@ class ContainerState:
     holds_unsaved: tuple[dict[str, str], list[str]] | None = None
     registry: list[PairRecord] | None = None  # the last registry read, used while DynamoDB fails
     lkg_written: dict[str, int] = field(default_factory=dict)  # used while the cache is lost
+    held: dict[str, float] = field(default_factory=dict)  # jumped prices held last tick (cache lost)
     store_errors: int = 0  # DynamoDB failures not yet counted in the stats
     store_errors_total: int = 0  # DynamoDB failures since the container started (for metrics)
     rng: random.Random = field(default_factory=random.Random)  # backoff jitter

@@ -5,6 +5,7 @@ were stored, and the jump guard (``jumps``). Invalid tickers were refused by the
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from fetcher.jumps import held_jumps
 from fetcher.listings import Listing
 from fetcher.pairs import Pairs
 from fetcher.verify import Transition, decide_pending, recheck_listed
-from market_data import cache
+from market_data import cache, store
 from market_data.models import Ticker
 from market_data.observability import logger
 from market_data.statuses import ACTIVE, SERVED, SUSPENDED
@@ -107,20 +108,34 @@ def judge(
         missing=missing,
         invalid=fetched.invalid,
     )
-    if cache_ok:
-        hold_back_jumps(fetcher, judged)
+    hold_back_jumps(fetcher, judged, cache_ok=cache_ok)
     return judged
 
 
-def hold_back_jumps(fetcher: Fetcher, judged: Judged) -> None:
+def hold_back_jumps(fetcher: Fetcher, judged: Judged, *, cache_ok: bool) -> None:
     """Drop from this tick's writes any price that jumped past MAX_PRICE_JUMP_RATIO from the last
-    good one, unless it confirms the price held last tick; the held ones wait in the cache."""
-    try:
-        last_good, unconfirmed = cache.read_previous(fetcher.deps.redis, list(judged.tickers))
-    except cache.CacheUnavailableError:
-        return  # nothing to compare with: the write below will fail the same way
+    good one, unless it confirms the price held last tick; the held ones wait for the next tick.
+
+    The last good price is the cache's; for a pair the cache has none of (it was flushed, failed
+    over or is lost), DynamoDB's last known good, so that a bad print is never the first price a
+    new cache serves. Held prices wait in the cache, and in this container while it is lost.
+    """
+    deps, state = fetcher.deps, fetcher.state
+    last_good: dict[str, float] = {}
+    unconfirmed = dict(state.held)
+    if cache_ok:  # if it fails now, judged against DynamoDB's copies below, as while it is lost
+        with contextlib.suppress(cache.CacheUnavailableError):
+            last_good, unconfirmed = cache.read_previous(deps.redis, list(judged.tickers))
+    without = [pair for pair in judged.tickers if pair not in last_good]
+    if without:
+        try:
+            durable = store.read_last_known_good(deps.table, without)
+        except store.StoreUnavailableError:
+            durable = {}  # nothing to compare with: served as the exchange gave it
+        last_good.update({pair: ticker.price for pair, ticker in durable.items()})
     prices = {pair: ticker.price for pair, ticker in judged.tickers.items()}
-    judged.held = held_jumps(prices, last_good, unconfirmed, ratio=fetcher.deps.settings.max_price_jump_ratio)
+    judged.held = held_jumps(prices, last_good, unconfirmed, ratio=deps.settings.max_price_jump_ratio)
+    state.held = dict(judged.held)
     for pair, price in judged.held.items():
         del judged.tickers[pair]
         logger.warning("price jump held back", pair=pair, price=price, last_good=last_good.get(pair))
