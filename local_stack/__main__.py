@@ -194,6 +194,16 @@ class Scheduler:
             thread.join(timeout=15)
 
 
+def keep_function_log_keys_apart() -> None:
+    """On Lambda every function has its own process, so the keys Powertools' ``inject_lambda_context``
+    appends (function_name, request id, ...) belong to that function. Here the functions share one
+    process and one logger, each invocation in its own thread: its keys are made the thread's, so a
+    fetcher line never carries the name of the prices request served last."""
+    from market_data.observability import logger
+
+    logger.append_keys = logger.thread_safe_append_keys  # type: ignore[method-assign]
+
+
 def run(args: argparse.Namespace) -> int:
     if port_in_use(args.port, args.host):
         say(f"error: port {args.port} on {args.host} is in use; free it or choose another, e.g. PORT=3001")
@@ -233,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
         from local_stack.gateway import LocalHttpApi, make_server
+
+        keep_function_log_keys_apart()
 
         origins = [o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "*").split(",") if o]
         api = LocalHttpApi(

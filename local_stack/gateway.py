@@ -214,7 +214,18 @@ def make_server(api: LocalHttpApi, host: str, port: int) -> ThreadingHTTPServer:
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            declared = self.headers.get("Content-Length")
+            if declared is None and self.headers.get("Transfer-Encoding"):
+                # A body of unknown length (chunked): API Gateway wants its length up front.
+                self._reply(411, {"Content-Type": "application/json"}, b'{"message":"Length Required"}')
+                self.close_connection = True
+                return
+            if declared is not None and not declared.strip().isdigit():
+                # -1 or garbage: reading "up to" it would wait for the client to close.
+                self._reply(400, {"Content-Type": "application/json"}, b'{"message":"Bad Request"}')
+                self.close_connection = True
+                return
+            length = int(declared or 0)
             if length > MAX_BODY_BYTES:
                 self._reply(
                     413, {"Content-Type": "application/json"}, b'{"message":"Request Entity Too Large"}'

@@ -16,6 +16,8 @@ REVOKE = "/api/market-data/whitelist/SOL-USDT"
 
 def call(api: LocalHttpApi, method: str, target: str, **headers: str) -> tuple[int, dict[str, str], Any]:
     body = b'{"pair": "SOL/USDT"}' if method == "POST" and target.endswith("whitelist") else b""
+    if body:
+        headers = {"content-type": "application/json", **headers}
     status, response_headers, payload = api.handle(method, target, headers, body, "127.0.0.1")
     return status, response_headers, json.loads(payload) if payload else None
 

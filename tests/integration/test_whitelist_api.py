@@ -156,6 +156,45 @@ def test_a_malformed_body_or_pair_is_400_naming_the_value(body: str, named: str)
     assert named in answer["message"]
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_submission_that_is_not_declared_json_is_415(content_type: str | None) -> None:
+    # A cross-site form or text/plain post (no CORS preflight) must not submit for a page's visitors.
+    event = submit_event()
+    if content_type is None:
+        del event["headers"]["content-type"]
+    else:
+        event["headers"]["content-type"] = content_type
+
+    status, answer = invoke(event)
+
+    assert status == 415 and answer["error"] == "unsupported_media_type"
+    assert "application/json" in answer["message"]
+    assert store.get_record(store.get_table(get_settings()), "SOL/USDT") is None
+    event["headers"]["content-type"] = "application/json; charset=utf-8"
+    assert invoke(event)[0] == 202
+
+
+def test_a_body_with_a_key_twice_is_400_naming_it() -> None:
+    status, answer = invoke(submit_event('{"pair": "SOL/USDT", "pair": "ETH/USDT"}'))
+
+    assert status == 400 and "'pair'" in answer["message"] and "twice" in answer["message"]
+    assert store.list_registry(store.get_table(get_settings())) == []
+
+
+def test_past_the_cap_on_served_pairs_a_submission_is_429_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given two pairs served, one pending, and a cap of four
+    set_env(monkeypatch, WHITELIST_MAX_ACTIVE="4")
+    store.seed_registry(store.get_table(get_settings()), ["BTC/USDT", "ETH/USDT"], now_ms=now_ms())
+    assert submit("SOL/USDT")[0] == 202
+    assert submit("ADA/USDT")[0] == 202  # the fourth: served and pending together reach the cap
+
+    status, answer = submit("DOT/USDT")
+
+    assert status == 429 and answer["error"] == "too_many_active"
+    assert "WHITELIST_MAX_ACTIVE" in answer["message"] and "4" in answer["message"]
+    assert submit("SOL/USDT")[0] == 200  # a known pair is still answered
+
+
 def test_a_missing_body_is_400() -> None:
     status, answer = invoke(submit_event(None))
     assert status == 400 and "not JSON" in answer["message"]

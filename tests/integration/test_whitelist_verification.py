@@ -216,3 +216,20 @@ def test_a_pending_pair_never_verified_within_the_expiry_is_rejected_with_the_re
     assert sol.status == "rejected"
     assert sol.reason is not None and "not verified within 300 s" in sol.reason and "price" in sol.reason
     assert record(container, "XRP/USDT").status == "pending"
+
+
+def test_verification_never_serves_more_pairs_than_the_cap(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    # Given two pairs served (the seeds), a cap of three, and two trading pairs pending
+    container = make_container(WHITELIST_MAX_ACTIVE="3")
+    tick(container)
+    submit(container, "SOL/USDT")
+    submit(container, "XRP/USDT")
+
+    tick(container)
+
+    # Then the first submitted is served, and the other refused, saying why
+    assert record(container, "SOL/USDT").status == "active"
+    refused = record(container, "XRP/USDT")
+    assert refused.status == "rejected" and "WHITELIST_MAX_ACTIVE" in (refused.reason or "")

@@ -486,9 +486,13 @@ def test_whitelist_function_is_small_and_quick(template: dict[str, Any]) -> None
     assert (whitelist.timeout_seconds, whitelist.memory_mb) == (6, 256)
     assert whitelist.environment["WHITELIST_MAX_PENDING"] == "100"
     assert whitelist.environment["WHITELIST_MAX_PER_SOURCE_PER_HOUR"] == "10"
-    assert whitelist.environment["WHITELIST_MIN_QUOTE_VOLUME"] == "0"
-    # The fetcher verifies submissions against the same liquidity floor.
-    assert function_definition(template, "FetcherFunction").environment["WHITELIST_MIN_QUOTE_VOLUME"] == "0"
+    # A liquidity floor and a cap on served pairs, the same for the function that refuses submissions
+    # and for the fetcher that verifies them (neither left at "no floor" / "no bound").
+    fetcher = function_definition(template, "FetcherFunction").environment
+    for variable in ("WHITELIST_MIN_QUOTE_VOLUME", "WHITELIST_MAX_ACTIVE"):
+        assert whitelist.environment[variable] == fetcher[variable], variable
+    assert float(fetcher["WHITELIST_MIN_QUOTE_VOLUME"]) > 0
+    assert 0 < int(fetcher["WHITELIST_MAX_ACTIVE"]) <= 100  # what one prices request can name
 
 
 def test_whitelist_routes_go_to_the_whitelist_function_and_only_admin_routes_need_iam(

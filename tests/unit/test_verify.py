@@ -44,7 +44,7 @@ def verdicts(
     records = [pending(pair) for pair in ("SOL/USDT", "XRP/USDT", "FOO/USDT", "ADA/USD")]
     found = decide_pending(
         records, listings, tickers, min_quote_volume=minimum, now=now, expire_after_ms=300_000,
-        missing={"SOL/USDT": "exchange error: timeout"},
+        missing={"SOL/USDT": "exchange error: timeout"}, room=100,
     )  # fmt: skip
     return {t.pair: (t.to, t.reason) for t in found}
 

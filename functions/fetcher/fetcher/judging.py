@@ -62,6 +62,7 @@ def verdicts(
         now=now,
         expire_after_ms=settings.whitelist_pending_expiry_ms,
         missing=fetched.missing,
+        room=settings.whitelist_max_active - sum(1 for record in pairs.records if record.status in SERVED),
     )
     if listings_read:
         transitions += recheck_listed([r for r in pairs.records if r.status in SERVED], listings)

@@ -38,6 +38,7 @@ def decide_pending(
     now: int,
     expire_after_ms: int,
     missing: Mapping[str, str],
+    room: int,
 ) -> list[Transition]:
     """Verdicts for pending pairs; a pair without a verdict stays pending for the next tick, up to
     ``expire_after_ms`` after it became pending: then it is rejected, saying why it was not
@@ -48,11 +49,21 @@ def decide_pending(
     listing read after the pair became pending (an older copy may predate a listing or a halt). It
     is rejected as unlisted only when every exchange's listing was read after that and none trades
     it: an exchange whose listing is unknown might still list it.
+
+    At most ``room`` pairs are activated (WHITELIST_MAX_ACTIVE less the pairs served), the longest
+    pending first; a pair verified past that is rejected, saying so.
     """
     verdicts = []
-    for record in pending:
+    for record in sorted(pending, key=pending_since):
         since = pending_since(record)
         verdict = _verdict(record, since, listings, tickers, min_quote_volume)
+        if verdict is not None and verdict.to == ACTIVE:
+            if room <= 0:
+                reason = "not served: WHITELIST_MAX_ACTIVE pairs are served already (" + verdict.reason + ")"
+                verdict = Transition(
+                    record.pair, REJECTED, reason, (PENDING,), verdict.exchange, verdict.symbol, True
+                )
+            room -= 1
         if verdict is None and now - since > expire_after_ms:
             why = missing.get(record.pair) or "no exchange's listing could be read since it was submitted"
             reason = f"not verified within {expire_after_ms // 1000} s: {why}"

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from market_data.clock import now_ms
 from market_data.config import get_settings
 from market_data.errors import (
+    ActiveCapReachedError,
     InvalidPairError,
     InvalidRequestError,
     NotAuthorisedError,
@@ -23,6 +24,7 @@ from market_data.errors import (
     SourceLimitError,
     StatusConflictError,
     UnavailableError,
+    UnsupportedMediaTypeError,
 )
 from market_data.http import JSON, ApiResponse, error_response, json_response
 from market_data.http_routes import add_common_error_routes, to_response
@@ -51,6 +53,16 @@ def _raw_body() -> bytes:
     return base64.b64decode(body) if event.is_base64_encoded else body.encode()
 
 
+def _require_json() -> None:
+    """Only a body declared JSON: a cross-site form or text/plain post (sent without a CORS
+    preflight) must not make a page's visitors submit pairs."""
+    declared = app.current_event.headers.get("content-type") or ""
+    if declared.split(";", 1)[0].strip().lower() != JSON:
+        raise UnsupportedMediaTypeError(
+            f"submissions take Content-Type: {JSON}, got {declared or 'none'}; send the body as JSON"
+        )
+
+
 def _require_iam() -> None:
     """Admin routes are IAM-authorised at the HTTP API; refuse an event that did not pass that."""
     authorizer = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
@@ -72,10 +84,14 @@ _ERRORS = {
         202: {"description": "Recorded as pending: {pair, status, submittedAt}"},
         400: _ERRORS[400],
         413: _json_content(ErrorBody, "Body over 1024 bytes"),
-        429: _json_content(ErrorBody, "Too many pending pairs, or too many submissions from this address"),
+        415: _json_content(ErrorBody, "The body is not declared application/json"),
+        429: _json_content(
+            ErrorBody, "Too many pairs served or pending, or too many submissions from this address"
+        ),
     },
 )
 def submit() -> Response[str]:
+    _require_json()
     source_ip = app.current_event.request_context.http.source_ip
     submission = submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
     if not submission.created:  # a retry, or a pair known already: its record as it stands
@@ -137,6 +153,7 @@ PLAIN_REFUSALS: dict[type[Exception], tuple[int, str]] = {
     InvalidPairError: (400, "invalid_pair"),
     InvalidRequestError: (400, "invalid_request"),
     PayloadTooLargeError: (413, "payload_too_large"),
+    UnsupportedMediaTypeError: (415, "unsupported_media_type"),
     PairNotFoundError: (404, "not_found"),
     NotAuthorisedError: (403, "forbidden"),
 }
@@ -187,6 +204,17 @@ def registry_busy(exc: UnavailableError) -> Response[str]:
     answer = error_response(503, "registry_busy", message)
     headers = {**answer.headers, "Retry-After": str(REGISTRY_RETRY_AFTER_S)}
     return to_response(ApiResponse(answer.status, answer.body, headers))
+
+
+@app.exception_handler(ActiveCapReachedError)
+def active_cap(exc: ActiveCapReachedError) -> Response[str]:
+    cap = get_settings().whitelist_max_active
+    message = (
+        f"cannot take {exc}: {cap} pairs are served or pending already (WHITELIST_MAX_ACTIVE); "
+        "a pair must be revoked first"
+    )
+    request_metrics.add("WhitelistRefusedByCap")
+    return to_response(error_response(429, "too_many_active", message))
 
 
 @app.exception_handler(StatusConflictError)

@@ -7,17 +7,24 @@ errors, and results returned as records: the handler decides every HTTP answer i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from market_data import store
 from market_data.config import Settings
-from market_data.errors import InvalidPairError, InvalidRequestError, PairNotFoundError, PayloadTooLargeError
+from market_data.errors import (
+    ActiveCapReachedError,
+    InvalidPairError,
+    InvalidRequestError,
+    PairNotFoundError,
+    PayloadTooLargeError,
+)
 from market_data.models import PairRecord, SubmitPairRequest
 from market_data.observability import logger
 from market_data.pairs import normalise_pair
-from market_data.statuses import ALL, PENDING, REJECTED, REVOKED
+from market_data.statuses import ALL, PENDING, REJECTED, REVOKED, SERVED
 
 MAX_BODY_BYTES = 1024
 # Approve sends a pair back to verification; only a refused or revoked pair needs that.
@@ -37,11 +44,31 @@ def parse_submission(body: bytes) -> str:
         raise PayloadTooLargeError(
             f"request body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted"
         )
+    repeated = _repeated_key(body)
+    if repeated is not None:  # JSON allows it, and parsers disagree on which one wins
+        raise InvalidRequestError(f"field {repeated!r} appears twice in the request body; send it once")
     try:
         request = SubmitPairRequest.model_validate_json(body or b"")
     except ValidationError as exc:
         raise InvalidRequestError(_describe(exc)) from None
     return normalise_pair(request.pair)
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """The first key an object of ``body`` holds twice; None for a body that is not JSON (its
+    parse error is told as such)."""
+    repeated: list[str] = []
+
+    def keep_first_repeat(items: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in items]
+        repeated.extend(key for index, key in enumerate(keys) if key in keys[:index])
+        return dict(items)
+
+    try:
+        json.loads(body or b"", object_pairs_hook=keep_first_repeat)
+    except ValueError:
+        return None
+    return repeated[0] if repeated else None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -67,6 +94,11 @@ def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> Subm
     existing = store.get_record(table, pair)
     if existing is not None:  # a retry, or a pair already known: answered, and not counted
         return Submission(existing, created=False)
+    # Served and pending pairs together stay under the cap the fetcher verifies against (the
+    # fetcher's own check is the exact one: this tells the submitter early, in words).
+    taken = sum(1 for record in store.list_registry(table) if record.status in (*SERVED, PENDING))
+    if taken >= settings.whitelist_max_active:
+        raise ActiveCapReachedError(pair)
     record, created = store.create_submission(
         table,
         pair,

@@ -76,7 +76,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- whitelist (user submissions, verified by the fetcher) ---
     whitelist_max_pending: Annotated[int, Meta(ge=1, le=10_000)] = 100
     whitelist_max_per_source_per_hour: Annotated[int, Meta(ge=1, le=10_000)] = 10
-    whitelist_min_quote_volume: Annotated[float, Meta(ge=0)] = 0.0
+    # In the pair's quote currency: $10,000 a day for USD and USDT pairs. A pair trading less is
+    # refused as illiquid (its price would be one trade's, and easy to move).
+    whitelist_min_quote_volume: Annotated[float, Meta(ge=0)] = 10_000.0
+    # Pairs served (active and suspended) at most: what one prices request can name, and what one
+    # slot fetches in 5 Binance batches (see docs/configuration.md for the arithmetic).
+    whitelist_max_active: Annotated[int, Meta(ge=1, le=1_000)] = 100
     whitelist_recheck_ms: Annotated[int, Meta(ge=60_000)] = 300_000
     # A pending pair not verified within this long is rejected, with the reason (its ticker never
     # validated, its exchanges' listings unreadable): pending must not fill up with pairs that never will.
@@ -177,6 +182,9 @@ def _scalar(text: str, annotation: Any) -> Any:
     return text
 
 
+# Variables whose value is a secret: a problem with one names it, never prints it.
+SECRETS = frozenset({"admin_token"})
+
 # Variables whose text needs more than a type and bounds: parsed (and checked) before conversion.
 PARSERS: dict[str, Callable[[str], Any]] = {
     "trading_pairs": _trading_pairs,
@@ -212,7 +220,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             parsed = PARSERS[field.name](text) if field.name in PARSERS else _scalar(text, field.type)
             values[field.name] = msgspec.convert(parsed, field.type)  # the type's bounds
         except (ValueError, msgspec.ValidationError) as exc:
-            problems.append(f"{variable}: {exc} (got {text!r})")
+            got = f"a value of {len(text)} characters" if field.name in SECRETS else repr(text)
+            problems.append(f"{variable}: {exc} (got {got})")
     if problems:
         raise ConfigurationError("invalid configuration: " + "; ".join(problems))
     try:

@@ -36,6 +36,14 @@ class PendingCapReachedError(Exception):
     """WHITELIST_MAX_PENDING submissions are already waiting for verification."""
 
 
+class ActiveCapReachedError(Exception):
+    """WHITELIST_MAX_ACTIVE pairs are served or on their way to it (pending) already."""
+
+
+class UnsupportedMediaTypeError(ValueError):
+    """A request body not declared as the media type the route takes."""
+
+
 class SourceLimitError(Exception):
     """One source address submitted more than its hourly allowance."""
 

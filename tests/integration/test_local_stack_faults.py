@@ -1,0 +1,97 @@
+"""The local stack's own faults: a bad Content-Length, a secret in a start-up error, and log lines
+carrying another function's name. Real parts: the local HTTP API over a socket, the handlers."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from local_stack.gateway import LocalHttpApi, make_server
+from local_stack.template import http_routes, load_template
+
+
+@pytest.fixture
+def served(service_env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    api = LocalHttpApi(http_routes(load_template()), cors_origins=["*"])
+    server = make_server(api, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server.server_address[0], server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def raw_request(address: tuple[str, int], request: bytes) -> bytes:
+    with socket.create_connection(address, timeout=3) as connection:
+        connection.sendall(request)
+        return connection.recv(4096)  # a server still waiting for a body never answers: timeout
+
+
+@pytest.mark.parametrize(("length", "status"), [("-1", b"400"), ("ten", b"400"), (None, b"411")])
+def test_a_body_of_unknown_length_is_refused_at_once(
+    served: tuple[str, int], length: str | None, status: bytes
+) -> None:
+    header = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    lines = [
+        "POST /api/market-data/whitelist HTTP/1.1",
+        "Host: local",
+        "Content-Type: application/json",
+        header,
+    ]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    answer = raw_request(served, request)
+
+    assert answer.split(b" ", 2)[1] == status, answer
+
+
+def test_a_bad_secret_is_named_at_start_up_never_printed() -> None:
+    from market_data.config import ConfigurationError, load_settings
+
+    secret = "sesame-0123"  # too short: 16 characters at least
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(
+            {"REDIS_URL": "redis://127.0.0.1:9/0", "MARKET_DATA_TABLE_NAME": "md", "ADMIN_TOKEN": secret}
+        )
+
+    assert "ADMIN_TOKEN" in str(caught.value) and "11 characters" in str(caught.value)
+    assert secret not in str(caught.value)
+
+
+def test_each_functions_log_lines_carry_its_own_name(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local_stack.__main__ import keep_function_log_keys_apart
+    from local_stack.lambda_context import LocalLambdaContext
+    from market_data.observability import logger
+    from prices_api.handler import lambda_handler as prices_handler
+    from tests.support import load_event
+
+    # Given the functions sharing one process and one logger, as in the local stack (undone after)
+    monkeypatch.setattr(logger, "append_keys", logger.append_keys)
+    keep_function_log_keys_apart()
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    started, served = threading.Event(), threading.Event()
+
+    @logger.inject_lambda_context
+    def fetcher_like(event: object, context: object) -> None:
+        started.set()
+        served.wait(5)  # a prices request is served meanwhile, in another thread
+        logger.warning("a fetcher line")
+
+    thread = threading.Thread(target=fetcher_like, args=({}, LocalLambdaContext("FetcherFunction", 5)))
+    thread.start()
+    started.wait(5)
+    prices_handler(load_event("health_get.json"), LocalLambdaContext("PricesApiFunction", 6))
+    served.set()
+    thread.join(5)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    fetcher_lines = [line for line in lines if line.get("message") == "a fetcher line"]
+    assert fetcher_lines and all(line["function_name"] == "FetcherFunction" for line in fetcher_lines)
