@@ -294,6 +294,50 @@ def test_list_with_and_without_a_status_filter() -> None:
     assert invoke(list_event("active"))[1]["pairs"][0]["pair"] == "BTC/USDT"
 
 
+def page_event(**query: str) -> dict[str, Any]:
+    event = list_event(None)
+    event["queryStringParameters"] = query
+    event["rawQueryString"] = "&".join(f"{name}={value}" for name, value in query.items())
+    return event
+
+
+def test_the_list_comes_in_pages_of_at_most_limit_records_with_an_opaque_cursor() -> None:
+    # Given seven pairs in the registry
+    pairs = [f"P{i}/USDT" for i in range(7)]
+    store.seed_registry(store.get_table(get_settings()), pairs, now_ms=now_ms())
+
+    # When a client reads them three at a time, following the cursor
+    seen: list[str] = []
+    query = {"limit": "3"}
+    pages = 0
+    while True:
+        status, page = invoke(page_event(**query))
+        assert status == 200 and len(page["pairs"]) <= 3
+        seen += [record["pair"] for record in page["pairs"]]
+        pages += 1
+        if page.get("nextCursor") is None:
+            break
+        query = {"limit": "3", "cursor": page["nextCursor"]}
+
+    # Then every pair comes once, in three pages; without a limit, at most 100 come at once
+    assert sorted(seen) == sorted(pairs) and pages == 3
+    assert sorted(record["pair"] for record in invoke(list_event(None))[1]["pairs"]) == sorted(pairs)
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({"limit": "0"}, "'0'"),
+        ({"limit": "101"}, "'101'"),
+        ({"limit": "ten"}, "'ten'"),
+        ({"cursor": "nope"}, "'nope'"),
+    ],
+)
+def test_a_bad_limit_or_cursor_is_400_naming_it(query: dict[str, str], named: str) -> None:
+    status, answer = invoke(page_event(**query))
+    assert status == 400 and named in answer["message"]
+
+
 def test_list_with_an_unknown_status_is_400_naming_it() -> None:
     status, answer = invoke(list_event("listed"))
     assert status == 400 and "'listed'" in answer["message"]

@@ -102,11 +102,24 @@ def submit() -> Response[str]:
     return to_response(json_response(202, body))
 
 
-@app.get(BASE, summary="Whitelist records, optionally of one status", responses={400: _ERRORS[400]})
+@app.get(
+    BASE,
+    summary="Whitelist records in pair order, optionally of one status: ?limit= (1-100, default 100) "
+    "per page, and ?cursor= the previous page's nextCursor",
+    responses={400: _ERRORS[400]},
+)
 def list_pairs() -> Response[str]:
-    status = app.current_event.get_query_string_value("status")
-    records = submissions.list_pairs(status, settings=get_settings())
-    body = {"pairs": [record.model_dump(mode="json", by_alias=True) for record in records]}
+    query = app.current_event
+    page = submissions.list_pairs(
+        query.get_query_string_value("status"),
+        settings=get_settings(),
+        limit=query.get_query_string_value("limit"),
+        cursor=query.get_query_string_value("cursor"),
+    )
+    body = {
+        "pairs": [record.model_dump(mode="json", by_alias=True) for record in page.records],
+        "nextCursor": page.next_cursor,
+    }
     return to_response(json_response(200, body))
 
 

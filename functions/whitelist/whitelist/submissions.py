@@ -7,6 +7,7 @@ errors, and results returned as records: the handler decides every HTTP answer i
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 
@@ -113,10 +114,50 @@ def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> Subm
     return Submission(record, created)
 
 
-def list_pairs(status: str | None, *, settings: Settings) -> list[PairRecord]:
+@dataclass(frozen=True)
+class Page:
+    records: list[PairRecord]
+    next_cursor: str | None  # opaque: where the next page starts; None on the last page
+
+
+def list_pairs(
+    status: str | None, *, settings: Settings, limit: str | None = None, cursor: str | None = None
+) -> Page:
+    """One page of records in pair order: at most ``limit`` (default and most: MAX_PAGE)."""
     if status is not None and status not in ALL:
         raise InvalidRequestError(f"invalid status {status!r}: expected one of {', '.join(ALL)}")
-    return store.list_registry(store.get_table(settings), status=status)
+    size = _page_size(limit)
+    after = _cursor_pair(cursor) if cursor is not None else None
+    records, last = store.list_registry_page(
+        store.get_table(settings), status=status, limit=size, after=after
+    )
+    return Page(records, _cursor(last) if last is not None else None)
+
+
+MAX_PAGE = 100
+
+
+def _page_size(raw: str | None) -> int:
+    if raw is None:
+        return MAX_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidRequestError(f"invalid limit {raw!r}: expected a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _cursor(pair: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": pair}).encode()).decode().rstrip("=")
+
+
+def _cursor_pair(raw: str) -> str:
+    """The pair a cursor continues after; a cursor this service did not give is refused, named."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        return normalise_pair(decoded["after"])
+    except (ValueError, TypeError, KeyError, InvalidPairError):
+        raise InvalidRequestError(
+            f"invalid cursor {raw!r}: pass the nextCursor of the previous page as it came"
+        ) from None
 
 
 def path_pair(raw: str) -> str:

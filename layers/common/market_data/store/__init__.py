@@ -14,6 +14,7 @@ from market_data.store.registry import (
     create_submission,
     get_record,
     list_registry,
+    list_registry_page,
     seed_registry,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "get_record",
     "get_table",
     "list_registry",
+    "list_registry_page",
     "put_ban",
     "put_heartbeat",
     "read_last_known_good",

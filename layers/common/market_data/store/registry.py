@@ -59,6 +59,33 @@ def list_registry(table: Any, status: str | None = None) -> list[PairRecord]:
 
 
 @translated
+def list_registry_page(
+    table: Any, *, status: str | None, limit: int, after: str | None
+) -> tuple[list[PairRecord], str | None]:
+    """Up to ``limit`` pairs after the pair ``after`` (in pair order), optionally of one status,
+    and the pair to continue after (None: no more). DynamoDB applies its Limit before the status
+    filter, so short pages are read on until ``limit`` records are found or the partition ends."""
+    records: list[PairRecord] = []
+    kwargs: dict[str, Any] = {
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": REGISTRY_PK},
+    }
+    if status is not None:
+        kwargs["FilterExpression"] = "#s = :status"
+        kwargs["ExpressionAttributeNames"] = {"#s": "status"}
+        kwargs["ExpressionAttributeValues"][":status"] = status
+    while len(records) < limit:
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": REGISTRY_PK, "sk": after}
+        page = table.query(Limit=limit - len(records), **kwargs)
+        records.extend(_record(item) for item in page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return records, None
+        after = str(page["LastEvaluatedKey"]["sk"])
+    return records, after
+
+
+@translated
 def get_record(table: Any, pair: str) -> PairRecord | None:
     item = table.get_item(Key={"pk": REGISTRY_PK, "sk": pair}, ConsistentRead=True).get("Item")
     return _record(item) if item else None
