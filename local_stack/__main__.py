@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from local_stack.gateway import LOCAL_ADMIN_IAM
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.metrics_view import EmfTap, LocalMetrics
 from local_stack.servers import MotoServer, RedisServer, create_table_from_template, free_port, port_in_use
@@ -228,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
             "DYNAMODB_ENDPOINT_URL": stack.enter_context(dynamodb(table_name)),
             "MARKET_DATA_TABLE_NAME": table_name,
             **stack.enter_context(exchanges(args.simulator)),
+            # The stand-in for IAM signs admin requests as this principal (local_stack/gateway.py).
+            "ADMIN_PRINCIPALS": json.dumps([LOCAL_ADMIN_IAM["userArn"]]),
             "POWERTOOLS_SERVICE_NAME": "market-data-local",
         }
         os.environ.update(function_environment(template, local))

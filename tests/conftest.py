@@ -88,6 +88,9 @@ def service_env(
         # Binance alone unless a test says otherwise; no base URL ever leaves this machine (a test
         # that needs an exchange points its URL at a simulator).
         "EXCHANGES": '["binance"]',
+        # The admins of events/whitelist_*.json and of the local stack's stand-in for IAM.
+        "ADMIN_PRINCIPALS": '["arn:aws:iam::123456789012:user/market-data-admin",'
+        '"arn:aws:iam::000000000000:user/local-admin"]',
         **{f"{name.upper()}_API_BASE_URL": UNREACHABLE for name in REGISTRY},
     }
     for name, value in env.items():

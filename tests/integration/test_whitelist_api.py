@@ -382,6 +382,58 @@ def test_revoke_keeps_the_record_with_status_revoked_and_the_change() -> None:
     assert invoke(pair_event("whitelist_revoke.json", "DOGE-USDT"))[0] == 404
 
 
+ADMIN = "arn:aws:iam::123456789012:user/market-data-admin"  # the caller in events/whitelist_*.json
+
+
+def as_caller(name: str, arn: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event(name))
+    event["requestContext"]["authorizer"]["iam"]["userArn"] = arn
+    return event
+
+
+def test_only_the_named_admin_principals_may_change_a_pair_and_the_caller_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from market_data.observability import logger
+
+    # Given admin principals named by ARN (a user) and by role (any session of it)
+    role = "arn:aws:iam::123456789012:role/market-data-operators"
+    set_env(monkeypatch, ADMIN_PRINCIPALS=json.dumps([ADMIN, role]))
+    submit("SOL/USDT")
+
+    # When another IAM principal, allowed to invoke the API, tries an admin route
+    intruder = "arn:aws:iam::123456789012:user/someone-else"
+    status, answer = invoke(as_caller("whitelist_revoke.json", intruder))
+
+    # Then it is refused, naming the caller, and nothing changes
+    assert status == 403 and intruder in answer["message"]
+    assert invoke(load_event("whitelist_get.json"))[1]["status"] == "pending"
+
+    # A named principal's change is made, logged with its ARN, and kept on the record
+    stream, level = io.StringIO(), logger.log_level
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    logger.setLevel("INFO")
+    try:
+        status, record = invoke(load_event("whitelist_revoke.json"))
+    finally:
+        logger.setLevel(level)
+    logged = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    assert status == 200 and record["lastStatusChange"]["by"] == ADMIN
+    assert {"message": "pair status changed by an administrator", "by": ADMIN}.items() <= logged[-1].items()
+    session = "arn:aws:sts::123456789012:assumed-role/market-data-operators/alice"
+    status, record = invoke(as_caller("whitelist_approve.json", session))
+    assert status == 200 and record["lastStatusChange"]["by"] == session
+
+
+def test_with_no_admin_principals_named_every_admin_route_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, ADMIN_PRINCIPALS="[]")
+    submit("SOL/USDT")
+    status, answer = invoke(load_event("whitelist_revoke.json"))
+    assert status == 403 and "ADMIN_PRINCIPALS" in answer["message"]
+
+
 def test_approve_sends_a_revoked_pair_back_to_pending_and_refuses_a_pending_one() -> None:
     submit("SOL/USDT")
 

@@ -63,11 +63,22 @@ def _require_json() -> None:
         )
 
 
-def _require_iam() -> None:
-    """Admin routes are IAM-authorised at the HTTP API; refuse an event that did not pass that."""
+def _admin_caller() -> str:
+    """The caller's ARN, once it is one of ADMIN_PRINCIPALS. The HTTP API's IAM check says only
+    that the caller may invoke the API; which principals are administrators is decided here."""
     authorizer = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
-    if not authorizer.get("iam"):
+    caller = (authorizer.get("iam") or {}).get("userArn")
+    if not caller:
         raise NotAuthorisedError("admin routes need IAM authorization (SigV4-signed requests)")
+    principals = get_settings().admin_principals
+    if not principals:
+        raise NotAuthorisedError(
+            f"no admin principal is named (ADMIN_PRINCIPALS): {caller} may not change pairs"
+        )
+    if not submissions.admitted(caller, principals):
+        logger.warning("admin route refused", caller=caller)
+        raise NotAuthorisedError(f"{caller} is not one of the admin principals (ADMIN_PRINCIPALS)")
+    return str(caller)
 
 
 _ERRORS = {
@@ -151,9 +162,9 @@ def approve(pair: str) -> Response[str]:
 
 
 def _admin_change(change: Callable[..., PairRecord], pair: str, metric: str) -> Response[str]:
-    """An admin status change: IAM checked first, counted once done, answered with the record."""
-    _require_iam()
-    record = change(pair, settings=get_settings(), now=now_ms())
+    """An admin status change: the caller checked first, counted once done, answered with the record."""
+    caller = _admin_caller()
+    record = change(pair, by=caller, settings=get_settings(), now=now_ms())
     request_metrics.add(metric)
     return record_response(record)
 

@@ -181,26 +181,38 @@ def get_pair(raw: str, *, settings: Settings) -> PairRecord:
     return record
 
 
-def revoke(raw: str, *, settings: Settings, now: int) -> PairRecord:
-    """Admin: stop serving a pair from the next slot; the record is kept, with the change."""
+def revoke(raw: str, *, by: str, settings: Settings, now: int) -> PairRecord:
+    """Admin: stop serving a pair from the next slot; the record is kept, with the change and who made it."""
     return _change(raw, to=REVOKED, allowed_from=REVOCABLE_FROM, reason="revoked by an administrator",
-                   settings=settings, now=now)  # fmt: skip
+                   by=by, settings=settings, now=now)  # fmt: skip
 
 
-def approve(raw: str, *, settings: Settings, now: int) -> PairRecord:
+def approve(raw: str, *, by: str, settings: Settings, now: int) -> PairRecord:
     """Admin: send a rejected or revoked pair back to pending, so the fetcher verifies it again."""
     return _change(raw, to=PENDING, allowed_from=APPROVABLE_FROM,
                    reason="approved by an administrator: waiting for verification against the exchange",
-                   settings=settings, now=now)  # fmt: skip
+                   by=by, settings=settings, now=now)  # fmt: skip
 
 
 def _change(
-    raw: str, *, to: str, allowed_from: tuple[str, ...], reason: str, settings: Settings, now: int
+    raw: str, *, to: str, allowed_from: tuple[str, ...], reason: str, by: str, settings: Settings, now: int
 ) -> PairRecord:
     pair = path_pair(raw)
     record = store.change_status(
         store.get_table(settings), pair, to=to, reason=reason, now_ms=now,
-        allowed_from=allowed_from, max_pending=settings.whitelist_max_pending,
+        allowed_from=allowed_from, max_pending=settings.whitelist_max_pending, by=by,
     )  # fmt: skip
-    logger.info("pair status changed by an administrator", pair=pair, to=to)
+    logger.info("pair status changed by an administrator", pair=pair, to=to, by=by)
     return record
+
+
+def admitted(caller: str, principals: tuple[str, ...]) -> bool:
+    """Whether ``caller`` (the ARN API Gateway's IAM check found) is one of the admin principals: the
+    ARN itself, or a session of a role named (``sts::...:assumed-role/NAME/session`` for
+    ``iam::...:role/NAME``)."""
+    if caller in principals:
+        return True
+    partition, _, rest = caller.partition(":sts::")
+    account, _, session = rest.partition(":assumed-role/")
+    role = session.rsplit("/", 1)[0] if "/" in session else ""
+    return bool(role) and f"{partition}:iam::{account}:role/{role}" in principals

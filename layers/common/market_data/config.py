@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A pending pair not verified within this long is rejected, with the reason (its ticker never
     # validated, its exchanges' listings unreadable): pending must not fill up with pairs that never will.
     whitelist_pending_expiry_ms: Annotated[int, Meta(ge=60_000, le=86_400_000)] = 300_000
+    # IAM principals allowed on the admin routes (ARNs; a role's admits any session of it). None
+    # named: the admin routes refuse everyone. IAM at the API only says "may invoke the API".
+    admin_principals: tuple[str, ...] = ()
     # Local stack only: the admin routes' bearer token.
     admin_token: Annotated[str, Meta(min_length=16)] | None = None
 
@@ -131,6 +134,30 @@ def _exchanges(value: str) -> tuple[str, ...]:
     if malformed:
         raise ValueError(f"exchange name {malformed[0]!r} is not a name such as binance or binance_us")
     return tuple(dict.fromkeys(name.strip().lower() for name in names))  # order kept, repeats dropped
+
+
+def _admin_principals(value: str) -> tuple[str, ...]:
+    """A JSON list of ARNs, or ARNs separated by commas (a CloudFormation list joined); may be empty."""
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"must be a JSON list of IAM ARNs: {exc.msg}") from None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ValueError("must be a JSON list of IAM ARNs")
+    else:
+        names = text.split(",") if text else []
+    arns = tuple(name.strip() for name in names if name.strip())
+    bad = [arn for arn in arns if not ARN.fullmatch(arn)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not an IAM user, role or assumed-role ARN")
+    return arns
+
+
+ARN = re.compile(
+    r"^arn:aws[a-z-]*:(iam::\d{12}:(user|role)/[\w+=,.@/-]+|sts::\d{12}:assumed-role/[\w+=,.@-]+/[\w+=,.@-]+)$"
+)
 
 
 def _http_base_url(value: str) -> str:
@@ -189,6 +216,7 @@ SECRETS = frozenset({"admin_token"})
 PARSERS: dict[str, Callable[[str], Any]] = {
     "trading_pairs": _trading_pairs,
     "exchanges": _exchanges,
+    "admin_principals": _admin_principals,
     "redis_url": _redis_url,
 }
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from market_data.statuses import PairStatus
@@ -91,6 +98,17 @@ class StatusChange(BaseModel):
     to: PairStatus
     at: int
     reason: str | None = None
+    by: str | None = Field(
+        None, description="the administrator's IAM ARN, for a change an administrator made"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_by(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``by`` only where an administrator made the change: the other changes keep their shape."""
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("by") is None:
+            dumped.pop("by", None)
+        return dumped
 
 
 class PairRecord(BaseModel):

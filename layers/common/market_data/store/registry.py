@@ -188,8 +188,10 @@ def change_status(
     symbol: str | None = None,
     verified: bool = False,
     max_pending: int | None = None,
+    by: str | None = None,
 ) -> PairRecord:
-    """Move ``pair`` to status ``to`` if its current status is one of ``allowed_from``.
+    """Move ``pair`` to status ``to`` if its current status is one of ``allowed_from``; ``by``
+    (an administrator's ARN) is kept on the change.
 
     The condition makes the change safe against a concurrent one (an admin revoke while the
     fetcher verifies); the pending counter moves in the same transaction. A change that lost such
@@ -205,7 +207,8 @@ def change_status(
             raise StatusConflictError(f"{pair} is {current.status}, not {' or '.join(allowed)}")
         try:
             _transact(
-                table, _status_actions(current, to, reason, now_ms, exchange, symbol, verified, max_pending)
+                table,
+                _status_actions(current, to, reason, now_ms, exchange, symbol, verified, max_pending, by),
             )
         except _Cancelled as cancelled:
             if cancelled.reasons[0] == CONDITION_FAILED:
@@ -228,11 +231,12 @@ def _status_actions(
     symbol: str | None,
     verified: bool,
     max_pending: int | None,
+    by: str | None,
 ) -> list[dict[str, Any]]:
-    values: dict[str, Any] = {
-        ":to": to, ":reason": reason, ":from": current.status,
-        ":change": {"from": current.status, "to": to, "at": now_ms, "reason": reason},
-    }  # fmt: skip
+    change: dict[str, Any] = {"from": current.status, "to": to, "at": now_ms, "reason": reason}
+    if by is not None:
+        change["by"] = by
+    values: dict[str, Any] = {":to": to, ":reason": reason, ":from": current.status, ":change": change}
     update = "SET #s = :to, reason = :reason, lastStatusChange = :change"
     if exchange is not None:
         update += ", exchange = :exchange, symbol = :symbol"
