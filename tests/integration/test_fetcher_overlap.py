@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
-from fetcher.deps import build_fetcher
-from fetcher.loop import LoopSummary, run_fetcher
+from fetcher.deps import Fetcher, build_fetcher
+from fetcher.loop import LoopSummary, run_fetcher, run_slot
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
 from market_data.clock import now_ms
@@ -79,3 +80,26 @@ def test_a_fetcher_near_its_deadline_stops_without_overrunning() -> None:
     assert remaining_ms() > 0  # returned with time to spare, although run_seconds asked for more
     beat = container.deps.redis.get(cache.HEARTBEAT)
     assert beat is not None
+
+
+def test_a_late_answer_for_an_older_slot_never_replaces_a_newer_slots_prices(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    # Given two containers: the first fetches slot N and its answer is held back 1.5 s
+    first, second = make_container(), make_container()
+    run_slot(first, 60_000, "warm-first", LoopSummary())  # listings read, registry seeded
+    run_slot(second, 60_001, "warm-second", LoopSummary())
+    simulator.set_fault("latency", path="/api/v3/ticker/24hr", count=1, latency_ms=1500)
+    late = threading.Thread(target=run_slot, args=(first, 60_010, "late", LoopSummary()))
+    late.start()
+    time.sleep(0.4)  # its request is on its way
+
+    # When the second writes slot N+1 meanwhile, then the first's late answer comes back
+    summary = LoopSummary()
+    run_slot(second, 60_011, "on-time", summary)
+    assert summary.ticks == 1
+    newer = second.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT")
+    late.join(10)
+
+    # Then readers still see slot N+1's prices
+    assert second.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == newer

@@ -115,6 +115,7 @@ def test_the_read_path_imports_no_boto3_and_no_exchange_client(service_env: dict
     cache.write_tick(
         cache.get_client(load_settings()),
         cache.TickWrite(
+            slot=now_ms() // 2000,  # the slot being written, as the fetcher numbers them
             tickers={p: orjson.dumps(ticker.model_copy(update={"pair": p}).model_dump()) for p in PAIRS},
             listed=list(PAIRS), unlisted_copies=[], stats=TickStats(),
         ),

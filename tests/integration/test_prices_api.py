@@ -66,6 +66,7 @@ def put_in_cache(service_env: dict[str, str]) -> Callable[..., None]:
         cache.write_tick(
             cache.get_client(get_settings()),
             cache.TickWrite(
+                slot=now_ms() // 2000,  # the slot being written, as the fetcher numbers them
                 tickers={t.pair: orjson.dumps(t.model_dump()) for t in tickers},
                 listed=listed,
                 unlisted_copies=[],

@@ -140,6 +140,7 @@ def write_cache(
         cache.write_tick(
             fetcher.deps.redis,
             cache.TickWrite(
+                slot=opened.slot,
                 tickers={pair: orjson.dumps(ticker.model_dump()) for pair, ticker in judged.tickers.items()},
                 listed=judged.listed,
                 suspended=[pair for pair in judged.listed if judged.status[pair] == SUSPENDED],

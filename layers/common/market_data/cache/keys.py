@@ -22,6 +22,11 @@ META_FIELDS = frozenset({LISTED_FIELD, SUSPENDED_FIELD})
 # The stale copy outlives any outage worth serving through; after a week a price is history.
 STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 
+# The newest slot whose tick wrote the prices: a tick of an older slot (an overlapping invocation
+# whose exchange answered late) leaves them as they are. Writer and reader: the tick's write, in
+# one server-side step. Lives as long as the prices.
+WRITTEN_SLOT = f"{TAG}:written-slot"
+
 # HASH of the fetcher's counters and last results (market_data.contracts.TickStats).
 # Writer: the tick. Reader: health. No expiry: counters run from the first tick.
 STATS = f"{TAG}:stats"

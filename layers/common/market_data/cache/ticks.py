@@ -24,6 +24,7 @@ from market_data.cache.keys import (
     STALE_COPY_TTL_MS,
     STATS,
     SUSPENDED_FIELD,
+    WRITTEN_SLOT,
     ban_key,
     circuit_key,
     claim_key,
@@ -145,6 +146,7 @@ def set_ban(client: Redis, exchange: str, ban: Ban, *, now_ms: int) -> bool:
 
 @dataclass(frozen=True)
 class TickWrite:
+    slot: int  # the slot the prices were fetched for: an older one never replaces a newer one's
     tickers: dict[str, bytes]  # pair -> validated ticker JSON
     listed: Sequence[str]
     unlisted_copies: Iterable[str]  # stale copies of pairs no longer listed
@@ -185,22 +187,37 @@ def record_lkg_writes(client: Redis, written: dict[str, int]) -> None:
     client.hset(LKG_WRITTEN, mapping={pair: str(at) for pair, at in written.items()})
 
 
+# The prices and the listed pairs, unless a newer slot has written them already: one server-side
+# step, so that no write of a newer slot can land between the check and the write.
+_PRICES_UNLESS_NEWER = """
+local newest = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if newest > tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
 @translated
 def write_tick(client: Redis, write: TickWrite) -> None:
-    """Everything one tick produced, in one MULTI/EXEC (one round trip, all keys in one slot).
+    """Everything one tick produced, in two round trips (all keys in one cluster slot).
 
-    A reader never sees half a tick: the listed pairs and the tickers land together.
+    First the prices with the listed pairs, in one server-side step: a reader never sees half a
+    tick, and never an older slot's prices after a newer one's (they are written only if no newer
+    slot has been). Then the rest (stats, held prices, shared state) in one MULTI/EXEC. (The
+    cluster client runs no script inside a transaction, hence two steps.)
     """
+    fields = {
+        **write.tickers,
+        LISTED_FIELD: orjson.dumps(sorted(write.listed)),
+        SUSPENDED_FIELD: orjson.dumps(sorted(write.suspended)),
+    }
+    flat = [item for pair in fields.items() for item in pair]
+    client.eval(_PRICES_UNLESS_NEWER, 2, STALE_COPIES, WRITTEN_SLOT, write.slot, STALE_COPY_TTL_MS, *flat)
     pipe = client.pipeline(transaction=True)
-    pipe.hset(
-        STALE_COPIES,
-        mapping={
-            **write.tickers,
-            LISTED_FIELD: orjson.dumps(sorted(write.listed)),
-            SUSPENDED_FIELD: orjson.dumps(sorted(write.suspended)),
-        },
-    )
-    pipe.pexpire(STALE_COPIES, STALE_COPY_TTL_MS)
     if write.tickers:
         pipe.hdel(HELD_PRICES, *write.tickers)  # written prices need no confirmation any more
     if write.held:
