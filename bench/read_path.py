@@ -103,5 +103,43 @@ def run(iterations: int = 3000) -> list[Row]:
                     met=ratio <= TARGET_RATIO_AT_10 if count == 10 else None,
                 )
             )
+        rows.append(_health_row(stack.redis_url, prices, context, raw))
         raw.close()
     return rows
+
+
+HEALTH_REQUESTS = 50
+
+
+def _health_row(redis_url: str, prices: Any, context: Any, raw: Any) -> Row:
+    """Cache bytes a health request costs: computed (it reads every latency sample of two minutes,
+    here those of the reads above), and shared (every other request of the slot: one GET)."""
+    from bench.cost.measure import CacheWire
+    from market_data.cache.keys import SHARED_HEALTH
+    from tests.support import load_event
+
+    wire, event = CacheWire(redis_url), load_event("health_get.json")
+    with quiet_stdout():
+        raw.delete(SHARED_HEALTH)  # the slot's first request: computed
+        before = wire.snapshot()
+        first = prices.lambda_handler(event, context)
+        computed = wire.since(before)
+        before = wire.snapshot()
+        for _ in range(HEALTH_REQUESTS):
+            prices.lambda_handler(event, context)
+        shared = wire.since(before)
+    if first["statusCode"] != 200:
+        raise RuntimeError(f"health answered {first['statusCode']}")
+    return Row(
+        "read path",
+        "health (100 pairs, the reads above in its window)",
+        {
+            "computed_cache_bytes": computed.bytes,
+            "computed_commands": computed.commands,
+            "shared_cache_bytes_per_request": round(shared.bytes / HEALTH_REQUESTS),
+            "body_bytes": len(first["body"]),
+        },
+        limit="computed once per slot, shared by every container",
+        target="",
+        met=None,
+    )

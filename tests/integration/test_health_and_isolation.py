@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 import pytest
 
-from fetcher.deps import build_fetcher
+from fetcher.deps import Fetcher, build_fetcher
 from fetcher.loop import LoopSummary, run_slot
 from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
@@ -174,3 +176,33 @@ def test_a_restricted_location_puts_the_fix_in_health_until_it_clears(simulator:
     one_tick(slots_ahead=1)
     body = json.loads(invoke("health_get.json")["body"])
     assert (body["status"], body["fetcher"]["advice"]) == ("ok", None)
+
+
+def test_health_is_computed_once_per_slot_and_shared_by_every_container(
+    make_container: Callable[..., Fetcher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prices_api.health as health
+
+    # Given a running fetcher, and the health computation counted
+    container = make_container()
+    run_slot(container, now_ms() // container.deps.settings.fetch_interval_ms, "health-test", LoopSummary())
+    computed: list[int] = []
+    real = health.compute_health
+
+    def counted(**kwargs: Any) -> Any:
+        computed.append(1)
+        return real(**kwargs)
+
+    monkeypatch.setattr(health, "compute_health", counted)
+
+    # When many health requests come in one slot, from two containers' worth of clients at once
+    def ask(_: int) -> dict[str, Any]:
+        return lambda_handler(load_event("health_get.json"), LocalLambdaContext("prices", 6))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, range(40)))
+
+    # Then it was computed once (or twice, across a slot boundary), and every answer is the same body
+    assert {answer["statusCode"] for answer in answers} == {200}
+    assert 1 <= len(computed) <= 2
+    assert len({answer["body"] for answer in answers}) <= 2

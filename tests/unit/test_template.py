@@ -299,6 +299,18 @@ def test_every_route_is_throttled_by_default_above_the_design_load(template: dic
     assert DESIGN_LOAD_PER_SECOND < rate <= burst
 
 
+def test_health_routes_are_throttled_tighter_than_prices(template: dict[str, Any]) -> None:
+    routes = template["Resources"]["HttpApi"]["Properties"]["RouteSettings"]
+    prices = _parameter_default(
+        template,
+        template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"],
+    )
+    for route in ("GET /api/market-data/health", "GET /api/market-data/init"):
+        rate = _parameter_default(template, routes[route]["ThrottlingRateLimit"])
+        burst = _parameter_default(template, routes[route]["ThrottlingBurstLimit"])
+        assert 0 < rate <= burst and rate * 10 <= prices, route
+
+
 # --- IAM -------------------------------------------------------------------------------------------
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Iterable
 from typing import Literal
+
+import orjson
 
 from market_data import cache
 from market_data.config import Settings
@@ -25,6 +29,36 @@ from market_data.observability import logger
 
 # The fetcher writes a heartbeat every slot; three missed slots mean it is not running.
 MISSED_HEARTBEATS_FOR_DOWN = 3
+
+
+_computing = threading.Lock()  # requests of one container wait for the one computing health
+
+
+def shared_health(*, settings: Settings, now: int) -> tuple[bytes, str]:
+    """Health as JSON, and its status: computed at most once per slot and shared by every
+    container through the cache (the first one to compute it wins; the fetcher's writes drop it,
+    so it never shows a slot older than the fetcher's last). It reads every latency sample of two
+    minutes: computed per request, a few hundred requests a second would saturate the cache;
+    shared, a request costs one small GET."""
+    slot = now // settings.fetch_interval_ms
+    with _computing:
+        body = _slot_health(settings, now, slot)
+    return body, str(orjson.loads(body)["status"])
+
+
+def _slot_health(settings: Settings, now: int, slot: int) -> bytes:
+    try:
+        client = cache.get_client(settings)
+        shared = cache.read_shared_health(client, slot)
+        if shared is not None:
+            return shared
+    except cache.CacheUnavailableError:
+        client = None
+    body = orjson.dumps(compute_health(settings=settings, now=now).model_dump())
+    if client is not None:
+        with contextlib.suppress(cache.CacheUnavailableError):
+            cache.share_health(client, slot, body, ttl_ms=2 * settings.fetch_interval_ms)
+    return body
 
 
 def compute_health(*, settings: Settings, now: int) -> HealthBody:

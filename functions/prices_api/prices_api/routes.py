@@ -14,11 +14,11 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.http import JSON, json_response
+from market_data.http import JSON, ApiResponse
 from market_data.http_routes import add_common_error_routes, to_response
 from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody
 from prices_api.handler import answer_prices
-from prices_api.health import compute_health
+from prices_api.health import shared_health
 from prices_api.prices import BASE, PRICES_PATH
 
 app = APIGatewayHttpResolver()
@@ -52,9 +52,9 @@ HEALTH_RESPONSES: dict[int, Any] = {
 
 def health_response() -> Response[str]:
     """503 only when the fetcher is down: ok and degraded both serve prices."""
-    health = compute_health(settings=get_settings(), now=now_ms())
-    status = 503 if health.status == "down" else 200
-    return to_response(json_response(status, health.model_dump(), {"Cache-Control": "no-store"}))
+    body, status = shared_health(settings=get_settings(), now=now_ms())
+    headers = {"Cache-Control": "no-store", "Content-Type": JSON}
+    return to_response(ApiResponse(503 if status == "down" else 200, body.decode(), headers))
 
 
 @app.get(f"{BASE}/health", summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)

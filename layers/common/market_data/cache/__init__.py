@@ -29,7 +29,9 @@ from market_data.cache.reads import (
     FetcherRecord,
     read_fetcher_record,
     read_prices,
+    read_shared_health,
     record_reads,
+    share_health,
 )
 from market_data.cache.ticks import (
     SharedState,
@@ -72,12 +74,14 @@ __all__ = [
     "read_latency_key",
     "read_previous",
     "read_prices",
+    "read_shared_health",
     "reads_key",
     "record_lkg_writes",
     "record_reads",
     "record_write_timings",
     "reset_client",
     "set_ban",
+    "share_health",
     "write_heartbeat",
     "write_tick",
 ]

@@ -27,6 +27,12 @@ STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 # one server-side step. Lives as long as the prices.
 WRITTEN_SLOT = f"{TAG}:written-slot"
 
+# "<slot>|<JSON>": health as computed once for that slot, shared by every prices container (it
+# reads every latency sample of two minutes: per request, a few hundred requests a second would
+# saturate the cache). Writer and readers: the prices function's health route; the fetcher drops
+# it whenever it writes what health shows. Lives two slots.
+SHARED_HEALTH = f"{TAG}:health"
+
 # HASH of the fetcher's counters and last results (market_data.contracts.TickStats).
 # Writer: the tick. Reader: health. No expiry: counters run from the first tick.
 STATS = f"{TAG}:stats"

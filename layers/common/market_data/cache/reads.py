@@ -16,6 +16,7 @@ from market_data.cache.keys import (
     READ_LATENCY_SAMPLES_KEPT,
     READS_WINDOW_MS,
     READS_WINDOW_TTL_MS,
+    SHARED_HEALTH,
     STALE_COPIES,
     STATS,
     SUSPENDED_FIELD,
@@ -93,6 +94,20 @@ def record_reads(
         pipe.ltrim(latency_key, 0, READ_LATENCY_SAMPLES_KEPT - 1)
         pipe.pexpire(latency_key, READS_WINDOW_TTL_MS)
     pipe.execute()
+
+
+@translated
+def read_shared_health(client: Redis, slot: int) -> bytes | None:
+    """Health as another request computed it for ``slot``, if one has since the fetcher's last write."""
+    found: bytes | None = client.get(SHARED_HEALTH)  # type: ignore[assignment]  # sync client
+    prefix = f"{slot}|".encode()
+    return found[len(prefix) :] if found is not None and found.startswith(prefix) else None
+
+
+@translated
+def share_health(client: Redis, slot: int, body: bytes, *, ttl_ms: int) -> None:
+    """Keep ``body`` as ``slot``'s health for every container."""
+    client.set(SHARED_HEALTH, f"{slot}|".encode() + body, px=ttl_ms)
 
 
 @dataclass(frozen=True)

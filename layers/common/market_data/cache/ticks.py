@@ -20,6 +20,7 @@ from market_data.cache.keys import (
     LKG_WRITTEN,
     META_FIELDS,
     PACE,
+    SHARED_HEALTH,
     STALE_COPIES,
     STALE_COPY_TTL_MS,
     STATS,
@@ -114,7 +115,10 @@ def open_slot(
 
 @translated
 def write_heartbeat(client: Redis, heartbeat: Heartbeat) -> None:
-    client.set(HEARTBEAT, orjson.dumps(heartbeat.as_dict()), px=HEARTBEAT_TTL_MS)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(HEARTBEAT, orjson.dumps(heartbeat.as_dict()), px=HEARTBEAT_TTL_MS)
+    pipe.delete(SHARED_HEALTH)  # what health shows has changed
+    pipe.execute()
 
 
 # Replace a ban only with one that ends later, in one step on the server: an invocation whose
@@ -141,6 +145,7 @@ def set_ban(client: Redis, exchange: str, ban: Ban, *, now_ms: int) -> bool:
     stored = client.eval(
         _LONGER_BAN, 1, ban_key(exchange), ban.as_json(), ban.until, max(ban.until - now_ms, 1)
     )
+    client.delete(SHARED_HEALTH)  # what health shows has changed
     return bool(stored)
 
 
@@ -179,6 +184,7 @@ def record_write_timings(client: Redis, timings: WriteTimings) -> None:
     pipe.hset(STATS, mapping=timings.fields())
     if timings.sync_gap_max_ms is None:
         pipe.hdel(STATS, *WriteTimings.GAP_FIELDS)  # nothing written: no gap to report
+    pipe.delete(SHARED_HEALTH)  # what health shows has changed
     pipe.execute()
 
 
@@ -230,6 +236,7 @@ def write_tick(client: Redis, write: TickWrite) -> None:
     for name, increment in write.stats.counters().items():
         pipe.hincrby(STATS, name, increment)
     pipe.hset(STATS, mapping=write.stats.fields())
+    pipe.delete(SHARED_HEALTH)  # what health shows has changed
     pipe.execute()
 
 
