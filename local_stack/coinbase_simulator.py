@@ -168,25 +168,26 @@ class ProductState:
         }
 
     def product(self) -> dict[str, Any]:
+        """A /products entry: the documented fields, in the documented order (fixtures/coinbase)."""
         return {
             "id": self.product_id,
             "base_currency": self.base,
             "quote_currency": self.quote,
-            "quote_increment": f"{self.quote_increment:.{_decimals(self.quote_increment)}f}",
             "base_increment": "0.00000001",
+            "quote_increment": f"{self.quote_increment:.{_decimals(self.quote_increment)}f}",
             "display_name": self.product_id,
-            "min_market_funds": "1",
+            "status": self.status,
             "margin_enabled": False,
+            "status_message": "",
+            "min_market_funds": "1",
             "post_only": False,
             "limit_only": False,
             "cancel_only": False,
-            "status": self.status,
-            "status_message": "",
-            "trading_disabled": self.trading_disabled,
+            "auction_mode": False,
+            "type": "spot",
             "fx_stablecoin": False,
             "max_slippage_percentage": "0.03000000",
-            "auction_mode": False,
-            "high_bid_limit_percentage": "",
+            "trading_disabled": self.trading_disabled,
         }
 
 

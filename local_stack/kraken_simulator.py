@@ -204,11 +204,16 @@ class PairState:
             "pair_decimals": decimals,
             "lot_decimals": 8,
             "lot_multiplier": 1,
+            "fees": [[0, 0.4], [10000, 0.35], [50000, 0.24]],
+            "fees_maker": [[0, 0.25], [10000, 0.2], [50000, 0.14]],
             "fee_volume_currency": "ZUSD",
+            "margin_call": 80,
+            "margin_stop": 40,
             "ordermin": _amount(5 / self.anchor),
             "costmin": "0.5",
             "tick_size": f"{self.tick:.{decimals}f}",
             "status": self.status,
+            "execution_venue": "international",
         }
 
 

@@ -318,3 +318,22 @@ def test_main_serves_until_interrupted() -> None:
     with command_line_process("local_stack.coinbase_simulator", "--seed", "2") as (base_url, interrupt):
         assert httpx.get(base_url + "/products/BTC-USD/ticker", verify=SSL_CONTEXT).status_code == 200
         assert interrupt() == 0
+
+
+def test_products_have_exactly_the_documented_fixture_keys_and_types(http: httpx.Client) -> None:
+    # Held to the captured /products entries, not to a list of fields this project wrote itself.
+    expected = fixture("products_excerpt.json")
+    for entry in http.get("/products").json():
+        assert any(list(entry) == list(example) for example in expected), entry["id"]
+        assert types(entry) in [types(example) for example in expected], entry["id"]
+
+
+def test_the_adapter_reads_the_documented_products() -> None:
+    from tests.support import answering_http
+
+    client, _ = answering_http(200, (COINBASE / "products_excerpt.json").read_bytes())
+    listing = CoinbaseClient(client, "https://api.exchange.coinbase.test").products()
+    for entry in fixture("products_excerpt.json"):
+        pair = f"{entry['base_currency']}/{entry['quote_currency']}"
+        assert listing[pair].symbol == entry["id"]
+        assert listing[pair].trading == (entry["status"] == "online" and entry["trading_disabled"] is False)

@@ -347,3 +347,46 @@ def test_command_line_serves_until_interrupted() -> None:
         response = httpx.get(base_url + TICKER, params={"pair": "XBTUSD"}, verify=SSL_CONTEXT, timeout=5)
         assert response.json()["error"] == [] and time.perf_counter() - started >= 0.05
         assert interrupt() == 0
+
+
+def test_asset_pairs_have_exactly_the_documented_fixture_shape(client: httpx.Client) -> None:
+    expected = fixture("asset_pairs_excerpt.json")
+    documented = list(expected["result"].values())
+    body = client.get(ASSET_PAIRS).json()
+    assert body["error"] == []
+    for key, entry in body["result"].items():
+        # the keys of a documented entry, in its order, each of the same JSON type
+        assert any(list(entry) == list(example) for example in documented), key
+        assert shape_but_lists(entry) in [shape_but_lists(example) for example in documented], key
+
+
+def shape_but_lists(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry's shape with list lengths left out (fee tiers differ in number from pair to pair)."""
+    return {key: "list" if isinstance(value, list) else type(value).__name__ for key, value in entry.items()}
+
+
+def test_ohlc_candles_have_exactly_the_documented_fixture_shape(client: httpx.Client) -> None:
+    expected = fixture("ohlc_XBTUSD.json")
+    documented_candle = next(value for key, value in expected["result"].items() if key != "last")[0]
+    body = client.get(OHLC, params={"pair": "XBTUSD", "interval": "60"}).json()
+    candles = next(value for key, value in body["result"].items() if key != "last")
+    assert candles and all(shape(candle) == shape(documented_candle) for candle in candles)
+    assert shape(body["result"]["last"]) == shape(expected["result"]["last"])
+
+
+def test_the_adapter_reads_the_documented_listing_and_candles() -> None:
+    from fetcher.exchanges.kraken import KrakenClient as Client
+    from tests.support import answering_http
+
+    http, _ = answering_http(200, (KRAKEN / "asset_pairs_excerpt.json").read_bytes())
+    listing = Client(http, "https://api.kraken.test").asset_pairs()
+    for key, entry in fixture("asset_pairs_excerpt.json")["result"].items():
+        found = [item for item in listing.values() if item.symbol == key]
+        assert found and found[0].trading == (entry["status"] == "online"), key
+    http, _ = answering_http(200, (KRAKEN / "ohlc_XBTUSD.json").read_bytes())
+    # The documented candles are from 2023-07-06; 24 h later the open of the hour 24 h back is asked.
+    first_hour_ms = 1688671200 * 1000
+    assert (
+        Client(http, "https://api.kraken.test").rolling_open("XBTUSD", now_ms=first_hour_ms + 86_400_000)
+        == 30306.1
+    )
