@@ -258,9 +258,13 @@ def test_more_than_ten_requests_in_a_second_are_refused_with_429() -> None:
         CoinbaseSimulator(seed=1) as simulator,
         httpx.Client(verify=SSL_CONTEXT, base_url=simulator.base_url, timeout=5) as http,
     ):
-        started = time.monotonic()
-        statuses = [http.get("/products/BTC-USD/ticker").status_code for _ in range(12)]
-        assert time.monotonic() - started < 1.0  # all twelve within the one-second window
+        for _attempt in range(3):  # twelve requests within one window; a loaded machine may need another go
+            time.sleep(1.05)  # the earlier attempt's requests leave the window
+            simulator.reset_requests()
+            started = time.monotonic()
+            statuses = [http.get("/products/BTC-USD/ticker").status_code for _ in range(12)]
+            if time.monotonic() - started < 0.9:
+                break
         assert statuses == [200] * 10 + [429] * 2
         refused = http.get("/products/BTC-USD/stats")
         assert refused.json() == {"message": "Public rate limit exceeded"}

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import orjson
 import pytest
 
 from fetcher.deps import Fetcher, build_fetcher
@@ -103,3 +104,43 @@ def test_a_late_answer_for_an_older_slot_never_replaces_a_newer_slots_prices(
 
     # Then readers still see slot N+1's prices
     assert second.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") == newer
+
+
+def test_many_pollers_never_add_a_request_one_per_batch_per_slot(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    from local_stack.lambda_context import LocalLambdaContext
+    from prices_api.handler import lambda_handler as prices_handler
+    from tests.support import load_event
+
+    # Given 45 pairs: three batches of 20 a slot
+    symbols = simulator.add_generated_symbols(45)
+    pairs = [f"{symbol[:-4]}/USDT" for symbol in symbols]
+    container = make_container(TRADING_PAIRS=orjson.dumps(pairs).decode())
+    assert (
+        run_fetcher(container, invocation_id="warm", remaining_ms=lambda: 60_000, run_seconds=0.1).ticks == 1
+    )
+    simulator.reset_requests()
+
+    # When twenty pollers read every pair as fast as they can while the fetcher ticks for ~6 s
+    stop, statuses = threading.Event(), Counter[int]()
+    event = load_event("prices_all.json")
+
+    def poll() -> None:
+        while not stop.is_set():
+            statuses[prices_handler(event, LocalLambdaContext("prices", 6))["statusCode"]] += 1
+
+    pollers = [threading.Thread(target=poll) for _ in range(20)]
+    for poller in pollers:
+        poller.start()
+    summary = run_fetcher(container, invocation_id="polled", remaining_ms=lambda: 60_000, run_seconds=6.0)
+    stop.set()
+    for poller in pollers:
+        poller.join(10)
+
+    # Then the exchange saw exactly one request per batch per slot fetched, and nothing else
+    tickers = [record for record in simulator.requests if record.path == "/api/v3/ticker/24hr"]
+    assert summary.ticks >= 3 and summary.failed == 0
+    assert len(tickers) == 3 * summary.ticks
+    assert sorted({len(record.params["symbols"]) for record in tickers}) == [5, 20]
+    assert set(statuses) == {200} and sum(statuses.values()) > 100
