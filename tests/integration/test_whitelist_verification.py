@@ -233,3 +233,36 @@ def test_verification_never_serves_more_pairs_than_the_cap(
     assert record(container, "SOL/USDT").status == "active"
     refused = record(container, "XRP/USDT")
     assert refused.status == "rejected" and "WHITELIST_MAX_ACTIVE" in (refused.reason or "")
+
+
+def test_a_pair_delisted_then_listed_again_is_served_again_within_a_minute(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    import time
+
+    # Given listings watched every LISTING_WATCH_MS (a minute by default; 2 s here) while a pair is
+    # suspended or refused
+    container = make_container(LISTING_WATCH_MS="2000")
+    tick(container)
+
+    # When Binance stops listing ETHUSDT: refused, then suspended at the next listing read
+    simulator.remove_symbol("ETHUSDT")
+    tick(container)
+    time.sleep(2.1)
+    tick(container)
+    assert record(container, "ETH/USDT").status == "suspended"
+    health = json.loads(
+        prices_handler(load_event("health_get.json"), LocalLambdaContext("prices", 6))["body"]
+    )
+    assert "ETH/USDT" in (health["fetcher"]["listingWatch"] or "")
+
+    # and lists it again 2 s later
+    simulator.add_symbol("ETHUSDT", "ETH", "USDT", price=3000.0)
+    time.sleep(2.1)
+    tick(container)  # the listing read shows it trading: active again
+    tick(container)  # and fetched: its refusal is forgotten once a listing read after it trades it
+
+    # Then it is served fresh again, from the exchange that lists it
+    assert record(container, "ETH/USDT").status == "active"
+    entry = json.loads(prices("ETH/USDT")["body"])["ETH/USDT"]
+    assert (entry["source"], entry["stale"], entry["symbol"]) == ("cache", False, "ETHUSDT")

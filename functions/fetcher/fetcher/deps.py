@@ -118,5 +118,6 @@ def build_fetcher(settings: Settings, *, consumers: list[TickConsumer] | None = 
         consumers=list(consumers or []),
         closers=[batches.shutdown, http.close],
     )
-    state = ContainerState({name: ExchangeMemory(Listing(name, refresh_ms)) for name in exchanges})
+    listings = {name: Listing(name, refresh_ms, watch_ms=settings.listing_watch_ms) for name in exchanges}
+    state = ContainerState({name: ExchangeMemory(listing) for name, listing in listings.items()})
     return Fetcher(deps, state)

@@ -5,8 +5,10 @@ adapter decides that, in ``ListingEntry.trading``: the one rule for "servable").
 every ``refresh_ms``, sooner when a name it gave was refused (the listing changed under us), and
 when a pending pair was submitted after the last read (a verdict needs a listing read after it).
 
-Names the exchange refused are left out of routing until the next regular read, so one stale name
-costs one bisection, not one per tick; verification still reads the listing as the exchange gave it.
+Names the exchange refused are left out of routing until a listing read after the refusal: while
+one is, or while a pair is suspended, listings are read every ``watch_ms`` (a minute), so a pair
+the exchange lists again is served again within it, and a stale name costs one bisection a read.
+Verification reads the listing as the exchange gave it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Listing:
     conclusive: bool = True  # False while refreshes fail and the last copy stands in
     refused: ExchangeError | None = None  # HTTP 451: the exchange serves nothing to this location
     rejected: dict[str, int] = field(default_factory=dict)  # symbol -> when it was refused
+    watch_ms: int = 60_000  # how often it is read while a pair is suspended or a name refused
 
     def trading(self, pair: str) -> ListingEntry | None:
         """The pair's entry when the exchange trades it now."""
@@ -68,7 +71,6 @@ class Listing:
     def read(self, exchange: Exchange, now: int) -> None:
         """Read the listing; raises RateLimitedError (a ban must pause the exchange) and, when no
         copy is kept, ExchangeError. A failed refresh keeps the last copy until the next regular read."""
-        regular = now - self.read_at >= self.refresh_ms  # not a re-read after a refused name
         self.attempted_at = now
         try:
             by_pair = exchange.listing()
@@ -84,8 +86,8 @@ class Listing:
             if self.by_pair is not None:
                 logger.warning("listing refresh failed; using the previous one", exchange=exchange.name)
             raise
-        if regular:
-            self.rejected.clear()
+        # A name refused before this read is tried again if this read lists it as trading.
+        self.rejected = {symbol: at for symbol, at in self.rejected.items() if at >= now}
         # When the listing was actually read (not when the tick began): a submission made while
         # this tick started is then judged on this read, not one tick later.
         self.by_pair, self.refused, self.conclusive = by_pair, None, True
@@ -94,11 +96,32 @@ class Listing:
 
     def reject(self, symbol: str, now: int) -> None:
         self.rejected[symbol] = now
-        self.read_again()
+        self.watch()
 
     def read_again(self) -> None:
-        """The listing changed under us: read it again next tick."""
-        self.next_read_at = 0
+        """The listing changed under us: read it again soon (once a ``watch_ms`` at most)."""
+        self.watch()
+
+    def watch(self) -> None:
+        """Read within ``watch_ms`` of the last read (at once when that is past)."""
+        self.next_read_at = min(self.next_read_at, self.read_at + self.watch_ms)
+
+
+def watch_listings(fetcher: Fetcher, suspended: list[str]) -> str:
+    """While a pair is suspended or a name refused, every listing is read once a ``watch_ms``;
+    returns why, for health ("" when nothing is watched)."""
+    refused = [
+        f"{name} refused {symbol}"
+        for name, memory in fetcher.state.exchanges.items()
+        for symbol in sorted(memory.listing.rejected)
+    ]
+    if not suspended and not refused:
+        return ""
+    for memory in fetcher.state.exchanges.values():
+        memory.listing.watch()
+    every_s = fetcher.deps.settings.listing_watch_ms // 1000
+    causes = [f"suspended {', '.join(suspended)}"] * bool(suspended) + refused
+    return f"listings read every {every_s} s while: " + "; ".join(causes)
 
 
 def read_due_listings(

@@ -12,7 +12,7 @@ from fetcher.verify import pending_since
 from market_data import store
 from market_data.models import PairRecord
 from market_data.observability import logger
-from market_data.statuses import ACTIVE, PENDING
+from market_data.statuses import ACTIVE, PENDING, SUSPENDED
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class Pairs:
     @property
     def active(self) -> list[str]:
         return [record.pair for record in self.records if record.status == ACTIVE]
+
+    @property
+    def suspended(self) -> list[str]:
+        return [record.pair for record in self.records if record.status == SUSPENDED]
 
     @property
     def pending(self) -> list[PairRecord]:

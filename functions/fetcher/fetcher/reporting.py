@@ -46,6 +46,7 @@ def tick_stats(
     duration_ms: int,
     finished_at: int,
     store_errors: int,
+    watching: str = "",
 ) -> TickStats:
     """What health shows of this tick: counters by kind, each exchange's part, where pairs come from."""
     errors = [error for outcome in outcomes.values() for error in outcome.errors]
@@ -86,6 +87,7 @@ def tick_stats(
         },
         exchanges=figures,
         advice="; ".join(advice),
+        listing_watch=watching,
         last_fetch_time=finished_at if judged.tickers else None,
         sync_latency_ms=fetch_ms,
         used_weight=max(reported) if reported else None,

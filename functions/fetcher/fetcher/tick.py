@@ -17,7 +17,7 @@ from fetcher.deps import Fetcher
 from fetcher.exchanges.base import ExchangeError, FetchResult
 from fetcher.fetching import fetch_routed
 from fetcher.judging import Fetched, Judged, judge, verdicts
-from fetcher.listings import read_due_listings
+from fetcher.listings import read_due_listings, watch_listings
 from fetcher.pairs import read_pairs
 from fetcher.persisting import (
     CacheWritten,
@@ -35,6 +35,7 @@ from market_data.clock import now_ms
 from market_data.contracts import TickStats
 from market_data.models import Ticker
 from market_data.observability import logger
+from market_data.statuses import SUSPENDED
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
     # Verdicts need listings read after the submission (an older copy may predate a listing or a
     # halt): one read per exchange for all pending pairs of the tick, once per submission, and the
     # submission caps bound how often that can be.
+    watch_listings(fetcher, pairs.suspended)
     read = read_due_listings(fetcher, outcomes, unavailable, started_at, needed_after=pairs.newest_pending)
     for name, outcome in outcomes.items():
         if outcome.rate_limited is not None:
@@ -117,6 +119,8 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
     applied = apply_transitions(fetcher, transitions, started_at)
     judged = judge(fetcher, pairs, applied, fetched, cache_ok=opened.cache_ok)
 
+    # After this tick's changes: a pair suspended now has the listings watched from the next tick.
+    watching = watch_listings(fetcher, [pair for pair in judged.listed if judged.status[pair] == SUSPENDED])
     finished_at = now_ms()
     circuits = settle_exchanges(fetcher, opened, outcomes, plan.weight_pauses, finished_at)
     stats = tick_stats(
@@ -129,6 +133,7 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
         duration_ms=finished_at - started_at,
         finished_at=finished_at,
         store_errors=state.store_errors,
+        watching=watching,
     )
     # The cache first (freshness is what readers wait for), then the durable copy, which must
     # not depend on the cache write succeeding: it is what readers need when the cache fails.

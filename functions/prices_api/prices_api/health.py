@@ -131,6 +131,7 @@ def compute_health(*, settings: Settings, now: int) -> HealthBody:
             errorsByKind=raw.errors_by_kind,
             invalidByKind=raw.invalid_by_kind,
             advice=advice,
+            listingWatch=raw.listing_watch,
             pairsByStatus=raw.pairs_by_status,
             pairSources=raw.pair_sources,
             exchanges=exchanges,

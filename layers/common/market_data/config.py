@@ -49,6 +49,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     market_data_batch_size: Annotated[int, Meta(ge=1, le=100)] = 20
     market_data_max_concurrent_batches: Annotated[int, Meta(ge=1, le=10)] = 3
     exchange_info_refresh_ms: Annotated[int, Meta(ge=60_000)] = 300_000
+    # While a pair is suspended or a name refused, listings are read this often, so a pair listed
+    # again is served again within it (and a stale name costs one bisection per read, at most).
+    listing_watch_ms: Annotated[int, Meta(ge=2_000, le=3_600_000)] = 60_000
     exchange_connect_timeout_s: Annotated[float, Meta(gt=0, le=10)] = 2.0
     exchange_read_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 3.0
     # Where prices come from: each pair is served by the first of these whose own listing trades it.

@@ -185,6 +185,7 @@ class TickStats:
     pair_sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # PairSource's fields
     exchanges: Mapping[str, ExchangeFigures] = field(default_factory=dict)
     advice: str = ""  # what an operator can do; empty once the cause has gone
+    listing_watch: str = ""  # why listings are read every minute; empty once nothing is watched
     last_fetch_time: int | None = None
     sync_latency_ms: int | None = None
     used_weight: int | None = None
@@ -212,6 +213,7 @@ class TickStats:
             "pairSources": orjson.dumps({pair: dict(v) for pair, v in self.pair_sources.items()}).decode(),
             "exchanges": orjson.dumps({name: f.as_json() for name, f in self.exchanges.items()}).decode(),
             "exchangeAdvice": self.advice,
+            "listingWatch": self.listing_watch,
         }
         optional = {
             "lastFetchTime": self.last_fetch_time,
@@ -268,6 +270,7 @@ class FetcherStats:
     pair_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     exchanges: dict[str, ExchangeFigures] = field(default_factory=dict)
     advice: str | None = None
+    listing_watch: str | None = None
     last_fetch_time: int | None = None
     sync_latency_ms: int | None = None
     used_weight: int | None = None
@@ -295,6 +298,7 @@ class FetcherStats:
                 for name, values in figures.items()
             },
             advice=raw.get("exchangeAdvice") or None,
+            listing_watch=raw.get("listingWatch") or None,
             last_fetch_time=_int(raw.get("lastFetchTime")),
             sync_latency_ms=_int(raw.get("syncLatencyMs")),
             used_weight=_int(raw.get("usedWeight")),

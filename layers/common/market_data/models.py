@@ -207,6 +207,9 @@ class FetcherStatus(BaseModel):
         default_factory=dict, description="dropped tickers, by the field at fault"
     )
     advice: str | None = Field(None, description="What an operator can do about the current exchange error")
+    listingWatch: str | None = Field(
+        None, description="why listings are read every LISTING_WATCH_MS (pairs suspended, names refused)"
+    )
     pairsByStatus: dict[str, int] = Field(
         default_factory=dict, description="registry pairs by status (active, pending, suspended, ...)"
     )
