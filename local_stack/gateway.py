@@ -255,6 +255,13 @@ def make_server(api: LocalHttpApi, host: str, port: int) -> ThreadingHTTPServer:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, PROPFIND, ...) is routed like the rest, so an undeclared one
+            # gets API Gateway's 404 {"message":"Not Found"}, not the standard library's 501.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
+
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the handlers log what matters; one line per poll would drown it
 

@@ -50,6 +50,21 @@ def test_a_body_of_unknown_length_is_refused_at_once(
     assert answer.split(b" ", 2)[1] == status, answer
 
 
+@pytest.mark.parametrize("method", ["PUT", "TRACE", "PROPFIND"])
+def test_an_undeclared_method_is_answered_as_api_gateway_answers_it(
+    served: tuple[str, int], method: str
+) -> None:
+    request = (
+        f"{method} /api/market-data/prices HTTP/1.1\r\nHost: local\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+
+    answer = raw_request(served, request)
+
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split(b" ", 2)[1] == b"404", answer
+    assert rest.endswith(b'{"message":"Not Found"}')
+
+
 def test_a_bad_secret_is_named_at_start_up_never_printed() -> None:
     from market_data.config import ConfigurationError, load_settings
 
