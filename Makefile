@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM := tools/sam.sh
 
-.PHONY: help setup dev demo bench test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
+.PHONY: help setup dev demo bench openapi test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
 
 help:
 	@echo "make dev      run the service locally against the real exchanges (http://127.0.0.1:3000)"
@@ -77,6 +77,13 @@ RUNTIME_PROVIDED := botocore python-dateutil six urllib3
 layer-requirements: $(UV)
 	$(UV) export --frozen --no-dev --no-hashes --no-header --no-annotate --quiet \
 		$(foreach package,$(RUNTIME_PROVIDED),--no-emit-package $(package)) -o layers/common/requirements.txt
+
+# The whitelist routes' description, generated from their code, for the prices function to serve
+# within the API's one description (it cannot import the whitelist package). A test checks it is current.
+openapi: $(VENV)/.synced
+	PYTHONPATH=layers/common:functions/whitelist POWERTOOLS_SERVICE_NAME=openapi $(PY) -c \
+		"import json; from whitelist.handler import describe; print(json.dumps(describe(), indent=1, sort_keys=True))" \
+		> layers/common/market_data/whitelist_openapi.json
 
 # --- SAM -----------------------------------------------------------------------------------------
 # Both: --lint runs cfn-lint only; the plain run translates the template as CloudFormation's

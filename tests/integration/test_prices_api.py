@@ -312,3 +312,45 @@ def test_a_price_read_in_a_fresh_process_loads_neither_boto3_nor_pydantic_nor_th
     assert price_read == {"status": 200, "loaded": []}
     # Health is served by the router, imported on first use: the probe does see imports.
     assert "aws_lambda_powertools.event_handler" in health_read["loaded"]
+
+
+def test_the_served_description_has_every_route_with_what_the_server_enforces(
+    put_in_cache: Callable[..., None],
+) -> None:
+    import re
+
+    from prices_api.routes import PAIRS_PATTERN
+
+    # Given the API's one description, as the prices function serves it
+    event = copy.deepcopy(load_event("openapi_get.json"))
+    description = json.loads(invoke(event)["body"])
+    paths = description["paths"]
+
+    # Then the whitelist routes are in it, with their body, query and errors
+    assert set(paths["/api/market-data/whitelist"]) == {"get", "post"}
+    assert {"get", "delete"} <= set(paths["/api/market-data/whitelist/{pair}"])
+    assert "post" in paths["/api/market-data/whitelist/{pair}/approve"]
+    submit = paths["/api/market-data/whitelist"]["post"]
+    assert submit["requestBody"]["content"]["application/json"]["schema"]["required"] == ["pair"]
+    assert {"415", "429"} <= set(submit["responses"])
+    listed = {parameter["name"] for parameter in paths["/api/market-data/whitelist"]["get"]["parameters"]}
+    assert listed == {"status", "limit", "cursor"}
+
+    # and the pairs parameter admits what the server takes, and refuses what it refuses
+    put_in_cache([make_ticker("BTC/USDT")], ["BTC/USDT"])
+    parameter = paths["/api/market-data/prices"]["get"]["parameters"][0]
+    assert parameter["schema"]["pattern"] == PAIRS_PATTERN
+    for value in [
+        "",
+        ",",
+        " , ",
+        "BTC",
+        "BTC/",
+        "/USDT",
+        "BTC-USDT",
+        "BTC/USDT",
+        "btc/usdt, ,ETH/USDT",
+        " BTC/USDT ,",
+    ]:
+        status = invoke(prices_event(value))["statusCode"]
+        assert (status != 400) == bool(re.fullmatch(PAIRS_PATTERN, value)), (value, status)

@@ -478,3 +478,13 @@ def test_the_openapi_description_names_every_route() -> None:
     assert set(paths["/api/market-data/whitelist"]) == {"get", "post"}
     assert set(paths["/api/market-data/whitelist/{pair}"]) == {"get", "delete"}
     assert "post" in paths["/api/market-data/whitelist/{pair}/approve"]
+
+
+def test_the_layers_copy_of_the_whitelist_description_is_the_codes() -> None:
+    from pathlib import Path
+
+    import market_data
+    from whitelist.handler import describe
+
+    committed = json.loads(Path(market_data.__file__).with_name("whitelist_openapi.json").read_text())
+    assert committed == describe(), "the whitelist routes changed: run make openapi"

@@ -7,11 +7,13 @@ pydantic models stay off the prices path (its cold start; see the README's bench
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
+import market_data
 from market_data.clock import now_ms
 from market_data.config import get_settings
 from market_data.http import JSON, ApiResponse
@@ -22,6 +24,9 @@ from prices_api.health import shared_health
 from prices_api.prices import BASE, PRICES_PATH
 
 app = APIGatewayHttpResolver()
+WHITELIST_DESCRIPTION = Path(market_data.__file__).with_name("whitelist_openapi.json")
+_PAIR = "[A-Za-z0-9]{1,20}/[A-Za-z0-9]{1,20}"
+PAIRS_PATTERN = f"^[ ,]*{_PAIR}[ ]*(,[ ,]*({_PAIR}[ ]*)?)*$"
 
 
 def _json_content(model: Any, description: str) -> Any:
@@ -99,7 +104,8 @@ def describe_api() -> str:
             "required": False,
             "description": "Comma-separated BASE/QUOTE pairs (at most 100, case-insensitive, duplicates "
             "collapse); left out = every listed pair",
-            "schema": {"type": "string", "example": "BTC/USDT,ETH/USDT"},
+            # What parse_pairs_param takes: at least one pair; empty entries and spaces are ignored.
+            "schema": {"type": "string", "pattern": PAIRS_PATTERN, "example": "BTC/USDT,ETH/USDT"},
         }
     ]
     operation["responses"]["206"]["headers"] = {
@@ -108,6 +114,10 @@ def describe_api() -> str:
     operation["responses"]["503"]["headers"] = {
         "Retry-After": {"description": "Seconds until the next fetch", "schema": {"type": "integer"}}
     }
+    # The whitelist function's routes, as it describes them (generated from its code: make openapi).
+    whitelist = orjson.loads(WHITELIST_DESCRIPTION.read_bytes())
+    schema["paths"].update(whitelist["paths"])
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(whitelist["components"]["schemas"])
     return orjson.dumps(schema).decode()
 
 

@@ -30,6 +30,7 @@ from market_data.http import JSON, ApiResponse, error_response, json_response
 from market_data.http_routes import add_common_error_routes, to_response
 from market_data.models import ErrorBody, PairRecord
 from market_data.observability import RequestMetrics, logger, traced
+from market_data.statuses import ALL
 from whitelist import submissions
 
 BASE = "/api/market-data/whitelist"
@@ -247,6 +248,33 @@ def conflict(exc: StatusConflictError) -> Response[str]:
 
 
 add_common_error_routes(app)
+
+
+def describe() -> dict[str, Any]:
+    """These routes' OpenAPI description, generated from the code above. The prices function serves
+    it within the API's one description (it cannot import this package): ``make openapi`` writes it
+    to the shared layer, and a test keeps the two the same."""
+    schema = app.get_openapi_schema(title="Market data whitelist API", version="1.0.0")
+    described: dict[str, Any] = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # The routes read their body and query themselves (one parse, errors named in the answer):
+    # what they take is added here, as the code enforces it.
+    described["paths"][BASE]["post"]["requestBody"] = {
+        "required": True,
+        "content": {JSON: {"schema": {
+            "type": "object", "additionalProperties": False, "required": ["pair"],
+            "properties": {"pair": {"type": "string", "maxLength": 41, "example": "SOL/USDT",
+                                    "pattern": "^ *[A-Za-z0-9]{1,20}/[A-Za-z0-9]{1,20} *$"}},
+        }}},
+    }  # fmt: skip
+    described["paths"][BASE]["get"]["parameters"] = [
+        {"name": "status", "in": "query", "required": False, "schema": {"type": "string", "enum": list(ALL)}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": f"^0*([1-9]|[1-9][0-9]|{submissions.MAX_PAGE})$"},
+         "description": f"records per page, 1 to {submissions.MAX_PAGE} (default {submissions.MAX_PAGE})"},
+        {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "the previous page's nextCursor, as it came"},
+    ]  # fmt: skip
+    return described
 
 
 @traced
