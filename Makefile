@@ -15,6 +15,7 @@ help:
 	@echo "make test     lint, sam validate --lint, sam build, then unit, integration and end-to-end tests"
 	@echo "make bench    benchmarks against their limits (read, cold, fetch, freshness, writes, cost); prints a table"
 	@echo "make build    sam build, then bytecode;  make deploy ENV=dev|prod   sam deploy with samconfig.toml"
+	@echo "make openapi  regenerate the whitelist routes' description the prices function serves"
 
 # --- set-up --------------------------------------------------------------------------------------
 $(UV):
