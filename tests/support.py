@@ -81,3 +81,14 @@ def failing_transactions(table: Any, code: str, times: int) -> Any:
     return lambda: events.unregister(
         "before-call.dynamodb.TransactWriteItems", unique_id="failing-transactions"
     )
+
+
+def submitted(table: Any, *pairs: str) -> None:
+    """``pairs`` submitted now, as the whitelist function records them (caps out of the way)."""
+    from market_data import store
+    from market_data.clock import now_ms
+
+    for pair in pairs:
+        store.create_submission(
+            table, pair, source="192.0.2.1", now_ms=now_ms(), max_pending=100, max_per_source=100
+        )

@@ -37,14 +37,20 @@ def cached_ban(container: Fetcher) -> dict[str, object]:
     return orjson.loads(container.deps.redis.get(cache.ban_key("binance")))  # type: ignore[no-any-return]
 
 
+def banned_for_two_minutes(make_container: Callable[..., Fetcher], simulator: BinanceSimulator) -> Fetcher:
+    """A container whose ticker request got an IP ban (418, Retry-After 120 s)."""
+    container = make_container()
+    tick(container)
+    simulator.set_fault("ban", path=TICKER, count=1, retry_after=120)
+    tick(container)
+    return container
+
+
 def test_a_418_pauses_every_container_for_its_whole_retry_after(
     make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
     # Given a container that gets an IP ban (418, Retry-After 120 s) for its ticker request
-    first = make_container()
-    tick(first)
-    simulator.set_fault("ban", path=TICKER, count=1, retry_after=120)
-    tick(first)
+    first = banned_for_two_minutes(make_container, simulator)
     ban = cached_ban(first)
     assert ban["status"] == 418 and int(ban["until"]) >= now_ms() + 110_000  # type: ignore[call-overload]
 
@@ -89,10 +95,7 @@ def test_after_a_cache_flush_a_new_container_still_honours_the_ban(
     make_container: Callable[..., Fetcher], simulator: BinanceSimulator
 ) -> None:
     # Given a 418 with Retry-After 120 s, kept in the cache and in DynamoDB
-    first = make_container()
-    tick(first)
-    simulator.set_fault("ban", path=TICKER, count=1, retry_after=120)
-    tick(first)
+    first = banned_for_two_minutes(make_container, simulator)
 
     # When the cache is flushed (reachable, but empty) and a new container takes the slots
     first.deps.redis.flushall()

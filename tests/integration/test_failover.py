@@ -24,7 +24,7 @@ from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.models import PairRecord
 from prices_api.handler import lambda_handler as prices_handler
-from tests.support import load_event
+from tests.support import load_event, submitted
 
 DEFAULT_PAIRS = ["BTC/USD", "BTC/USDT", "ETH/USD", "ETH/USDT"]
 BINANCE_TICKER = "/api/v3/ticker/24hr"
@@ -231,15 +231,7 @@ def test_submissions_are_verified_on_whichever_exchange_lists_them(
     container: Fetcher, exchanges: tuple[BinanceSimulator, CoinbaseSimulator, KrakenSimulator]
 ) -> None:
     tick(container)
-    for pair in ("SOL/USD", "DOGE/USD", "FOO/USD"):
-        store.create_submission(
-            container.deps.table,
-            pair,
-            source="192.0.2.1",
-            now_ms=now_ms(),
-            max_pending=100,
-            max_per_source=100,
-        )
+    submitted(container.deps.table, "SOL/USD", "DOGE/USD", "FOO/USD")
 
     # Kraken allows about one request a second: its listing, the pair's rolling open and the
     # ticker take a few slots of this test's 2 s.

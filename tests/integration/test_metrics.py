@@ -24,7 +24,7 @@ from market_data import cache, store
 from market_data.clock import now_ms
 from market_data.observability import RequestMetrics
 from tests.integration.test_metrics_contract import emf_documents
-from tests.support import REPO_ROOT, load_event
+from tests.support import REPO_ROOT, load_event, submitted
 
 
 def values(document: dict[str, Any]) -> dict[str, Any]:
@@ -146,15 +146,7 @@ def test_whitelist_status_changes_are_counted_on_the_tick_that_makes_them(
     none = dict.fromkeys(TRANSITION_METRICS.values(), 0)
     # The seeded pairs start active: no status change, and the metrics say so.
     assert _tick_with_statuses(container, slot, capsys, "ETH/USDT") == (none, {"ETH/USDT": "active"})
-    for pair in ("SOL/USDT", "FOO/USDT"):  # listed and trading; not listed at all
-        store.create_submission(
-            container.deps.table,
-            pair,
-            source="192.0.2.1",
-            now_ms=now_ms(),
-            max_pending=100,
-            max_per_source=100,
-        )
+    submitted(container.deps.table, "SOL/USDT", "FOO/USDT")  # listed and trading; not listed at all
 
     # A submission makes the tick re-read the listing: both are judged on the next tick, once.
     figures, statuses = _tick_with_statuses(container, slot + 1, capsys, "SOL/USDT", "FOO/USDT")

@@ -207,12 +207,16 @@ def source_limit(exc: SourceLimitError) -> Response[str]:
 @app.exception_handler(PendingCapReachedError)
 def pending_cap(exc: PendingCapReachedError) -> Response[str]:
     cap = get_settings().whitelist_max_pending
-    message = (
-        f"cannot queue {exc} for verification: {cap} pairs are already waiting (WHITELIST_MAX_PENDING); "
-        "try again once they are verified"
+    waiting = f"{cap} pairs are already waiting (WHITELIST_MAX_PENDING)"
+    return _refused_by_cap(
+        "too_many_pending",
+        f"cannot queue {exc} for verification: {waiting}; try again once they are verified",
     )
+
+
+def _refused_by_cap(code: str, message: str) -> Response[str]:
     request_metrics.add("WhitelistRefusedByCap")
-    return to_response(error_response(429, "too_many_pending", message))
+    return to_response(error_response(429, code, message))
 
 
 # DynamoDB busy, throttling or failing: nothing was stored, and the same request may simply be sent
@@ -234,12 +238,8 @@ def registry_busy(exc: UnavailableError) -> Response[str]:
 @app.exception_handler(ActiveCapReachedError)
 def active_cap(exc: ActiveCapReachedError) -> Response[str]:
     cap = get_settings().whitelist_max_active
-    message = (
-        f"cannot take {exc}: {cap} pairs are served or pending already (WHITELIST_MAX_ACTIVE); "
-        "a pair must be revoked first"
-    )
-    request_metrics.add("WhitelistRefusedByCap")
-    return to_response(error_response(429, "too_many_active", message))
+    taken = f"{cap} pairs are served or pending already (WHITELIST_MAX_ACTIVE)"
+    return _refused_by_cap("too_many_active", f"cannot take {exc}: {taken}; a pair must be revoked first")
 
 
 @app.exception_handler(StatusConflictError)

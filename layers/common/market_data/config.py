@@ -125,14 +125,23 @@ def _trading_pairs(value: str) -> tuple[str, ...]:
         raise ValueError(str(exc)) from None
 
 
+def _json_strings(value: str, *, expected: str) -> list[str]:
+    """A JSON list of strings, or the error that says what was ``expected``."""
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{expected}: {exc.msg}") from None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(expected)
+    return items
+
+
 def _exchanges(value: str) -> tuple[str, ...]:
     example = '["binance","coinbase","kraken"]'
-    try:
-        names = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"must be a JSON list such as {example}: {exc.msg}") from None
-    if not isinstance(names, list) or not names or not all(isinstance(item, str) for item in names):
-        raise ValueError(f"must be a non-empty JSON list of exchange names such as {example}")
+    expected = f"must be a non-empty JSON list of exchange names such as {example}"
+    names = _json_strings(value, expected=expected)
+    if not names:
+        raise ValueError(expected)
     malformed = [name for name in names if not EXCHANGE_NAME.fullmatch(name.strip().lower())]
     if malformed:
         raise ValueError(f"exchange name {malformed[0]!r} is not a name such as binance or binance_us")
@@ -143,12 +152,7 @@ def _admin_principals(value: str) -> tuple[str, ...]:
     """A JSON list of ARNs, or ARNs separated by commas (a CloudFormation list joined); may be empty."""
     text = value.strip()
     if text.startswith("["):
-        try:
-            names = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"must be a JSON list of IAM ARNs: {exc.msg}") from None
-        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-            raise ValueError("must be a JSON list of IAM ARNs")
+        names = _json_strings(text, expected="must be a JSON list of IAM ARNs")
     else:
         names = text.split(",") if text else []
     arns = tuple(name.strip() for name in names if name.strip())

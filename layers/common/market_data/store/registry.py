@@ -38,10 +38,8 @@ def _record(item: dict[str, Any]) -> PairRecord:
     return PairRecord(pair=item["sk"], **{k: v for k, v in values.items() if k != "pair"})
 
 
-@translated
-def list_registry(table: Any, status: str | None = None) -> list[PairRecord]:
-    """Every pair in the registry (one partition, paginated), optionally of one status."""
-    records: list[PairRecord] = []
+def _registry_query(status: str | None) -> dict[str, Any]:
+    """The Query of the registry's partition, optionally filtered to one status."""
     kwargs: dict[str, Any] = {
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": REGISTRY_PK},
@@ -50,6 +48,14 @@ def list_registry(table: Any, status: str | None = None) -> list[PairRecord]:
         kwargs["FilterExpression"] = "#s = :status"
         kwargs["ExpressionAttributeNames"] = {"#s": "status"}
         kwargs["ExpressionAttributeValues"][":status"] = status
+    return kwargs
+
+
+@translated
+def list_registry(table: Any, status: str | None = None) -> list[PairRecord]:
+    """Every pair in the registry (one partition, paginated), optionally of one status."""
+    records: list[PairRecord] = []
+    kwargs = _registry_query(status)
     while True:
         page = table.query(**kwargs)
         records.extend(_record(item) for item in page["Items"])
@@ -66,14 +72,7 @@ def list_registry_page(
     and the pair to continue after (None: no more). DynamoDB applies its Limit before the status
     filter, so short pages are read on until ``limit`` records are found or the partition ends."""
     records: list[PairRecord] = []
-    kwargs: dict[str, Any] = {
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": REGISTRY_PK},
-    }
-    if status is not None:
-        kwargs["FilterExpression"] = "#s = :status"
-        kwargs["ExpressionAttributeNames"] = {"#s": "status"}
-        kwargs["ExpressionAttributeValues"][":status"] = status
+    kwargs = _registry_query(status)
     while len(records) < limit:
         if after is not None:
             kwargs["ExclusiveStartKey"] = {"pk": REGISTRY_PK, "sk": after}
