@@ -28,7 +28,7 @@ from market_data.errors import (
 )
 from market_data.http import JSON, ApiResponse, error_response, json_response
 from market_data.http_routes import add_common_error_routes, to_response
-from market_data.models import ErrorBody, PairRecord
+from market_data.models import ErrorBody, PairRecord, SubmissionAccepted
 from market_data.observability import RequestMetrics, logger, traced
 from market_data.statuses import ALL
 from whitelist import submissions
@@ -93,7 +93,7 @@ _ERRORS = {
     summary="Submit a pair for the whitelist; the fetcher verifies it against the exchange",
     responses={
         200: _json_content(PairRecord, "The pair is already known: its current record"),
-        202: {"description": "Recorded as pending: {pair, status, submittedAt}"},
+        202: _json_content(SubmissionAccepted, "Recorded as pending; the fetcher verifies it"),
         400: _ERRORS[400],
         413: _json_content(ErrorBody, "Body over 1024 bytes"),
         415: _json_content(ErrorBody, "The body is not declared application/json"),

@@ -133,6 +133,14 @@ class SubmitPairRequest(BaseModel):
     pair: str = Field(max_length=41, description="BASE/QUOTE, e.g. SOL/USDT")
 
 
+class SubmissionAccepted(BaseModel):
+    """The answer to a new submission: recorded as pending, to be verified by the fetcher."""
+
+    pair: str
+    status: PairStatus
+    submittedAt: int
+
+
 class ErrorBody(BaseModel):
     error: str
     message: str
