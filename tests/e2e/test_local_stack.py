@@ -296,8 +296,13 @@ def test_ctrl_c_stops_everything_it_started() -> None:
     assert sorted(simulator_ports) == ["Binance", "Binance.US", "Coinbase", "Kraken"], stack.output
     assert simulator_ports["Binance"] == int(stack.simulator.rsplit(":", 1)[1])
 
+    # Let the fetcher reach the wait for its next slot, where Ctrl-C usually finds it
+    wait_for(lambda: any(line.startswith("[tick] slot") for line in stack.output), 15, "a first tick")
     assert stop_stack(stack) == 0
 
+    # and no slot starts once stopping has begun: nothing is fetched or written into a closing stack
+    after_stop = stack.output[next(i for i, line in enumerate(stack.output) if "stopping" in line) :]
+    assert not [line for line in after_stop if line.startswith("[tick]")], after_stop
     for freed in (port, redis_port, *simulator_ports.values()):
         assert not port_in_use(freed), freed
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from fetcher.deps import Fetcher, build_fetcher
-from fetcher.loop import LoopSummary, run_fetcher, run_slot
+from fetcher.loop import LoopSummary, first_slot, run_fetcher, run_slot
 from local_stack.binance_simulator import BinanceSimulator
 from market_data import cache, store
 from market_data.clock import now_ms
@@ -144,3 +144,29 @@ def test_many_pollers_never_add_a_request_one_per_batch_per_slot(
     assert len(tickers) == 3 * summary.ticks
     assert sorted({len(record.params["symbols"]) for record in tickers}) == [5, 20]
     assert set(statuses) == {200} and sum(statuses.values()) > 100
+
+
+def test_a_fresh_container_started_at_the_end_of_a_slot_serves_its_first_tick_in_full(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    # Given a cold container whose listing read takes 400 ms (the exchange is slow to answer it)
+    container = make_container()
+    simulator.set_fault("latency", latency_ms=400, count=1, path="/api/v3/exchangeInfo")
+
+    # When its invocation starts 150 ms before a slot ends and runs for one tick
+    time.sleep(((INTERVAL_MS - 150) - now_ms() % INTERVAL_MS) % INTERVAL_MS / 1000)
+    summary = run_fetcher(container, invocation_id="late", remaining_ms=lambda: 60_000, run_seconds=0.1)
+
+    # Then that one tick fetched every pair: it was not spent on a slot the listing read used up
+    assert (summary.ticks, summary.failed) == (1, 0)
+    served = cache.read_prices(container.deps.redis, ["BTC/USDT", "ETH/USDT"])
+    assert set(served.tickers) == {"BTC/USDT", "ETH/USDT"}
+    tickers = [record for record in simulator.requests if record.path == "/api/v3/ticker/24hr"]
+    assert len(tickers) == 1
+
+
+def test_a_fresh_container_started_early_in_a_slot_serves_that_slot() -> None:
+    # The quarter rule, at the boundaries a fresh container may land on (4 s slots)
+    assert first_slot(10 * 4000 + 2999, 4000) == 10  # 1,001 ms left: this slot
+    assert first_slot(10 * 4000 + 3000, 4000) == 10  # exactly a quarter left
+    assert first_slot(10 * 4000 + 3001, 4000) == 11  # less: the next boundary

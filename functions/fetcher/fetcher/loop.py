@@ -51,9 +51,9 @@ def run_fetcher(
     """Tick from the current slot until ``run_seconds`` have passed or the deadline comes near."""
     interval = fetcher.deps.settings.fetch_interval_ms
     started = now_ms()
-    run_until = started + int(run_seconds * 1000)
     summary = LoopSummary()
-    slot = started // interval  # the current slot first: a fresh container serves data at once
+    slot = first_slot(started, interval)
+    run_until = max(started + int(run_seconds * 1000), slot * interval)
     while True:
         slot_start = slot * interval
         now = now_ms()
@@ -65,6 +65,8 @@ def run_fetcher(
             break
         if slot_start > now:
             time.sleep((slot_start - now) / 1000)
+            if remaining_ms() < DEADLINE_MARGIN_MS:
+                break  # the invocation was cut short while waiting (the local stack stopping)
         # No request leaves after the slot ends or when the invocation's time runs short.
         slot_end = time.monotonic() + (slot_start + interval - now_ms()) / 1000
         invocation_end = time.monotonic() + (remaining_ms() - DEADLINE_MARGIN_MS) / 1000
@@ -73,6 +75,15 @@ def run_fetcher(
         slot = max(slot + 1, now_ms() // interval + 1)  # a tick that overran skips, never doubles
     logger.info("fetcher invocation finished", extra=summary.as_dict())
     return summary
+
+
+def first_slot(now: int, interval: int) -> int:
+    """The current slot, so a fresh container serves data at once, unless less than a quarter of
+    it is left: a cold container's first tick reads the exchanges' listings before its tickers,
+    and in the last moments of a slot that read would leave the fetch no time, a claimed slot
+    with nothing served. Waiting for the next boundary costs under a quarter of a slot."""
+    current = now // interval
+    return current if (current + 1) * interval - now >= interval // 4 else current + 1
 
 
 def run_slot(
