@@ -169,3 +169,56 @@ def test_names_are_case_insensitive_and_optional_values_may_be_left_out(
     )
     assert settings.market_data_table_name == "market-data"
     assert settings.dynamodb_endpoint_url is None and settings.admin_token is None
+
+
+def _number_parameters_in_function_environments() -> list[tuple[str, dict[str, str]]]:
+    """(case, environment) for each Number parameter a function's environment takes, at its
+    MinValue, Default and MaxValue, with the function's literal variables as deployed."""
+    from local_stack.template import (
+        function_definition,
+        function_properties,
+        load_template,
+        serverless_functions,
+    )
+
+    template = load_template()
+    cases = []
+    for function in serverless_functions(template):
+        literal = dict(function_definition(template, function).environment)
+        variables = function_properties(template, function).get("Environment", {}).get("Variables", {})
+        for variable, value in variables.items():
+            parameter = template["Parameters"].get(value.get("Ref")) if isinstance(value, dict) else None
+            if parameter and parameter["Type"] == "Number":
+                for bound in ("MinValue", "Default", "MaxValue"):
+                    value = str(int(parameter[bound]))
+                    cases.append((f"{function} {variable}={value}", {**literal, variable: value}))
+    return cases
+
+
+def test_every_value_a_template_parameter_allows_starts_the_functions(env: pytest.MonkeyPatch) -> None:
+    # Given each numeric parameter the functions read, at its lowest, default and highest value,
+    # beside the values the template fixes
+    cases = _number_parameters_in_function_environments()
+    assert any(case == "FetcherFunction FETCH_INTERVAL_MS=10000" for case, _ in cases), cases
+    for case, environment in cases:
+        # When a function reads its settings, then it starts, with freshness that fits the slot
+        try:
+            settings = load_settings({**REQUIRED, **environment})
+        except ConfigurationError as exc:
+            pytest.fail(f"{case}: {exc}")
+        interval = settings.fetch_interval_ms
+        assert interval < settings.market_data_cache_stale_ttl_ms < settings.market_data_cache_ttl_ms, case
+
+
+@pytest.mark.parametrize(
+    ("interval", "stale", "ttl"), [(2_000, 5_000, 15_000), (4_000, 5_000, 15_000), (10_000, 11_000, 30_000)]
+)
+def test_the_stale_threshold_and_ttl_follow_the_interval_unless_set(
+    env: pytest.MonkeyPatch, interval: int, stale: int, ttl: int
+) -> None:
+    env.setenv("FETCH_INTERVAL_MS", str(interval))
+    settings = load_settings()
+    assert (settings.market_data_cache_stale_ttl_ms, settings.market_data_cache_ttl_ms) == (stale, ttl)
+
+    env.setenv("MARKET_DATA_CACHE_STALE_TTL_MS", str(interval + 500))  # an explicit value wins
+    assert load_settings().market_data_cache_stale_ttl_ms == interval + 500

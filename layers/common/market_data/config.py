@@ -37,13 +37,16 @@ EXCHANGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BASE_URL_SUFFIX = "_API_BASE_URL"
 
 
+DEFAULT_FETCH_INTERVAL_MS = 4_000
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """One field per environment variable (the field name in upper case)."""
 
     # --- freshness (source design 002's numbers) ---
     market_data_cache_ttl_ms: Annotated[int, Meta(ge=10_000)] = 15_000
     market_data_cache_stale_ttl_ms: Annotated[int, Meta(gt=0)] = 5_000
-    fetch_interval_ms: Annotated[int, Meta(ge=2_000, le=10_000)] = 4_000
+    fetch_interval_ms: Annotated[int, Meta(ge=2_000, le=10_000)] = DEFAULT_FETCH_INTERVAL_MS
 
     # --- exchange load ---
     market_data_batch_size: Annotated[int, Meta(ge=1, le=100)] = 20
@@ -259,10 +262,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{variable}: {exc} (got {got})")
     if problems:
         raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+    _freshness_follows_the_interval(values)
     try:
         return Settings(**values)
     except ValueError as exc:  # the relations between settings
         raise ConfigurationError(f"invalid configuration: {exc}") from None
+
+
+def _freshness_follows_the_interval(values: dict[str, Any]) -> None:
+    """The stale threshold and cache TTL, when not set, follow FETCH_INTERVAL_MS: the design's
+    5 s and 15 s at 4 s slots, one second past a slot and three slots at longer ones. So every
+    interval the settings (and the template's parameter) allow starts, instead of only those
+    below a fixed 5 s threshold."""
+    interval = values.get("fetch_interval_ms", DEFAULT_FETCH_INTERVAL_MS)
+    values.setdefault("market_data_cache_stale_ttl_ms", max(5_000, interval + 1_000))
+    values.setdefault("market_data_cache_ttl_ms", max(15_000, 3 * interval))
 
 
 def exchange_base_url(settings: Settings, exchange: str, default: str) -> str:
