@@ -89,7 +89,7 @@ def _exchange_pause(
         wait_s = (circuit.retry_at - now) / 1000
         return Pause(
             circuit.retry_at,
-            f"circuit open after {circuit.failures} failed ticks; next probe in {wait_s:.1f} s",
+            f"circuit open: {circuit.failures} failed ticks in a row; next probe in {wait_s:.1f} s",
         )
     return None
 

@@ -216,7 +216,7 @@ def _exchanges(record: cache.FetcherRecord, settings: Settings, now: int) -> dic
         circuit = record.circuits.get(name, CircuitState())
         until, reason = (ban.until, ban.reason) if ban is not None else (None, None)
         if not (until and until > now) and circuit.state == "open":
-            until, reason = circuit.retry_at, f"circuit open after {circuit.failures} failed ticks"
+            until, reason = circuit.retry_at, f"circuit open: {circuit.failures} failed ticks in a row"
         paused = until is not None and until > now
         statuses[name] = ExchangeStatus(
             circuitState=circuit.display(now),
