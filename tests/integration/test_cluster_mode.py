@@ -102,3 +102,49 @@ def test_fetcher_and_api_over_tls(
     prices = lambda_handler(load_event("prices_get.json"), LocalLambdaContext("prices", 6))
     assert prices["statusCode"] == 200
     assert {entry["source"] for entry in json.loads(prices["body"]).values()} == {"cache"}
+
+
+def test_a_fetcher_started_while_the_cluster_is_down_coordinates_through_dynamodb_then_uses_it(
+    fetcher_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetcher import handler
+    from local_stack.servers import RedisClusterServers
+    from market_data.config import get_settings
+
+    # Given a cluster that is not up yet when two fetcher containers start
+    cluster = RedisClusterServers()
+    monkeypatch.setenv("REDIS_URL", cluster.url)
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    get_settings.cache_clear()
+    cache.reset_client()
+    store.reset_table()
+    handler._fetcher = None
+    try:
+        # When the scheduled invocation runs on a fresh container
+        result = handler.lambda_handler(
+            load_event("fetcher_schedule.json"), LocalLambdaContext("FetcherFunction", timeout_s=6)
+        )
+        first = handler.get_fetcher()
+        second = build_fetcher(load_settings())  # another fresh container
+        slot = now_ms() // first.deps.settings.fetch_interval_ms + 10
+        summaries = [LoopSummary(), LoopSummary()]
+        run_slot(first, slot, "first", summaries[0])
+        run_slot(second, slot, "second", summaries[1])
+
+        # Then it ticked through DynamoDB instead of failing: heartbeat, claims, last known good
+        assert result["ticks"] >= 1 and result["failed"] == 0, result
+        heartbeat = store.get_heartbeat(first.deps.table)
+        assert heartbeat is not None and heartbeat.invocation_id in {"first", "second"}
+        assert [s.ticks for s in summaries] == [1, 0]  # the slot was claimed once between them
+        assert set(store.read_last_known_good(first.deps.table, None)) == {"BTC/USDT", "ETH/USDT"}
+
+        # And once the cluster is up, the same container writes to it without a restart
+        cluster.start()
+        run_slot(first, slot + 1, "first", LoopSummary())
+        prices = lambda_handler(load_event("prices_get.json"), LocalLambdaContext("prices", 6))
+        assert prices["statusCode"] == 200
+        assert {entry["source"] for entry in json.loads(prices["body"]).values()} == {"cache"}
+    finally:
+        handler._fetcher = None
+        cluster.close()
+        cache.reset_client()

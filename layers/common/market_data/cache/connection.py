@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisClusterException, RedisError
@@ -46,12 +48,37 @@ def get_client(settings: Settings) -> Redis:
         if settings.redis_cluster:
             from redis.cluster import RedisCluster
 
-            _client = RedisCluster.from_url(settings.redis_url, **options)  # type: ignore[assignment]
+            url = settings.redis_url
+            _client = DeferredClient(lambda: RedisCluster.from_url(url, **options))  # type: ignore[assignment]
         else:
             from redis import Redis
 
             _client = Redis.from_url(settings.redis_url, health_check_interval=30, **options)
     return _client  # type: ignore[return-value]  # set above; mypy cannot see through the global
+
+
+class DeferredClient:
+    """A client built on first use, and built again on the next use after a failed build.
+
+    The cluster client connects while it is built (it reads the slot map), so building it eagerly
+    would make a container started during a cache outage fail before it could fall back to
+    DynamoDB, and a failed build would never be retried. Here the failure surfaces at the first
+    command, where the callers already expect it, and the cache is used again once it is back.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:  # the fetcher's threads share one client: build it once
+                if self._client is None:
+                    self._client = self._build()
+                client = self._client
+        return getattr(client, name)
 
 
 def reset_client() -> None:
