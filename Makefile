@@ -102,9 +102,11 @@ build: .tools/sam/.installed
 	$(SAM) build
 	"$$(tools/runtime-python.sh)" -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
+# The first deploy of an environment is guided and saves its answers; later ones ask nothing
+# (tools/deploy.sh, docs/operations.md#deploy).
 ENV ?= dev
 deploy: build
-	$(SAM) deploy --config-env $(ENV)
+	tools/deploy.sh $(ENV)
 
 delete: .tools/sam/.installed
 	$(SAM) delete --config-env $(ENV)

@@ -29,4 +29,5 @@ case "${1:-}" in
     fi
     ;;
 esac
-exec "$here/.tools/sam/bin/sam" "$@"
+# SAM_CLI runs another SAM CLI through this wrapper (your own `sam`, with the same credential rules).
+exec "${SAM_CLI:-$here/.tools/sam/bin/sam}" "$@"

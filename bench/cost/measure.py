@@ -494,7 +494,9 @@ def _deployment_figures(
         custom_metrics_note=metrics_note,
         log_retention_days=int(_parameter_default(template, {"Ref": "LogRetentionInDays"})),
         route_rate_limit=float(_parameter_default(template, route_settings["ThrottlingRateLimit"])),
-        ecpu_per_second_cap=float(cache["Properties"]["CacheUsageLimits"]["ECPUPerSecond"]["Maximum"]),
+        ecpu_per_second_cap=float(
+            _parameter_default(template, cache["Properties"]["CacheUsageLimits"]["ECPUPerSecond"]["Maximum"])
+        ),
     )
 
 

@@ -427,8 +427,8 @@ def test_tracing_is_off_by_default_and_the_xray_sdk_not_even_imported(
 ) -> None:
     from local_stack.template import load_template
 
-    parameter = load_template()["Parameters"]["EnableTracing"]
-    assert parameter["Default"] == "false"
+    parameter = load_template()["Parameters"]["Tracing"]
+    assert parameter["Default"] == "Disabled"
 
     off = json.loads(
         _run_handler(function, fetcher_env, {"POWERTOOLS_TRACE_DISABLED": "true"}).stdout.splitlines()[-1]

@@ -60,6 +60,9 @@ REVIEWED_POLICY_TEMPLATES = {
     "SSMParameterReadPolicy",
 }
 
+# The table is named after the stack, whether the stack creates it or adopts a kept one.
+TABLE_ARN = {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${AWS::StackName}"}
+
 WRITE_VERBS = ("Put", "Update", "Delete", "BatchWrite", "Write", "Create", "TransactWrite", "Restore")
 
 
@@ -132,12 +135,21 @@ def test_every_function_and_the_layer_run_a_current_python_on_arm64(template: di
         assert layer["Metadata"]["BuildArchitecture"] == "arm64", name
 
 
-def test_every_function_uses_the_shared_layer_and_runs_in_the_vpc(template: dict[str, Any]) -> None:
+CACHE_USERS = {"FetcherFunction", "PricesApiFunction"}
+
+
+def test_every_function_uses_the_shared_layer_and_the_cache_users_run_in_the_vpc(
+    template: dict[str, Any],
+) -> None:
+    assert "VpcConfig" not in template["Globals"]["Function"]
     for name in serverless_functions(template):
         properties = function_properties(template, name)
         assert {"Ref": "CommonLayer"} in properties["Layers"], name
-        assert properties["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "LambdaSecurityGroup"}], name
-        assert properties["VpcConfig"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}, name
+        if name in CACHE_USERS:
+            assert properties["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "LambdaSecurityGroup"}], name
+            assert properties["VpcConfig"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}, name
+        else:  # the whitelist uses DynamoDB only: outside, it needs no NAT or endpoint to reach it
+            assert "VpcConfig" not in properties, name
 
 
 # --- the fetcher's schedule ------------------------------------------------------------------------
@@ -348,7 +360,7 @@ def test_prices_function_can_only_read_the_table(template: dict[str, Any]) -> No
 def test_table_access_is_scoped_to_the_table(template: dict[str, Any]) -> None:
     for owner, statement in _statements(template):
         if any(action.startswith("dynamodb:") for action in _as_list(statement["Action"])):
-            assert _as_list(statement["Resource"]) == [{"Fn::GetAtt": ["MarketDataTable", "Arn"]}], owner
+            assert _as_list(statement["Resource"]) == [TABLE_ARN], owner
 
 
 # --- data, network, logs, outputs ------------------------------------------------------------------
@@ -361,6 +373,7 @@ def test_table_is_on_demand_recoverable_and_kept_on_stack_delete(template: dict[
     # It holds the pair registry: deleting or replacing the stack must not delete it.
     assert table["DeletionPolicy"] == "Retain"
     assert table["UpdateReplacePolicy"] == "Retain"
+    assert table["Properties"]["TableName"] == {"Ref": "AWS::StackName"}  # findable after a delete
     assert table_ttl_attribute(template, "MarketDataTable") == "expiresAt"
 
 
@@ -388,7 +401,8 @@ def test_dynamodb_traffic_uses_a_gateway_endpoint(template: dict[str, Any]) -> N
     service = {"Fn::Sub": "com.amazonaws.${AWS::Region}.dynamodb"}
     dynamodb = [gateway for gateway in gateways if gateway["ServiceName"] == service]
     assert len(dynamodb) == 1
-    # On the private subnets' route tables, or the functions' DynamoDB calls still go through the NAT.
+    # On the private subnets' route tables, or the functions' DynamoDB calls still go through the NAT;
+    # only when they are given (tests/unit/test_deploy.py evaluates the condition).
     assert dynamodb[0]["RouteTableIds"] == {"Ref": "PrivateRouteTableIds"}
 
 
@@ -422,7 +436,9 @@ def test_the_read_path_sends_no_log_line_per_request_and_keeps_warnings_and_metr
 def test_outputs_name_the_api_url_table_and_cache_endpoint(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     assert "${HttpApi}" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
-    assert outputs["MarketDataTableName"]["Value"] == {"Ref": "MarketDataTable"}
+    assert outputs["MarketDataTableName"]["Value"] == {
+        "Fn::If": ["CreatesTable", {"Ref": "MarketDataTable"}, {"Ref": "AWS::StackName"}]
+    }
     assert "Cache.Endpoint.Address" in str(outputs["CacheEndpoint"]["Value"])
 
 
