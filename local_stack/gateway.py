@@ -198,7 +198,7 @@ class LocalHttpApi:
             return {}
         headers = {
             "Access-Control-Allow-Origin": "*" if "*" in self.cors_origins else origin,
-            "Access-Control-Expose-Headers": "X-Missing-Pairs,Retry-After",
+            "Access-Control-Expose-Headers": "X-Missing-Pairs,X-Not-Listed-Pairs,Retry-After",
         }
         if preflight:
             headers.update({

@@ -281,7 +281,8 @@ def test_a_submitted_pair_is_verified_and_served_and_an_unlisted_one_rejected(de
         "a verdict for FOO/USDT",
     )
     assert foo["status"] == "rejected" and "does not list" in foo["reason"]
-    assert demo.get("/api/market-data/prices", params={"pairs": "FOO/USDT"}).status_code == 503
+    never = demo.get("/api/market-data/prices", params={"pairs": "FOO/USDT"})
+    assert never.status_code == 404 and "retry-after" not in never.headers  # not listed: nothing to retry
 
 
 def test_ctrl_c_stops_everything_it_started() -> None:

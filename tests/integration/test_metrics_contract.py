@@ -200,7 +200,11 @@ def run_prices(monkeypatch: pytest.MonkeyPatch) -> None:
     unlisted = _api_event(
         "prices_get.json", queryStringParameters={"pairs": "XRP/USDT"}, rawQueryString="pairs=XRP/USDT"
     )
-    assert prices.lambda_handler(unlisted, context)["statusCode"] == 503  # designed: none available
+    assert prices.lambda_handler(unlisted, context)["statusCode"] == 404  # not listed: no retry
+    listed_not_served = _api_event(
+        "prices_get.json", queryStringParameters={"pairs": "ETH/USDT"}, rawQueryString="pairs=ETH/USDT"
+    )
+    assert prices.lambda_handler(listed_not_served, context)["statusCode"] == 503  # designed: none yet
     assert prices.lambda_handler(_api_event("prices_bad_pairs.json"), context)["statusCode"] == 400
     assert prices.lambda_handler(_api_event("health_get.json"), context)["statusCode"] == 200
     with monkeypatch.context() as patch:  # a bug in the read path: the handler maps it to a 500

@@ -23,6 +23,7 @@ from market_data.config import get_settings
 from market_data.contracts import TickStats
 from market_data.models import Ticker
 from prices_api.handler import lambda_handler
+from prices_api.prices import NEVER_SUBMITTED, NOT_LISTED, NOT_LISTED_BY_STATUS
 from tests.support import REPO_ROOT, load_event
 
 # The function's code and its layer, as Lambda puts them on the path.
@@ -122,6 +123,7 @@ def test_some_pairs_missing_is_206_naming_them(put_in_cache: Callable[..., None]
     [
         ("BTC/USDT,BTCUSDT", "'BTCUSDT'"),
         (",,", "no pair"),
+        ("", "no pair"),  # pairs= with nothing: refused, not read as "every pair"
         (",".join(f"C{i}/USDT" for i in range(101)), "101"),
     ],
 )
@@ -212,9 +214,15 @@ def test_one_cache_round_trip_per_request(
 
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
 
-    for event in (load_event("prices_get.json"), load_event("prices_all.json")):
+    # The answers that name pairs that are not listed come from the same one read.
+    for event, status in (
+        (load_event("prices_get.json"), 200),
+        (load_event("prices_all.json"), 200),
+        (prices_event("BTC/USDT,FOO/USDT"), 206),
+        (load_event("prices_not_listed.json"), 404),
+    ):
         writes.clear()
-        assert invoke(event)["statusCode"] == 200
+        assert invoke(event)["statusCode"] == status
         assert len(writes) == 1
 
 
@@ -259,7 +267,14 @@ def test_openapi_is_generated_from_the_code_and_describes_the_contract(service_e
         spec["paths"]
     )
     prices = spec["paths"]["/api/market-data/prices"]["get"]
-    assert {"200", "206", "400", "503"} <= set(prices["responses"])
+    assert {"200", "206", "400", "404", "503"} <= set(prices["responses"])
+    assert "X-Not-Listed-Pairs" in prices["responses"]["206"]["headers"]
+    assert "400" in spec["paths"]["/api/market-data/health"]["get"]["responses"]
+    # Each reason the function gives for a pair that is not listed is one the description names.
+    reasons = spec["components"]["schemas"]["NotListedBody"]["properties"]["notListed"][
+        "additionalProperties"
+    ]
+    assert set(reasons["enum"]) == {NOT_LISTED, NEVER_SUBMITTED, *NOT_LISTED_BY_STATUS.values()}
     assert prices["parameters"][0]["name"] == "pairs"
     entry = spec["components"]["schemas"]["PriceEntry"]
     assert set(entry["properties"]) == CONTRACT_FIELDS
@@ -284,6 +299,7 @@ READ_PATH_PROBE = """
 import json, sys
 from local_stack.lambda_context import LocalLambdaContext
 from prices_api.handler import lambda_handler
+from prices_api.prices import NEVER_SUBMITTED, NOT_LISTED, NOT_LISTED_BY_STATUS
 from tests.support import load_event
 
 HEAVY = ("boto3", "pydantic", "aws_lambda_powertools.event_handler")
@@ -354,3 +370,157 @@ def test_the_served_description_has_every_route_with_what_the_server_enforces(
     ]:
         status = invoke(prices_event(value))["statusCode"]
         assert (status != 400) == bool(re.fullmatch(PAIRS_PATTERN, value)), (value, status)
+
+
+def test_pairs_that_are_not_listed_are_a_404_naming_each_without_retry_after(
+    put_in_cache: Callable[..., None],
+) -> None:
+    # ETH/USDT was listed once (its copy is still cached) and is no longer; FOO/USDT never was.
+    put_in_cache([make_ticker("BTC/USDT"), make_ticker("ETH/USDT")], ["BTC/USDT"])
+
+    response = invoke(prices_event("foo/usdt,ETH/USDT"))
+
+    assert response["statusCode"] == 404
+    assert "Retry-After" not in response["headers"]
+    body = json.loads(response["body"])
+    assert body["error"] == "pairs_not_listed"
+    assert body["notListed"] == {"FOO/USDT": "not listed", "ETH/USDT": "not listed"}
+    assert "FOO/USDT" in body["message"] and "ETH/USDT" in body["message"]
+    assert "/api/market-data/whitelist/FOO-USDT" in body["message"]  # where to see why
+
+    sample = invoke(load_event("prices_not_listed.json"))
+    assert (sample["statusCode"], json.loads(sample["body"])["notListed"]) == (
+        404,
+        {"FOO/USDT": "not listed"},
+    )
+
+
+def test_served_with_unlisted_pairs_is_206_naming_the_ones_that_will_never_come(
+    put_in_cache: Callable[..., None],
+) -> None:
+    put_in_cache([make_ticker("BTC/USDT")], ["BTC/USDT", "ETH/USDT"])  # ETH listed, not fetched yet
+
+    response = invoke(prices_event("BTC/USDT,ETH/USDT,FOO/USDT,BAR/USDT"))
+
+    assert response["statusCode"] == 206
+    assert response["headers"]["X-Missing-Pairs"] == "ETH/USDT,FOO/USDT,BAR/USDT"
+    assert response["headers"]["X-Not-Listed-Pairs"] == "FOO/USDT,BAR/USDT"
+    assert list(json.loads(response["body"])) == ["BTC/USDT"]  # still keyed by pair only
+
+    # Every missing pair listed: nothing to give up on, so no such header.
+    assert "X-Not-Listed-Pairs" not in invoke(prices_event("BTC/USDT,ETH/USDT"))["headers"]
+
+
+def test_listed_pairs_not_fetched_yet_stay_503_with_retry_after_naming_the_unlisted_ones(
+    put_in_cache: Callable[..., None],
+) -> None:
+    put_in_cache([], ["BTC/USDT", "ETH/USDT"])  # a warm cache whose pairs have no price yet
+
+    response = invoke(prices_event("ETH/USDT,FOO/USDT"))
+
+    assert response["statusCode"] == 503
+    assert response["headers"]["Retry-After"] == "2"
+    body = json.loads(response["body"])
+    assert body["unavailablePairs"] == ["ETH/USDT", "FOO/USDT"]
+    assert body["notListed"] == {"FOO/USDT": "not listed"}
+
+    listed_only = json.loads(invoke(prices_event("ETH/USDT"))["body"])
+    assert "notListed" not in listed_only
+
+
+@pytest.mark.usefixtures("service_env")
+def test_a_cold_cache_cannot_tell_a_pair_is_not_listed_so_it_answers_503_with_retry_after() -> None:
+    # Nothing in the cache, and an unseeded registry: the fetcher's first tick may list any pair.
+    response = invoke(load_event("prices_not_listed.json"))
+
+    assert response["statusCode"] == 503
+    assert response["headers"]["Retry-After"] == "2"
+    body = json.loads(response["body"])
+    assert body["unavailablePairs"] == ["FOO/USDT"] and "notListed" not in body
+
+
+def test_with_the_cache_lost_the_registry_says_why_each_pair_is_not_listed(
+    service_env: dict[str, str],
+) -> None:
+    table = boto3.resource("dynamodb", endpoint_url=service_env["DYNAMODB_ENDPOINT_URL"]).Table(
+        service_env["MARKET_DATA_TABLE_NAME"]
+    )
+    at = now_ms()
+    store.seed_registry(table, ["BTC/USDT", "ETH/USDT"], now_ms=at)
+    store.change_status(
+        table, "ETH/USDT", to="revoked", reason="by an admin", now_ms=at, allowed_from=["active"]
+    )
+    for pair in ("SOL/USDT", "XRP/USDT"):
+        store.create_submission(
+            table, pair, source="203.0.113.7", now_ms=at, max_pending=10, max_per_source=10
+        )
+    store.change_status(
+        table, "XRP/USDT", to="rejected", reason="illiquid", now_ms=at, allowed_from=["pending"]
+    )
+    cache.get_client(get_settings()).flushall()
+
+    response = invoke(prices_event("ETH/USDT,SOL/USDT,XRP/USDT,FOO/USDT"))
+
+    assert response["statusCode"] == 404
+    assert "Retry-After" not in response["headers"]
+    assert json.loads(response["body"])["notListed"] == {
+        "ETH/USDT": "revoked",
+        "SOL/USDT": "pending verification",
+        "XRP/USDT": "rejected",
+        "FOO/USDT": "never submitted",
+    }
+    # A listed pair with nothing kept yet is still one to wait for.
+    mixed = invoke(prices_event("BTC/USDT,ETH/USDT"))
+    assert mixed["statusCode"] == 503 and mixed["headers"]["Retry-After"] == "2"
+    assert json.loads(mixed["body"])["notListed"] == {"ETH/USDT": "revoked"}
+
+
+def test_every_listed_pair_while_none_is_listed_is_an_empty_200_not_a_retry(
+    put_in_cache: Callable[..., None],
+) -> None:
+    put_in_cache([], [])  # the fetcher ran: every pair of the registry is revoked, rejected or pending
+
+    response = invoke(load_event("prices_all.json"))
+
+    assert (response["statusCode"], json.loads(response["body"])) == (200, {})
+    assert "Retry-After" not in response["headers"]
+
+
+def test_a_misspelt_parameter_is_a_400_naming_it_not_every_pair(put_in_cache: Callable[..., None]) -> None:
+    put_in_cache([make_ticker("BTC/USDT"), make_ticker("ETH/USDT")], ["BTC/USDT", "ETH/USDT"])
+
+    response = invoke(load_event("prices_unknown_parameter.json"))  # ?pair=BTC/USDT
+
+    assert response["statusCode"] == 400
+    body = json.loads(response["body"])
+    assert set(body) == {"error", "message"} and body["error"] == "unknown_parameters"
+    assert "'pair'" in body["message"] and "takes only pairs" in body["message"]
+
+    # With the right one beside it too, and every unknown one named.
+    event = prices_event("BTC/USDT")
+    event["queryStringParameters"] |= {"limit": "5", "Pairs": "ETH/USDT"}
+    message = json.loads(invoke(event)["body"])["message"]
+    assert "parameters 'Pairs', 'limit'" in message
+
+
+@pytest.mark.usefixtures("service_env")
+@pytest.mark.parametrize("name", ["prices_all.json", "health_get.json", "init_get.json", "openapi_get.json"])
+def test_every_get_route_refuses_a_query_parameter_it_does_not_take(name: str) -> None:
+    event = copy.deepcopy(load_event(name))
+    event["queryStringParameters"] = {"verbose": "1"}
+    event["rawQueryString"] = "verbose=1"
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 400
+    body = json.loads(response["body"])
+    assert body["error"] == "unknown_parameters"
+    assert "'verbose'" in body["message"] and event["rawPath"] in body["message"]
+
+
+def test_a_trailing_comma_is_ignored(put_in_cache: Callable[..., None]) -> None:
+    put_in_cache([make_ticker("BTC/USDT")], ["BTC/USDT"])
+
+    response = invoke(prices_event("BTC/USDT,"))
+
+    assert (response["statusCode"], list(json.loads(response["body"]))) == (200, ["BTC/USDT"])

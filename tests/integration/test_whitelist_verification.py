@@ -96,7 +96,7 @@ def test_pairs_that_cannot_be_served_are_rejected_with_a_reason(
     rejected = record(container, pair)
     assert rejected.status == "rejected"
     assert rejected.reason is not None and reason in rejected.reason
-    assert prices(pair)["statusCode"] == 503  # never served
+    assert prices(pair)["statusCode"] == 404  # not listed: never served, nothing to retry
 
 
 def test_a_pair_listed_after_our_copy_of_the_listing_is_not_rejected(

@@ -3,7 +3,9 @@
 Price reads are nearly every request this function gets. They are answered without the router
 (route matching, event wrappers and response building cost more than the cache read itself) and
 without importing it or pydantic at all, which keeps the cold start near that of redis alone.
-Health and the API description go through ``prices_api.routes``, imported on first use.
+Health and the API description go through ``prices_api.routes``, imported on first use. The
+query parameters of every GET route are checked here, before either path, so that no route
+ignores one it does not take.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from market_data.config import Settings, get_settings
 from market_data.errors import InvalidPairError
 from market_data.http import ApiResponse, error_response, json_response, to_http_api_result, unexpected_error
 from market_data.observability import logger, traced
-from prices_api.prices import PRICES_PATH, PricesAnswer, get_prices, read_metrics, share_read_window
+from prices_api.prices import BASE, PRICES_PATH, PricesAnswer, get_prices, read_metrics, share_read_window
 
 __all__ = ["lambda_handler", "read_metrics", "share_read_window"]
 
@@ -26,22 +28,78 @@ if TYPE_CHECKING:
 
 
 CACHE_CONTROL = "public, max-age=1"
+HEALTH_PATH, INIT_PATH, OPENAPI_PATH = f"{BASE}/health", f"{BASE}/init", f"{BASE}/openapi.json"
+# The query parameters each GET route of this function takes. Any other is refused, named, rather
+# than ignored: a misspelt ``?pair=BTC/USDT`` would otherwise be answered with every pair.
+QUERY_PARAMETERS: dict[str, frozenset[str]] = {
+    PRICES_PATH: frozenset({"pairs"}),
+    HEALTH_PATH: frozenset(),
+    INIT_PATH: frozenset(),
+    OPENAPI_PATH: frozenset(),
+}
+
+
+def refuse_unknown_parameters(event: dict[str, Any]) -> ApiResponse | None:
+    """400 naming the query parameters the GET route does not take (and those it does); None when
+    there are none, or when the path is not one of this function's GET routes (the router's 404)."""
+    parameters = event.get("queryStringParameters")
+    if not parameters or event["requestContext"]["http"]["method"] != "GET":
+        return None
+    path = event.get("rawPath", "")
+    known = QUERY_PARAMETERS.get(path)
+    if known is None:
+        return None
+    unknown = parameters.keys() - known
+    return unknown_parameters(path, unknown, known) if unknown else None
+
+
+def unknown_parameters(path: str, unknown: set[str], known: frozenset[str]) -> ApiResponse:
+    """400 naming the parameters ``path`` does not take, and the ones it does."""
+    names = ", ".join(repr(name) for name in sorted(unknown))
+    takes = f"takes only {', '.join(sorted(known))}" if known else "takes no query parameter"
+    plural = "s" if len(unknown) > 1 else ""
+    message = f"unknown query parameter{plural} {names}: {path} {takes}"
+    return error_response(400, "unknown_parameters", message)
 
 
 def prices_response(answer: PricesAnswer, settings: Settings) -> ApiResponse:
-    """200 when every wanted pair is present, 206 naming the missing ones, 503 when none is."""
-    if answer.entries and not answer.missing:
-        return json_response(200, answer.entries, {"Cache-Control": CACHE_CONTROL})
-    if answer.entries:
+    """200 when every wanted pair is present, 206 naming the missing ones, 404 when every pair asked
+    for is one that is not listed, else 503: nothing yet, and some of it will come."""
+    if not answer.missing:
+        # Every listed pair asked for while none is listed is a complete answer too: ``{}``.
+        if answer.entries or answer.listing_known:
+            return json_response(200, answer.entries, {"Cache-Control": CACHE_CONTROL})
+    elif answer.entries:
         headers = {"Cache-Control": CACHE_CONTROL, "X-Missing-Pairs": ",".join(answer.missing)}
+        if answer.not_listed:
+            headers["X-Not-Listed-Pairs"] = ",".join(answer.not_listed)
         return json_response(206, answer.entries, headers)
+    elif len(answer.not_listed) == len(answer.missing):
+        return not_listed_response(answer.not_listed)
     message = (
         "price data is not available yet; retry shortly"
-        if answer.asked
+        if answer.missing
         else "no pair is listed yet; the fetcher fills the cache within one interval"
     )
-    response = error_response(503, "unavailable", message, unavailablePairs=answer.missing)
+    extra: dict[str, object] = {"unavailablePairs": answer.missing}
+    if answer.not_listed:
+        extra["notListed"] = answer.not_listed
+        message += f"; not listed, so never served until they are: {', '.join(answer.not_listed)}"
+    response = error_response(503, "unavailable", message, **extra)
     response.headers["Retry-After"] = str(math.ceil(settings.fetch_interval_ms / 1000))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def not_listed_response(not_listed: dict[str, str]) -> ApiResponse:
+    """404 without ``Retry-After``: none of these pairs is listed, so retrying brings nothing."""
+    names = ", ".join(not_listed)
+    one = next(iter(not_listed)).replace("/", "-")
+    message = (
+        f"not listed: {names}; a pair is served once it is listed "
+        f"(GET {BASE}/whitelist/{one} shows a pair's status, POST {BASE}/whitelist submits one)"
+    )
+    response = error_response(404, "pairs_not_listed", message, notListed=not_listed)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -87,7 +145,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # on this path than the rest of the logging set-up.
     logger.set_correlation_id(event.get("requestContext", {}).get("requestId"))
     is_read = event.get("rawPath") == PRICES_PATH and event["requestContext"]["http"]["method"] == "GET"
-    response = serve_prices(event) if is_read else serve_routed(event, context)
+    refused = refuse_unknown_parameters(event)
+    if refused is not None:
+        response = to_http_api_result(refused)
+    else:
+        response = serve_prices(event) if is_read else serve_routed(event, context)
     latency_ms = (time.perf_counter() - started) * 1000
     status = response["statusCode"]
     read_metrics.record_response(status, latency_ms if is_read else None)

@@ -5,8 +5,8 @@ Returns what is served and what is missing; the handler decides the HTTP answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -16,7 +16,7 @@ from market_data.config import Settings, get_settings
 from market_data.contracts import ReadCounts
 from market_data.observability import RequestMetrics, logger
 from market_data.pairs import parse_pairs_param
-from market_data.statuses import SERVED, SUSPENDED
+from market_data.statuses import PENDING, REJECTED, REVOKED, SERVED, SUSPENDED
 
 BASE = "/api/market-data"
 PRICES_PATH = f"{BASE}/prices"
@@ -31,13 +31,30 @@ def share_read_window(counts: Mapping[str, float], latencies_ms: list[float]) ->
 read_metrics = RequestMetrics("prices-api", "ReadLatency", on_flush=share_read_window)
 
 
+# Why a pair is not listed, as far as the source read can tell. The cache holds the listed pairs
+# alone, so from it every other pair is "not listed"; the registry (read when the cache is lost)
+# tells the status apart.
+NOT_LISTED = "not listed"
+NEVER_SUBMITTED = "never submitted"
+NOT_LISTED_BY_STATUS: dict[str, str] = {
+    PENDING: "pending verification",
+    REJECTED: "rejected",
+    REVOKED: "revoked",
+}
+
+
 @dataclass(frozen=True)
 class PricesAnswer:
     """The entries served, in the order asked, and the pairs asked for that have none."""
 
     entries: dict[str, dict[str, object]]
     missing: list[str]
-    asked: bool  # False: no pair was listed to ask for (a cold or empty registry)
+    # The listed set was read (a warm cache, or a seeded registry). Without it no pair can be
+    # called unlisted: a cold start must not tell a client to give up on a pair about to come.
+    listing_known: bool
+    # Of ``missing``, the pairs that are not listed, with the reason: no price will come for them
+    # until they are (submitted, verified, approved again), so retrying is pointless.
+    not_listed: dict[str, str] = field(default_factory=dict)
 
 
 def get_prices(
@@ -71,7 +88,7 @@ def get_prices(
             entry["stale"], entry["source"] = age > stale_after, "cache"
         entries[pair] = entry
     wanted = pairs if pairs is not None else sorted(found.listed)
-    return _answer(wanted, entries, metrics)
+    return _answer(wanted, entries, metrics, listed=found.listed)
 
 
 def _from_last_known_good(
@@ -98,17 +115,34 @@ def _from_last_known_good(
             entry["source"] = "last_known_good"
             entries[pair] = entry
     wanted = pairs if pairs is not None else sorted(listed)
-    return _answer(wanted, entries, metrics)
+    if not registry:
+        # Unreadable, or not seeded yet (the fetcher seeds it on its first tick): which pairs
+        # will be listed is unknown.
+        return _answer(wanted, entries, metrics, listed=None)
+    reasons = {pair: NOT_LISTED_BY_STATUS[state] for pair, state in registry.items() if state not in SERVED}
+    return _answer(wanted, entries, metrics, listed=listed, reasons=reasons, otherwise=NEVER_SUBMITTED)
 
 
 def _answer(
-    wanted: Sequence[str], entries: dict[str, dict[str, object]], metrics: RequestMetrics | None
+    wanted: Sequence[str],
+    entries: dict[str, dict[str, object]],
+    metrics: RequestMetrics | None,
+    *,
+    listed: Set[str] | None,
+    reasons: Mapping[str, str] | None = None,
+    otherwise: str = NOT_LISTED,
 ) -> PricesAnswer:
+    """``listed``: the listed pairs, None when unknown. An unlisted pair's reason is its entry in
+    ``reasons`` where the source knows one, else ``otherwise``."""
     body = {pair: entries[pair] for pair in wanted if pair in entries}
     missing = [pair for pair in wanted if pair not in entries]
     if metrics is not None:
         count_served(metrics, body.values(), missing=len(missing))
-    return PricesAnswer(body, missing, asked=bool(wanted))
+    if listed is None:
+        return PricesAnswer(body, missing, listing_known=False)
+    known = reasons or {}
+    not_listed = {pair: known.get(pair, otherwise) for pair in missing if pair not in listed}
+    return PricesAnswer(body, missing, listing_known=True, not_listed=not_listed)
 
 
 def count_served(metrics: RequestMetrics, served: Iterable[dict[str, object]], *, missing: int) -> None:

@@ -18,10 +18,10 @@ from market_data.clock import now_ms
 from market_data.config import get_settings
 from market_data.http import JSON, ApiResponse
 from market_data.http_routes import add_common_error_routes, to_response
-from market_data.models import ErrorBody, HealthBody, PriceEntry, UnavailableBody
-from prices_api.handler import answer_prices
+from market_data.models import ErrorBody, HealthBody, NotListedBody, PriceEntry, UnavailableBody
+from prices_api.handler import HEALTH_PATH, INIT_PATH, OPENAPI_PATH, answer_prices
 from prices_api.health import shared_health
-from prices_api.prices import BASE, PRICES_PATH
+from prices_api.prices import PRICES_PATH
 
 app = APIGatewayHttpResolver()
 WHITELIST_DESCRIPTION = Path(market_data.__file__).with_name("whitelist_openapi.json")
@@ -39,10 +39,16 @@ def _json_content(model: Any, description: str) -> Any:
     PRICES_PATH,
     summary="Latest prices of listed pairs, from the cache only",
     responses={
-        200: _json_content(dict[str, PriceEntry], "Every requested pair is present (fresh or stale)"),
+        200: _json_content(
+            dict[str, PriceEntry],
+            "Every requested pair is present (fresh or stale); {} for every listed pair while none is",
+        ),
         206: _json_content(dict[str, PriceEntry], "Some pairs present; X-Missing-Pairs names the others"),
-        400: _json_content(ErrorBody, "Malformed or oversize pairs parameter"),
-        503: _json_content(UnavailableBody, "None of the requested pairs is available; see Retry-After"),
+        400: _json_content(ErrorBody, "Malformed or oversize pairs parameter, or an unknown query parameter"),
+        404: _json_content(NotListedBody, "None of the requested pairs is listed: none will come"),
+        503: _json_content(
+            UnavailableBody, "None of the requested pairs is available yet (some will come); see Retry-After"
+        ),
     },
 )
 def prices() -> Response[str]:
@@ -51,6 +57,8 @@ def prices() -> Response[str]:
 
 HEALTH_RESPONSES: dict[int, Any] = {
     200: _json_content(HealthBody, "The fetcher runs (status ok or degraded, with the reason)"),
+    # The handler refuses a query parameter on every route (prices_api.handler.QUERY_PARAMETERS).
+    400: _json_content(ErrorBody, "A query parameter was given: this route takes none"),
     503: _json_content(HealthBody, "The fetcher is down"),
 }
 
@@ -62,13 +70,13 @@ def health_response() -> Response[str]:
     return to_response(ApiResponse(503 if status == "down" else 200, body.decode(), headers))
 
 
-@app.get(f"{BASE}/health", summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)
+@app.get(HEALTH_PATH, summary="Fetcher heartbeat, stats and cache freshness", responses=HEALTH_RESPONSES)
 def health() -> Response[str]:
     return health_response()
 
 
 @app.get(
-    f"{BASE}/init",
+    INIT_PATH,
     summary="Same body as /health, kept for source design 002's clients",
     responses=HEALTH_RESPONSES,
 )
@@ -76,7 +84,7 @@ def init() -> Response[str]:
     return health_response()
 
 
-@app.get(f"{BASE}/openapi.json", summary="This description", include_in_schema=False)
+@app.get(OPENAPI_PATH, summary="This description", include_in_schema=False)
 def openapi() -> Response[str]:
     return Response(
         status_code=200,
@@ -103,13 +111,19 @@ def describe_api() -> str:
             "in": "query",
             "required": False,
             "description": "Comma-separated BASE/QUOTE pairs (at most 100, case-insensitive, duplicates "
-            "collapse); left out = every listed pair",
+            "collapse, empty entries such as a trailing comma ignored; no pair at all is a 400); left "
+            "out = every listed pair. No other query parameter is taken.",
             # What parse_pairs_param takes: at least one pair; empty entries and spaces are ignored.
             "schema": {"type": "string", "pattern": PAIRS_PATTERN, "example": "BTC/USDT,ETH/USDT"},
         }
     ]
     operation["responses"]["206"]["headers"] = {
-        "X-Missing-Pairs": {"description": "Comma-separated pairs not served", "schema": {"type": "string"}}
+        "X-Missing-Pairs": {"description": "Comma-separated pairs not served", "schema": {"type": "string"}},
+        "X-Not-Listed-Pairs": {
+            "description": "Of those, the pairs that are not listed (none will come); absent when every "
+            "missing pair is listed",
+            "schema": {"type": "string"},
+        },
     }
     operation["responses"]["503"]["headers"] = {
         "Retry-After": {"description": "Seconds until the next fetch", "schema": {"type": "integer"}}

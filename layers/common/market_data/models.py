@@ -146,8 +146,24 @@ class ErrorBody(BaseModel):
     message: str
 
 
+# The prices function's words (prices_api.prices), typed here for the API description.
+NotListedReason = Literal["not listed", "never submitted", "pending verification", "rejected", "revoked"]
+NOT_LISTED_DESCRIPTION = (
+    "pair -> why no price will come for it: 'not listed' (from the cache), or, when the cache is "
+    "lost and the registry answers, 'never submitted', 'pending verification', 'rejected' or 'revoked'"
+)
+
+
 class UnavailableBody(ErrorBody):
-    unavailablePairs: list[str]
+    unavailablePairs: list[str] = Field(description="Every requested pair not served, in the order asked")
+    notListed: dict[str, NotListedReason] = Field(
+        default_factory=dict,
+        description=f"Present when some of them are not listed: {NOT_LISTED_DESCRIPTION}",
+    )
+
+
+class NotListedBody(ErrorBody):
+    notListed: dict[str, NotListedReason] = Field(description=NOT_LISTED_DESCRIPTION)
 
 
 class FetcherStats(BaseModel):
