@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -459,6 +460,39 @@ def test_the_circuit_opens_after_failed_ticks_backs_off_probes_once_and_closes(
     tick(container)
     assert container.deps.redis.hgetall(cache.circuit_key("binance"))[b"state"] == b"closed"
     assert container.deps.redis.hget(cache.STALE_COPIES, "BTC/USDT") is not None
+
+
+def test_a_circuit_closing_is_logged_with_its_exchange_and_how_long_it_was_open(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    from market_data.observability import logger
+
+    container = make_container()
+    tick(container)
+    simulator.set_fault("server_error", path=TICKER, status=503)
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        tick(container)
+        tick(container)
+        before_opening = now_ms()
+        tick(container)  # the third failed tick opens it
+        time.sleep(1.0)  # out for a while
+        simulator.clear_faults()
+        container.deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
+        tick(container)  # the probe succeeds
+        closed_by = now_ms()
+
+    # The records' fields: the message, its level, and the keys the line carries
+    [opened] = [vars(r) for r in caplog.records if r.getMessage() == "exchange circuit opened"]
+    [closed] = [vars(r) for r in caplog.records if r.getMessage() == "exchange circuit closed"]
+    assert (opened["levelname"], closed["levelname"]) == ("WARNING", "INFO")
+    assert opened["exchange"] == closed["exchange"] == "binance" and "http_5xx" in opened["error"]
+    assert closed["failures"] == 3 and closed["failed_probes"] == 0
+    assert 1.0 <= closed["open_for_s"] <= (closed_by - before_opening) / 1000 + 0.1
+    # Closing is said once: the next good tick says nothing more
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        caplog.clear()
+        tick(container)
+    assert not [r for r in caplog.records if "circuit" in r.getMessage()]
 
 
 @pytest.mark.parametrize(

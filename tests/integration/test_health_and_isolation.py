@@ -206,3 +206,71 @@ def test_health_is_computed_once_per_slot_and_shared_by_every_container(
     assert {answer["statusCode"] for answer in answers} == {200}
     assert 1 <= len(computed) <= 2
     assert len({answer["body"] for answer in answers}) <= 2
+
+
+NO_LISTING_READ = "no exchange's listing could be read yet, so no exchange is known to list it"
+
+
+def test_with_no_exchange_reachable_health_names_each_cause_and_no_pair_is_called_unlisted(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator
+) -> None:
+    from market_data.config import get_settings
+    from tests.conftest import UNREACHABLE
+
+    # Given a machine that reaches no exchange: a name that never resolves (.invalid, no network
+    # needed to fail) and a closed loopback port
+    offline = make_container(
+        EXCHANGES='["binance","coinbase","kraken"]',
+        BINANCE_API_BASE_URL="http://exchange.invalid",
+        COINBASE_API_BASE_URL=UNREACHABLE,
+        KRAKEN_API_BASE_URL=UNREACHABLE,
+    )
+    get_settings.cache_clear()
+    slot = now_ms() // offline.deps.settings.fetch_interval_ms
+
+    # When the fetcher ticks until every circuit is open, then probes one exchange alone
+    for offset in range(3):
+        run_slot(offline, slot + offset, "health-test", LoopSummary())
+    offline.deps.redis.hset(cache.circuit_key("kraken"), "retryAt", "0")
+    summary = LoopSummary()
+    run_slot(offline, slot + 3, "health-test", summary)
+    assert summary.ticks == 1  # the probe's tick: the other two were not asked
+
+    # Then health says what is wrong and what to do, each exchange's cause named
+    body = json.loads(invoke("health_get.json")["body"])
+    advice = body["fetcher"]["advice"]
+    assert body["status"] == "degraded" and body["reason"] == advice
+    assert advice.startswith(
+        "no exchange could be reached: binance: name resolution failed (exchange.invalid"
+    )
+    assert "coinbase: connection refused (127.0.0.1:9)" in advice
+    assert "kraken: connection refused (127.0.0.1:9)" in advice
+    assert "make demo" in advice
+    # and no pair is said to be unlisted: no listing was read at all
+    assert body["fetcher"]["missingPairs"] == dict.fromkeys(PAIRS, NO_LISTING_READ)
+
+    # When Binance can be reached again (a container with its address, its backoff over)
+    online = make_container(BINANCE_API_BASE_URL=simulator.base_url)
+    online.deps.redis.hset(cache.circuit_key("binance"), "retryAt", "0")
+    run_slot(online, slot + 4, "health-test", LoopSummary())
+
+    # Then the advice goes, though the two others are still out, and the pairs are served
+    body = json.loads(invoke("health_get.json")["body"])
+    assert body["fetcher"]["advice"] is None
+    assert body["fetcher"]["missingPairs"] == {}
+    assert sorted(body["fetcher"]["pairSources"]) == sorted(PAIRS)
+
+
+def test_on_lambda_the_unreachable_advice_points_at_the_vpcs_route_out(
+    make_container: Callable[..., Fetcher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = make_container(BINANCE_API_BASE_URL="http://exchange.invalid")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "market-data-FetcherFunction")  # as Lambda sets it
+
+    run_slot(container, now_ms() // container.deps.settings.fetch_interval_ms, "health-test", LoopSummary())
+
+    advice = json.loads(invoke("health_get.json")["body"])["fetcher"]["advice"]
+    assert advice.startswith(
+        "no exchange could be reached: binance: name resolution failed (exchange.invalid"
+    )
+    assert "NAT gateway" in advice and "make demo" not in advice

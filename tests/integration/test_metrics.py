@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -70,6 +71,39 @@ def test_a_tick_reports_latency_pairs_weight_and_sync_gap_as_measured(
         0 <= gap < figures["FetchLatency"] for gap in figures["SyncGap"]
     )
     assert figures["CacheWriteLatency"] >= 0 and figures["LastKnownGoodWrites"] == 2
+
+
+def test_the_ticks_own_weight_is_told_apart_from_the_exchanges_count_for_the_minute(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+
+    from local_stack.metrics_view import tick_line
+
+    container = make_container()
+    if now_ms() % 60_000 > 50_000:  # Binance counts per wall-clock minute: all of this in one
+        time.sleep((60_000 - now_ms() % 60_000) / 1000 + 0.1)
+    # Another client behind the same address spends weight this minute
+    httpx.get(simulator.base_url + "/api/v3/exchangeInfo", timeout=5).raise_for_status()
+    others = simulator.used_weight
+    slot = current_slot(container)
+
+    run_slot(container, slot, "metrics-test", LoopSummary())
+    run_slot(container, slot + 1, "metrics-test", LoopSummary())
+
+    printed = capsys.readouterr().out
+    first, second = slot_document(printed, slot), slot_document(printed, slot + 1)
+    charged = [record.weight for record in simulator.requests[1:]]  # the ticks' own requests
+    # The first tick read the listing (20) and one batch (2); the second, one batch
+    assert values(first)["ExchangeWeightSpent"] == 22 and values(second)["ExchangeWeightSpent"] == 2
+    assert sum(charged) == 24
+    # The exchange's count for the minute stays what the dashboard charts: everyone's
+    assert values(second)["ExchangeWeightUsed"] == simulator.used_weight == others + 24
+    # and the local tick line says both, labelled, with the slot's wall-clock time
+    at = time.strftime("%H:%M:%S", time.localtime(second["_aws"]["Timestamp"] / 1000))
+    line = tick_line(second)
+    assert line is not None and line.startswith(f"[tick] slot {slot + 1} at {at}: 2 pairs")
+    assert f"1 requests, weight 2 (binance {others + 24}/6000 this minute)" in line
 
 
 def test_a_paused_slot_counts_a_heartbeat_and_every_active_pair_as_missing(

@@ -36,5 +36,6 @@ def after_tick(
         backoff = min(interval_ms * 2 ** (opens - 1), MAX_BACKOFF_MS)
         # Full jitter on the upper half: overlapping deployments do not probe in step.
         wait = int(backoff * rng.uniform(0.5, 1.0))
-        return CircuitState("open", failures, opens, now + max(wait, interval_ms))
+        opened_at = circuit.opened_at if probing and circuit.opened_at else now
+        return CircuitState("open", failures, opens, now + max(wait, interval_ms), opened_at)
     return CircuitState("closed", failures, circuit.opens, 0)

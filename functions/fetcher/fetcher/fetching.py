@@ -39,6 +39,7 @@ def fetch_routed(
                 fetched.missing[pair] = "exchange error: internal"
         outcomes[name].merge(fetched)
         listing = state.exchanges[name].listing
+        listing.answered(fetched)
         for symbol in fetched.rejected:
             listing.reject(symbol, now)
         if fetched.listing_changed:

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from fetcher.deps import Fetcher
 
 
+# Errors of requests that were never sent.
+NOT_SENT_KINDS = frozenset({"deadline"})
+
+
 @dataclass
 class Listing:
     """One exchange's listing as this container knows it."""
@@ -39,6 +43,9 @@ class Listing:
     refused: ExchangeError | None = None  # HTTP 451: the exchange serves nothing to this location
     rejected: dict[str, int] = field(default_factory=dict)  # symbol -> when it was refused
     watch_ms: int = 60_000  # how often it is read while a pair is suspended or a name refused
+    # Why the exchange could not be reached at all when last asked (its listing or its tickers):
+    # no connection was made, so its listing cannot be read. None once it answers anything.
+    unreachable: str | None = None
 
     def trading(self, pair: str) -> ListingEntry | None:
         """The pair's entry when the exchange trades it now."""
@@ -75,8 +82,10 @@ class Listing:
         try:
             by_pair = exchange.listing()
         except RateLimitedError:
+            self.unreachable = None
             raise
         except ExchangeError as exc:
+            self.unreachable = exc.unreachable
             self.next_read_at = now + self.refresh_ms
             if exc.kind == "restricted_location":
                 # The exchange refuses this location: it lists nothing it would serve us.
@@ -90,9 +99,19 @@ class Listing:
         self.rejected = {symbol: at for symbol, at in self.rejected.items() if at >= now}
         # When the listing was actually read (not when the tick began): a submission made while
         # this tick started is then judged on this read, not one tick later.
-        self.by_pair, self.refused, self.conclusive = by_pair, None, True
+        self.by_pair, self.refused, self.conclusive, self.unreachable = by_pair, None, True, None
         self.read_at = now_ms()
         self.next_read_at = now + self.refresh_ms
+
+    def answered(self, outcome: FetchResult) -> None:
+        """What a ticker fetch taught about reaching the exchange: any answer (or any failure
+        other than a connection never made) means it was reached."""
+        # A request that never left (the slot's time ran out) says nothing either way.
+        errors = [error for error in outcome.errors if error.kind not in NOT_SENT_KINDS]
+        if outcome.tickers or any(error.unreachable is None for error in errors):
+            self.unreachable = None
+        elif errors:
+            self.unreachable = errors[-1].unreachable
 
     def reject(self, symbol: str, now: int) -> None:
         self.rejected[symbol] = now

@@ -106,8 +106,32 @@ def settle_exchanges(
                     exchange=name,
                     failures=memory.circuit.failures,
                     retry_at=memory.circuit.retry_at,
+                    retry_in_s=round((memory.circuit.retry_at - now) / 1000, 1),
+                    error=_last_error(outcome),
                 )
+            elif memory.circuit.state == "closed" and previous.state == "open":
+                log_circuit_closed(name, previous, now)
     return circuits
+
+
+def log_circuit_closed(exchange: str, was: CircuitState, now: int) -> None:
+    """The recovery an operator waits for after "exchange circuit opened": which exchange, how
+    long it was out, and what it cost (failed ticks, failed probes)."""
+    extra: dict[str, object] = {
+        "exchange": exchange,
+        "failures": was.failures,
+        "failed_probes": was.opens - 1,
+    }
+    if was.opened_at:  # a circuit stored before openedAt was recorded does not know
+        extra["open_for_s"] = round((now - was.opened_at) / 1000, 1)
+    logger.info("exchange circuit closed", extra=extra)
+
+
+def _last_error(outcome: FetchResult) -> str | None:
+    if not outcome.errors:
+        return None
+    error = outcome.errors[-1]
+    return f"{error.kind}: {error}"[:300]
 
 
 def remember_ban(fetcher: Fetcher, exchange: str, ban: Ban, now: int) -> None:

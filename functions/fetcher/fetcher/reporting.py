@@ -7,8 +7,9 @@ only the slot's owner reports what was fetched, missing and written.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,9 @@ def tick_stats(
         if refusal is not None:
             # Advice for operators stays in health while the cause lasts, and goes with it.
             advice.append(refusal.advice or f"{name} refuses requests from this location (HTTP 451)")
+    unreachable = {name: listing.unreachable for name, listing in listings.items()}
+    if unreachable and all(unreachable.values()):
+        advice.insert(0, unreachable_advice(unreachable))
     weights = [limits[name].used_weight for name, outcome in outcomes.items() if outcome.requests]
     reported = [weight for weight in weights if weight is not None]
     return TickStats(
@@ -95,8 +99,43 @@ def tick_stats(
     )
 
 
+def unreachable_advice(causes: Mapping[str, str | None]) -> str:
+    """Every exchange failed before a connection was made: the network is the cause, not the
+    exchanges, and no listing can be read until it is fixed."""
+    each = "; ".join(f"{name}: {cause}" for name, cause in causes.items())
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # set by Lambda itself, never by the local stack
+        fix = "check the private subnets' route to the internet (the NAT gateway) and their DNS"
+    else:
+        fix = "check this machine's network, or run `make demo` for the offline simulators"
+    return f"no exchange could be reached: {each}; {fix}"
+
+
 def exchange_limits(exchanges: Mapping[str, Exchange], now: int) -> dict[str, Limits]:
     return {name: exchange.limits(now) for name, exchange in exchanges.items()}
+
+
+@dataclass(frozen=True)
+class TickWeight:
+    """The request weight of one tick on an exchange that counts weight (Binance)."""
+
+    spent: int  # what this tick's own requests cost
+    used: int  # the exchange's count for the address this minute: every client behind it
+    limit: int  # the exchange's limit per minute
+
+
+def tick_weights(
+    before: Mapping[str, Limits], after: Mapping[str, Limits], asked: Iterable[str]
+) -> dict[str, TickWeight]:
+    """Each asked exchange's weight: the tick's own (what its requests cost, from the running
+    total across the tick) beside the exchange's count for the minute."""
+    weights = {}
+    for name in asked:
+        budget, earlier = after[name].weight, before[name].weight
+        if budget is None:
+            continue
+        spent = budget.spent - (earlier.spent if earlier is not None else 0)
+        weights[name] = TickWeight(spent, budget.used, budget.limit)
+    return weights
 
 
 @dataclass
@@ -151,6 +190,8 @@ def slot_values(report: SlotReport) -> tuple[dict[str, float | list[float]], dic
                 values["SyncGap"] = [float(gap) for gap in _at_most_99(tick.cache.sync_gaps_ms)]
         if tick.stats.used_weight is not None:
             values["ExchangeWeightUsed"] = tick.stats.used_weight
+        if tick.weights:
+            values["ExchangeWeightSpent"] = sum(weight.spent for weight in tick.weights.values())
         transitions = Counter(_transition_metric(t) for t in tick.applied)
         for name in TRANSITION_METRICS.values():  # zeros too: a chart without gaps
             values[name] = transitions[name]
@@ -172,6 +213,12 @@ def emit_slot(report: SlotReport, *, invocation_id: str, at_ms: int) -> None:
     }
     if report.tick is not None and report.tick.errors:
         metadata["errorKinds"] = sorted({error.kind for error in report.tick.errors})
+    if report.tick is not None and report.tick.weights:
+        # Each exchange's figures apart: the metrics carry only the sum and the highest count.
+        metadata["exchangeWeight"] = {
+            name: {"tick": weight.spent, "usedThisMinute": weight.used, "limit": weight.limit}
+            for name, weight in report.tick.weights.items()
+        }
     emit_metrics(SERVICE, values, breakdowns=breakdowns, timestamp_ms=at_ms, metadata=metadata)
 
 

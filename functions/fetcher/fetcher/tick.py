@@ -11,7 +11,7 @@ tests drive it with a real redis-server, moto and the exchange simulators.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from fetcher.deps import Fetcher
 from fetcher.exchanges.base import ExchangeError, FetchResult
@@ -26,7 +26,7 @@ from fetcher.persisting import (
     write_cache,
     write_last_known_good,
 )
-from fetcher.reporting import exchange_limits, tick_stats
+from fetcher.reporting import TickWeight, exchange_limits, tick_stats, tick_weights
 from fetcher.routing import RoutePlan, plan_routes
 from fetcher.shared_state import load_shared_state, shared_state_diff
 from fetcher.slot import OpenedSlot
@@ -36,6 +36,10 @@ from market_data.contracts import TickStats
 from market_data.models import Ticker
 from market_data.observability import logger
 from market_data.statuses import SUSPENDED
+
+# Why a pair has no source while no exchange's listing has been read: the exchanges' errors (and
+# health's advice, when none could be reached) say why.
+NO_LISTING_READ = "no exchange's listing could be read yet, so no exchange is known to list it"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class TickResult:
     duration_ms: int
     cache: CacheWritten | None  # None when the cache write did not happen or failed
     lkg_written: int
+    weights: dict[str, TickWeight] = field(default_factory=dict)  # exchanges that count weight
 
     @property
     def tickers(self) -> dict[str, Ticker]:
@@ -81,6 +86,7 @@ class TickResult:
 def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickResult:
     """Fetch every listed pair once and write the results."""
     deps, state, started_at = fetcher.deps, fetcher.state, opened.started_at
+    limits_before = exchange_limits(deps.exchanges, started_at)  # the tick's own weight starts here
     dropped = load_shared_state(fetcher, opened)
     pairs = read_pairs(fetcher, started_at)
     outcomes = {name: FetchResult(name) for name in deps.exchanges}
@@ -110,6 +116,9 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
         now_ms=started_at,
         budget_now_ms=now_ms(),  # the weight a listing read just reported counts in this minute
     )
+    if plan.unserved and all(listing.by_pair is None for listing in listings.values()):
+        # Nothing can be concluded about where a pair is listed: say so, not "not listed".
+        plan = replace(plan, unserved=dict.fromkeys(plan.unserved, NO_LISTING_READ))
     fetch_ms = fetch_routed(fetcher, plan.routes, outcomes, deadline=deadline)
     fetched = Fetched.combine(outcomes, plan.unserved)
 
@@ -123,9 +132,11 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
     watching = watch_listings(fetcher, [pair for pair in judged.listed if judged.status[pair] == SUSPENDED])
     finished_at = now_ms()
     circuits = settle_exchanges(fetcher, opened, outcomes, plan.weight_pauses, finished_at)
+    limits = exchange_limits(deps.exchanges, finished_at)
+    asked = {name for name, outcome in outcomes.items() if outcome.requests}
     stats = tick_stats(
         outcomes=outcomes,
-        limits=exchange_limits(deps.exchanges, finished_at),
+        limits=limits,
         listings=listings,
         routes=plan.routes,
         judged=judged,
@@ -139,7 +150,6 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
     # not depend on the cache write succeeding: it is what readers need when the cache fails.
     written = None
     if opened.cache_ok:
-        asked = {name for name, outcome in outcomes.items() if outcome.requests}
         shared = shared_state_diff(fetcher, opened, asked=asked, circuits=circuits, dropped=dropped)
         written = write_cache(fetcher, opened, judged, stats, shared)
     lkg_written = write_last_known_good(fetcher, judged.tickers, opened.shared.lkg_written, finished_at)
@@ -148,7 +158,16 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
         WrittenTick(opened.slot, dict(judged.tickers), judged.listed, judged.missing, written is not None),
     )
     return TickResult(
-        plan, outcomes, judged, applied, stats, fetch_ms, finished_at - started_at, written, lkg_written
+        plan,
+        outcomes,
+        judged,
+        applied,
+        stats,
+        fetch_ms,
+        finished_at - started_at,
+        written,
+        lkg_written,
+        tick_weights(limits_before, limits, asked),
     )
 
 

@@ -70,6 +70,7 @@ class CircuitState:
     failures: int = 0  # consecutive failed ticks
     opens: int = 0  # consecutive openings: the backoff exponent
     retry_at: int = 0  # ms: an open circuit lets one probe through from then on
+    opened_at: int = 0  # ms: when it opened (failed probes keep it); 0 when closed or not known
 
     def allows(self, now: int) -> bool:
         """Closed: yes. Open: only once the backoff has passed (that tick is the probe)."""
@@ -87,6 +88,7 @@ class CircuitState:
             "failures": str(self.failures),
             "opens": str(self.opens),
             "retryAt": str(self.retry_at),
+            "openedAt": str(self.opened_at),
         }
 
     @classmethod
@@ -98,6 +100,7 @@ class CircuitState:
             failures=int(fields.get("failures", 0)),
             opens=int(fields.get("opens", 0)),
             retry_at=int(fields.get("retryAt", 0)),
+            opened_at=int(fields.get("openedAt", 0)),
         )
 
 

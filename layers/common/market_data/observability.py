@@ -54,6 +54,9 @@ UNITS: dict[str, MetricUnit] = {
     "ExchangeErrors": COUNT,
     "ExchangeRequests": COUNT,
     "ExchangeWeightUsed": COUNT,  # what the exchange reports used this minute (X-MBX-USED-WEIGHT-1M)
+    # The weight of the tick's own requests; summed per minute, its gap to ExchangeWeightUsed is
+    # what other clients behind the same address (a shared NAT gateway) used.
+    "ExchangeWeightSpent": COUNT,
     "LastKnownGoodWrites": COUNT,
     "StoreErrors": COUNT,  # DynamoDB calls that failed
     "WhitelistVerified": COUNT,
@@ -235,7 +238,7 @@ HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 
 
 def tracing_enabled() -> bool:
-    """X-Ray tracing is off unless the template's EnableTracing parameter turns it on."""
+    """X-Ray tracing is off unless the template's Tracing parameter turns it on."""
     return os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").strip().lower() in ("false", "0")
 
 

@@ -27,12 +27,21 @@ class ExchangeError(Exception):
     """A failed exchange call; ``kind`` is what operators count (timeout, http_5xx, bad_body, ...)."""
 
     def __init__(
-        self, kind: str, message: str, *, status: int | None = None, advice: str | None = None
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        advice: str | None = None,
+        unreachable: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.advice = advice  # what an operator can do about it, where the exchange says more than its kind
+        # Why no connection could be made (name resolution, refused, connect timeout): the
+        # exchange never saw the request, and the cause is this side's network, not the exchange.
+        self.unreachable = unreachable
 
 
 class RateLimitedError(ExchangeError):
@@ -72,11 +81,15 @@ class WeightBudget:
     """An exchange that counts request weight per window (Binance): what it reported used, and the
     share of its limit this service allows itself."""
 
-    used: int
+    used: int  # the exchange's count for the address: other clients behind it included
     reported_at: int  # ms: when the exchange said so
     budget: int
     window_ms: int
     cost: Callable[[int], int]  # the weight of one slot's requests for n pairs
+    limit: int = 0  # the exchange's own limit per window, of which ``budget`` is our share
+    # What this container's own requests have cost since it started, as the exchange charges them:
+    # a running total, so a tick's own weight is its difference across the tick.
+    spent: int = 0
 
     def refusal(self, pairs: int, now: int) -> str | None:
         """Why a slot fetching ``pairs`` must not call the exchange, when it would pass the budget.

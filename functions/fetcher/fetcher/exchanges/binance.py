@@ -45,6 +45,7 @@ BINANCE_US_WEIGHT_LIMIT_1M = 1200
 TICKER_PATH = "/api/v3/ticker/24hr"
 EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
 WEIGHT_HEADER = "x-mbx-used-weight-1m"
+EXCHANGE_INFO_WEIGHT = 20  # /api/v3/exchangeInfo, as Binance documents it
 INVALID_SYMBOL = -1121
 SERVABLE_STATUS = "TRADING"
 # What an operator can do about HTTP 451: binance.com refuses US addresses (AWS us-east-1 included).
@@ -69,6 +70,19 @@ def ticker_weight(symbol_count: int) -> int:
     if symbol_count <= 100:
         return 40
     return 80
+
+
+def request_weight(request: httpx.Request) -> int:
+    """The weight Binance charges for one of our requests, from what was asked."""
+    if request.url.path.endswith(EXCHANGE_INFO_PATH):
+        return EXCHANGE_INFO_WEIGHT
+    if request.url.path.endswith(TICKER_PATH):
+        try:
+            symbols = orjson.loads(request.url.params.get("symbols", "[]"))
+        except orjson.JSONDecodeError:
+            symbols = []
+        return ticker_weight(len(symbols) if isinstance(symbols, list) else 0)
+    return 0
 
 
 class InvalidSymbolError(ExchangeError):
@@ -110,6 +124,10 @@ class BinanceClient:
         self.default_weight_limit_1m = default_weight_limit_1m
         self.last_used_weight: int | None = None
         self.last_used_weight_at: int = 0  # ms when the header was read
+        # The weight our own requests cost, a running total: the header counts every client
+        # behind the address, so a tick's own share is told apart from it here.
+        self.weight_spent = 0
+        self._spent_lock = threading.Lock()  # the batches of a slot answer on several threads
         self._transport = Transport(
             http,
             base_url,
@@ -125,6 +143,10 @@ class BinanceClient:
         weight = response.headers.get(WEIGHT_HEADER)
         if weight is not None and weight.isdigit():
             self.last_used_weight, self.last_used_weight_at = int(weight), time.time_ns() // 1_000_000
+        # Charged when Binance itself answered: not a refusal for weight (418, 429), not a CDN's 5xx.
+        if response.status_code < 500 and response.status_code not in (418, 429):
+            with self._spent_lock:
+                self.weight_spent += request_weight(response.request)
 
     def exchange_info(self) -> ExchangeInfo:
         body = self._transport.get(EXCHANGE_INFO_PATH)
@@ -220,6 +242,8 @@ class BinanceExchange:
                 budget=int(limit * WEIGHT_BUDGET_SHARE),
                 window_ms=WEIGHT_WINDOW_MS,
                 cost=self.weight_of,
+                limit=limit,
+                spent=self.client.weight_spent,
             )
         )
 

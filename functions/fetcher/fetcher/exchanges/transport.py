@@ -8,6 +8,7 @@ the body.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,10 @@ class Transport:
         """
         try:
             response = self._http.get(self.base_url + path, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            cause = connect_failure(exc)
+            kind = "timeout" if isinstance(exc, httpx.ConnectTimeout) else "network"
+            raise ExchangeError(kind, f"{path}: {cause}", unreachable=cause) from exc
         except httpx.TimeoutException as exc:
             raise ExchangeError("timeout", f"{path}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
@@ -100,6 +105,34 @@ class Transport:
         """The exchange's own words for the error, or the start of whatever else came back."""
         described = self._describe(body) if body is not NOT_JSON else None
         return described if described is not None else response.text[:200]
+
+
+def connect_failure(exc: httpx.HTTPError) -> str:
+    """Why no connection was made, in words an operator can act on: the host that did not resolve,
+    the address that refused, the host that did not answer in time."""
+    url = exc.request.url if _has_request(exc) else None
+    host = url.host if url is not None else "?"
+    where = f"{host}:{url.port}" if url is not None and url.port else host
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"connect timeout ({where})"
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, socket.gaierror):
+        return f"name resolution failed ({host}: {cause.strerror or cause})"
+    if isinstance(cause, ConnectionRefusedError):
+        return f"connection refused ({where})"
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"could not connect ({where}: {cause.strerror})"
+    return f"could not connect ({where}: {exc})"
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018  # httpx raises RuntimeError when the error carries none
+    except RuntimeError:
+        return False
+    return True
 
 
 def _retry_after(response: httpx.Response, default_s: int) -> int:
