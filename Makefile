@@ -10,12 +10,37 @@ SAM := tools/sam.sh
 .PHONY: help setup dev demo bench openapi test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
 
 help:
-	@echo "make dev      run the service locally against the real exchanges (http://127.0.0.1:3000)"
-	@echo "make demo     run the service locally against the exchange simulators (offline)"
-	@echo "make test     lint, sam validate --lint, sam build, then unit, integration and end-to-end tests"
-	@echo "make bench    benchmarks against their limits (read, cold, fetch, freshness, writes, cost); prints a table"
-	@echo "make build    sam build, then bytecode;  make deploy ENV=dev|prod   sam deploy with samconfig.toml"
-	@echo "make openapi  regenerate the whitelist routes' description the prices function serves"
+	@echo "Run it"
+	@echo "  make dev      the service on http://127.0.0.1:3000 against the real exchanges (no AWS, no Docker)"
+	@echo "  make demo     the same against the exchange simulators: works offline (docs/local.md)"
+	@echo "  make invoke   one function's handler on one event file, its answer on stdout (no Docker):"
+	@echo "                make invoke EVENT=events/prices_get.json [FUNCTION=PricesApiFunction] [TIMEOUT=15]"
+	@echo "Test and check"
+	@echo "  make test     lint, sam validate --lint, sam build, then unit, integration and end-to-end tests"
+	@echo "  make test-unit, make test-integration, make test-e2e    one layer of tests"
+	@echo "  make lint     ruff and mypy;  make format   ruff format and fixes"
+	@echo "  make validate sam validate (with --lint) and checkov"
+	@echo "  make bench    benchmarks against their limits (read, cold, fetch, freshness, writes, cost); prints a table"
+	@echo "Build and deploy"
+	@echo "  make build    sam build, then bytecode"
+	@echo "  make deploy   build, then deploy ENV's stack (docs/operations.md#deploy);  make delete   delete it"
+	@echo "Maintain"
+	@echo "  make setup    install the virtualenv and the SAM CLI (every target installs what it needs)"
+	@echo "  make openapi  regenerate the whitelist routes' description the prices function serves"
+	@echo "  make layer-requirements   the shared layer's requirements.txt, from the lock file"
+	@echo "  make clean    remove build output and caches"
+	@echo "Variables"
+	@echo "  PORT=3001           the local HTTP API's port (dev, demo; default 3000)"
+	@echo "  SIMULATOR_PORT=8001 the Binance simulator's port (demo; default a free port)"
+	@echo "  ADMIN_TOKEN=...     the admin routes' bearer token (dev, demo; default: one made in .local/admin-token)"
+	@echo "  ARGS='--emf --json-logs'  more options: dev and demo take --emf (print the raw EMF metric"
+	@echo "                      documents) and --json-logs (the functions' logs as JSON); invoke takes"
+	@echo "                      --simulator, --fresh, --emf, --json-logs"
+	@echo "  EVENT=, FUNCTION=, TIMEOUT=  invoke: the event file, the function (default: the one the event"
+	@echo "                      is for), the seconds its context gives it (default: its Timeout)"
+	@echo "  SCENARIOS='read cold'   bench: the scenarios to run (default: all)"
+	@echo "  ENV=prod            deploy, delete: the samconfig.toml environment (default dev)"
+	@echo "  Any setting of docs/configuration.md, e.g. FETCH_INTERVAL_MS=2000 make demo"
 
 # --- set-up --------------------------------------------------------------------------------------
 $(UV):
@@ -40,10 +65,21 @@ setup: $(VENV)/.synced .tools/sam/.installed
 
 # --- run -----------------------------------------------------------------------------------------
 dev: $(VENV)/.synced
-	$(PY) -m local_stack
+	$(PY) -m local_stack $(ARGS)
 
 demo: $(VENV)/.synced
-	$(PY) -m local_stack --simulator
+	$(PY) -m local_stack --simulator $(ARGS)
+
+# Like `sam local invoke`, without Docker: the answer alone on stdout (the recipe is not echoed),
+# logs on stderr. Against a running `make dev`/`make demo` when there is one (docs/local.md).
+.PHONY: invoke
+invoke: $(VENV)/.synced
+	@if [ -z "$(EVENT)" ]; then \
+		echo "usage: make invoke EVENT=events/prices_get.json [FUNCTION=PricesApiFunction] [TIMEOUT=15] [ARGS=--fresh]" >&2; \
+		exit 2; \
+	fi
+	@$(PY) -m local_stack.invoke "$(EVENT)" $(if $(FUNCTION),--function "$(FUNCTION)") \
+		$(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(ARGS)
 
 # --- measure -------------------------------------------------------------------------------------
 # Figures for this machine against the service's limits; outside CI (see bench/ and the README).

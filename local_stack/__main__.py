@@ -11,32 +11,58 @@
   when set), Coinbase and Kraken, and a second Binance-protocol one for Binance.US when
   ``EXCHANGES`` names binance_us;
 - the metrics the functions would send to CloudWatch: one line per fetcher slot in the output,
-  and a summary at ``GET /_local/metrics`` (``--emf`` prints the raw EMF documents too).
-Ctrl-C stops everything it started.
+  and a summary at ``GET /_local/metrics`` (``--emf`` prints the raw EMF documents too); the
+  functions' log lines in a compact form (``--json-logs``: as the JSON CloudWatch gets);
+- the admin routes behind a bearer token: ``ADMIN_TOKEN``, else one kept in ``.local/admin-token``.
+Every setting is checked before anything starts. Ctrl-C stops everything it started, the fetcher
+first: a slot being fetched finishes its writes before the servers it writes to stop.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
 from typing import Any
 
+from local_stack.admin_token import AdminToken, admin_token, token_file_problem
+from local_stack.environment import (
+    DEFAULT_TABLE,
+    PLACEHOLDER_HTTP_URL,
+    PLACEHOLDER_REDIS_URL,
+    PortSetting,
+    function_environment,
+    local_dir,
+    local_environment,
+    report_problems,
+    settings_problems,
+    use_function_code,
+)
 from local_stack.gateway import LOCAL_ADMIN_IAM
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.metrics_view import EmfTap, LocalMetrics
-from local_stack.servers import MotoServer, RedisServer, create_table_from_template, free_port, port_in_use
-from local_stack.simulator_http import SimulatorBase
-from local_stack.template import REPO_ROOT, function_definition, http_routes, load_template
+from local_stack.servers import port_in_use
+from local_stack.services import (
+    dynamodb,
+    exchanges,
+    recorded_stack,
+    redis_url,
+    say,
+    simulator_variables,
+)
+from local_stack.template import function_definition, http_routes, load_template, serverless_functions
+
+__all__ = ["function_environment", "keep_function_log_keys_apart", "main"]
 
 SCHEDULE_SECONDS = 60  # rate(1 minute)
 METRICS_PAGE = "/_local/metrics"
-DEFAULT_TABLE = "market-data-local"
+# How long stopping waits for a running fetcher invocation: its slot's requests end with the slot
+# (FETCH_INTERVAL_MS, 10 s at most), and a wait for the next slot ends with that slot's start.
+STOP_WAIT_S = 15.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,117 +73,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="use the exchange simulators (Binance, Coinbase, Kraken; Binance.US too when EXCHANGES "
         "names binance_us) instead of the real APIs (offline)",
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    parser.add_argument("--port", help="the local HTTP API's port (default: PORT, else 3000)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--emf", action="store_true", help="print the raw EMF metric documents as well")
+    parser.add_argument(
+        "--json-logs",
+        action="store_true",
+        help="print the functions' log lines as the JSON CloudWatch gets, not in the compact local form",
+    )
     return parser.parse_args(argv)
-
-
-def say(message: str) -> None:
-    print(f"[local] {message}", flush=True)
-
-
-@contextlib.contextmanager
-def redis_url() -> Iterator[str]:
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    if RedisServer.available():
-        server = RedisServer().start()
-        say(f"redis-server started on {server.url}")
-        try:
-            yield server.url
-        finally:
-            server.close()
-        return
-    from fakeredis import TcpFakeServer  # only where no redis-server binary exists
-
-    port = free_port()
-    fake = TcpFakeServer(("127.0.0.1", port))
-    threading.Thread(target=fake.serve_forever, daemon=True).start()
-    say(f"no redis-server on PATH: using an in-process stand-in on port {port}")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        fake.shutdown()
-
-
-@contextlib.contextmanager
-def dynamodb(table_name: str) -> Iterator[str]:
-    import boto3
-
-    if os.environ.get("DYNAMODB_ENDPOINT_URL"):
-        endpoint = os.environ["DYNAMODB_ENDPOINT_URL"]
-        if table_name not in boto3.client("dynamodb", endpoint_url=endpoint).list_tables()["TableNames"]:
-            create_table_from_template(endpoint, table_name)
-        yield endpoint
-        return
-    server = MotoServer().start()
-    create_table_from_template(server.url, table_name)
-    say(f"DynamoDB stand-in (moto) on {server.url}, table {table_name} from template.yaml")
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-def configured_exchanges() -> list[str]:
-    """The names in ``EXCHANGES``, as far as they read; the settings report a malformed value."""
-    try:
-        names = json.loads(os.environ.get("EXCHANGES", "[]"))
-    except json.JSONDecodeError:
-        return []
-    return [str(name).strip().lower() for name in names] if isinstance(names, list) else []
-
-
-def _binance_us_simulator() -> SimulatorBase[Any]:
-    """Binance's protocol and default symbols, plus the USD pairs binance.us lists (binance.com does not)."""
-    from local_stack.binance_simulator import BinanceSimulator
-
-    simulator = BinanceSimulator(seed=1)  # its own random walk, not the Binance one's
-    simulator.add_symbol("BTCUSD", "BTC", "USD", "TRADING", 66_990.0)
-    simulator.add_symbol("ETHUSD", "ETH", "USD", "TRADING", 3_499.0)
-    return simulator
-
-
-@contextlib.contextmanager
-def exchanges(use_simulator: bool) -> Iterator[dict[str, str]]:
-    """The exchanges' base URLs to give the functions. Without ``--simulator``, none: the functions
-    read them from this shell's environment, or fall back to the real APIs (the settings' defaults)."""
-    if not use_simulator:
-        yield {}
-        return
-    from local_stack.binance_simulator import BinanceSimulator
-    from local_stack.coinbase_simulator import CoinbaseSimulator
-    from local_stack.kraken_simulator import KrakenSimulator
-
-    binance_port = int(os.environ.get("SIMULATOR_PORT", "0"))  # the others take free ports
-    simulators: list[tuple[str, str, SimulatorBase[Any]]] = [  # (variable, name, simulator)
-        ("BINANCE_API_BASE_URL", "Binance", BinanceSimulator(port=binance_port)),
-        ("COINBASE_API_BASE_URL", "Coinbase", CoinbaseSimulator()),
-        ("KRAKEN_API_BASE_URL", "Kraken", KrakenSimulator()),
-    ]
-    if "binance_us" in configured_exchanges():
-        simulators.append(("BINANCE_US_API_BASE_URL", "Binance.US", _binance_us_simulator()))
-    urls: dict[str, str] = {}
-    with contextlib.ExitStack() as started:
-        for variable, name, simulator in simulators:
-            url = simulator.start()
-            started.callback(simulator.stop)
-            say(f"{name} simulator on {url} (faults: POST {url}/_simulator/faults)")
-            urls[variable] = url
-        yield urls
-
-
-def function_environment(template: dict[str, Any], local: dict[str, str]) -> dict[str, str]:
-    """What the functions see: the template's literal values, then the local endpoints; anything
-    already set in this shell wins, so every setting of DESIGN.md can be tried locally."""
-    merged: dict[str, str] = {}
-    for logical_id, resource in template["Resources"].items():
-        if resource.get("Type") == "AWS::Serverless::Function":
-            merged.update(function_definition(template, logical_id).environment)
-    merged.update(local)
-    return {name: value for name, value in merged.items() if name not in os.environ}
 
 
 class Scheduler:
@@ -187,12 +111,20 @@ class Scheduler:
         except Exception as exc:  # as on AWS, a failed invocation is logged and the next one comes
             say(f"fetcher invocation failed: {type(exc).__name__}: {exc}")
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = STOP_WAIT_S) -> bool:
+        """No invocation starts any more; the running ones are told no time is left (each returns
+        once its current slot's writes are done, or at once while waiting for a slot) and waited
+        for, ``wait_s`` at most. True when every one returned: only then are the servers they
+        write to safe to stop without a failed write in the log."""
         self._stop.set()
-        for _, context in self._running:
-            context.cancel()  # no time left: the loop returns after its current slot
-        for thread, _ in self._running:
-            thread.join(timeout=15)
+        self._thread.join(wait_s)  # an invocation the schedule was starting is in ``_running`` now
+        running = list(self._running)
+        for _, context in running:
+            context.cancel()
+        deadline = time.monotonic() + wait_s
+        for thread, _ in running:
+            thread.join(max(deadline - time.monotonic(), 0))
+        return not any(thread.is_alive() for thread, _ in running)
 
 
 def keep_function_log_keys_apart() -> None:
@@ -205,42 +137,81 @@ def keep_function_log_keys_apart() -> None:
     logger.append_keys = logger.thread_safe_append_keys  # type: ignore[method-assign]
 
 
+def start_up_problems(
+    args: argparse.Namespace, template: dict[str, Any], functions: list[str], local: dict[str, str]
+) -> tuple[int, int, list[str]]:
+    """The API's port, Binance's simulator port, and every problem with the settings, the ports
+    included: all found before anything is started, so one message names them all."""
+    port_name, port_text = (
+        ("--port", args.port) if args.port is not None else ("PORT", os.environ.get("PORT"))
+    )
+    port, port_problem = PortSetting(port_name, port_text, 3000).read()
+    simulator_port, simulator_problem = PortSetting(
+        "SIMULATOR_PORT", os.environ.get("SIMULATOR_PORT"), 0, allow_zero=True
+    ).read()
+    problems = [problem for problem in (port_problem, simulator_problem) if problem]
+    try:
+        in_use = port_problem is None and port_in_use(port, args.host)
+    except OSError as exc:  # a host name that does not resolve
+        problems.append(f"--host: {args.host!r} is not an address to serve on ({exc})")
+        in_use = False
+    if in_use:
+        advice = f"free it or choose another, e.g. PORT={port + 1}"
+        problems.append(f"{port_name}: port {port} on {args.host} is in use; {advice}")
+    if args.simulator and simulator_problem is None and simulator_port:
+        if simulator_port == port:
+            problems.append(f"SIMULATOR_PORT: port {simulator_port} is the API's own port ({port_name})")
+        elif port_in_use(simulator_port):
+            problems.append(
+                f"SIMULATOR_PORT: port {simulator_port} is in use; free it or leave SIMULATOR_PORT unset"
+            )
+    problems += settings_problems(template, local, functions)
+    if local_dir().exists() and not local_dir().is_dir():
+        problems.append(f"LOCAL_STACK_DIR: {local_dir()} is not a directory")
+    token_problem = token_file_problem()
+    if token_problem:
+        problems.append(token_problem)
+    return port, simulator_port, problems
+
+
 def run(args: argparse.Namespace) -> int:
-    if port_in_use(args.port, args.host):
-        say(f"error: port {args.port} on {args.host} is in use; free it or choose another, e.g. PORT=3001")
-        return 2
     # Before any function module is imported: their logger binds to the stdout it finds.
     local_metrics = LocalMetrics()
-    sys.stdout = EmfTap(sys.stdout, local_metrics, echo_documents=args.emf)
+    sys.stdout = EmfTap(sys.stdout, local_metrics, echo_documents=args.emf, raw_logs=args.json_logs)
     template = load_template()
-    routes = http_routes(template)
-    for code_dir in {r.code_uri for r in routes} | {"functions/fetcher", "layers/common"}:
-        sys.path.insert(0, str(REPO_ROOT / code_dir))
+    functions = serverless_functions(template)
+    use_function_code(template, functions)
     table_name = os.environ.get("MARKET_DATA_TABLE_NAME", DEFAULT_TABLE)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    # The stand-in for IAM signs admin requests as this principal (local_stack/gateway.py).
+    admins = [LOCAL_ADMIN_IAM["userArn"]]
+    placeholders = local_environment(
+        redis_url=PLACEHOLDER_REDIS_URL,
+        dynamodb_url=PLACEHOLDER_HTTP_URL,
+        table_name=table_name,
+        exchange_urls=dict.fromkeys(simulator_variables(), PLACEHOLDER_HTTP_URL) if args.simulator else {},
+        admins=admins,
+    )
+    port, simulator_port, problems = start_up_problems(args, template, functions, placeholders)
+    if problems:
+        report_problems(problems, say)
+        return 2
+    token = admin_token()
 
     with contextlib.ExitStack() as stack:
-        local = {
-            "REDIS_URL": stack.enter_context(redis_url()),
-            "REDIS_CLUSTER": "false",
-            "DYNAMODB_ENDPOINT_URL": stack.enter_context(dynamodb(table_name)),
-            "MARKET_DATA_TABLE_NAME": table_name,
-            **stack.enter_context(exchanges(args.simulator)),
-            # The stand-in for IAM signs admin requests as this principal (local_stack/gateway.py).
-            "ADMIN_PRINCIPALS": json.dumps([LOCAL_ADMIN_IAM["userArn"]]),
-            "POWERTOOLS_SERVICE_NAME": "market-data-local",
-        }
+        local = local_environment(
+            redis_url=stack.enter_context(redis_url()),
+            dynamodb_url=stack.enter_context(dynamodb(table_name)),
+            table_name=table_name,
+            exchange_urls=stack.enter_context(exchanges(args.simulator, binance_port=simulator_port)),
+            admins=admins,
+        )
         os.environ.update(function_environment(template, local))
 
-        from fetcher.exchanges.registry import base_url, check_known
+        from fetcher.exchanges.registry import base_url
         from market_data.config import ConfigurationError, get_settings
 
-        try:
+        try:  # checked before start-up already: only a local server's own address can fail here
             settings = get_settings()
-            check_known(settings.exchanges)
         except ConfigurationError as exc:
             say(f"error: {exc}")
             return 2
@@ -251,30 +222,37 @@ def run(args: argparse.Namespace) -> int:
 
         origins = [o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "*").split(",") if o]
         api = LocalHttpApi(
-            routes,
+            http_routes(template),
             cors_origins=origins,
-            admin_token=os.environ.get("ADMIN_TOKEN"),
+            admin_token=token.value,
             local_pages={METRICS_PAGE: local_metrics.render_text},
         )
         fetcher = function_definition(template, "FetcherFunction")
         from fetcher.handler import lambda_handler as fetcher_handler
 
         scheduler = Scheduler(fetcher_handler, fetcher.timeout_seconds)
-        server = make_server(api, args.host, args.port)
+        server = make_server(api, args.host, port)
+        base = f"http://{args.host}:{port}"
+        # Unwound last to first: the fetcher has returned before anything it writes to stops.
         stack.callback(server.server_close)
-        stack.callback(scheduler.stop)
+        stack.enter_context(recorded_stack(base, local))
+        stack.callback(_stop_scheduler, scheduler)
         scheduler.start()
 
-        base = f"http://{args.host}:{args.port}"
         sources = ", ".join(f"{name} {base_url(settings, name)}" for name in settings.exchanges)
         say(f"EXCHANGES (in order of preference): {sources}")
         say(f"TRADING_PAIRS: {list(settings.trading_pairs)}")
+        if args.simulator:
+            say(
+                "a pair submitted to the whitelist is verified if a simulator above trades it (docs/local.md)"
+            )
         say(f"serving on {base}  (Ctrl-C stops everything)")
         for route in api.routes:
-            say(f"  {route.route.method} {base}{route.route.path}")
+            admin = "  (admin)" if route.route.iam else ""
+            say(f"  {route.route.method} {base}{route.route.path}{admin}")
         say(f"  GET {base}{METRICS_PAGE}  (local only: the metrics CloudWatch would get)")
+        _admin_banner(token, base, settings.trading_pairs[0] if settings.trading_pairs else "BTC/USDT")
         say(f"try: curl '{base}/api/market-data/prices?pairs={','.join(settings.trading_pairs)}'")
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:
             server.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
@@ -282,12 +260,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_banner(token: AdminToken, base: str, pair: str) -> None:
+    """Where the admin routes' token is, and the two admin calls as they can be pasted in a shell."""
+    say(f"admin routes enabled: {token.describe()}")
+    url = f"{base}/api/market-data/whitelist/{pair.replace('/', '-')}"
+    header = f'-H "Authorization: Bearer {token.shell_value}"'
+    say(f"  revoke:  curl -X DELETE {header} {url}")
+    say(f"  approve: curl -X POST {header} {url}/approve")
+
+
+def _stop_scheduler(scheduler: Scheduler) -> None:
+    if not scheduler.stop():
+        say(f"the fetcher did not return within {STOP_WAIT_S:g} s; stopping the servers under it")
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    """The first Ctrl-C (or ``kill``) stops the stack in order. Another while it stops only says so:
+    cutting the stop short would stop the servers under a fetcher still writing its slot."""
+    signal.signal(signal.SIGINT, _still_stopping)
+    signal.signal(signal.SIGTERM, _still_stopping)
     raise KeyboardInterrupt
 
 
+def _still_stopping(signum: int, frame: object) -> None:
+    # Straight to the descriptor: the interrupted thread may hold the output's lock.
+    message = f"[local] still stopping: the fetcher's slot ends within {STOP_WAIT_S:g} s\n"
+    os.write(sys.__stdout__.fileno() if sys.__stdout__ else 1, message.encode())
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # during start-up: whatever had started is stopped by now
+        say("stopped before serving")
+        return 130
 
 
 if __name__ == "__main__":

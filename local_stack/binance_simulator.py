@@ -308,6 +308,10 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         with self._lock:
             return list(self._symbols)
 
+    def traded_pairs(self) -> list[str]:
+        with self._lock:
+            return [f"{s.base}/{s.quote}" for s in self._symbols.values() if s.status == "TRADING"]
+
     def add_symbol(
         self, symbol: str, base: str, quote: str, status: str = "TRADING", price: float = 1.0
     ) -> None:

@@ -251,6 +251,10 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
                 product_id, base, quote, status, trading_disabled, float(price), self._rng
             )
 
+    def traded_pairs(self) -> list[str]:
+        with self._lock:
+            return [f"{s.base}/{s.quote}" for s in self._products.values() if s.trading]
+
     def remove_product(self, product_id: str) -> None:
         with self._lock:
             del self._products[product_id]

@@ -6,7 +6,8 @@ source IP, no path parameters). What is here is only the request/event translati
 the handlers themselves are the production ones, invoked in-process.
 
 Routes the template marks ``Auth: {Authorizer: AWS_IAM}`` need SigV4 on AWS; here the stand-in is
-``Authorization: Bearer $ADMIN_TOKEN``, and a request that passes gets the ``authorizer.iam`` block
+``Authorization: Bearer <token>`` (``ADMIN_TOKEN``, or the token the stack keeps in
+``.local/admin-token``: admin_token.py), and a request that passes gets the ``authorizer.iam`` block
 AWS adds to the event, so the handler's own check runs the same way locally and on AWS.
 """
 

@@ -45,6 +45,8 @@ DEFAULT_PAIRS = [  # key, altname, wsname, base, quote, status, price
     ("USDTZUSD", "USDTUSD", "USDT/USD", "USDT", "ZUSD", "online", 1.0),
     ("XETHXXBT", "ETHXBT", "ETH/XBT", "XETH", "XXBT", "cancel_only", 0.052),
 ]
+# Kraken's names for assets the service (and every other exchange) calls otherwise.
+SERVICE_NAMES = {"XBT": "BTC", "XDG": "DOGE"}
 OHLC_INTERVALS = {1, 5, 15, 30, 60, 240, 1440, 10080, 21600}  # what Kraken accepts; only 60 is simulated
 
 UNKNOWN_PAIR = "EQuery:Unknown asset pair"
@@ -292,6 +294,14 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
                 raise ValueError(f"{key} or {altname} is listed already")
             state = PairState(key, altname, wsname, base, quote, status, float(price), time.time(), self._rng)
             self._pairs[key] = state
+
+    def traded_pairs(self) -> list[str]:
+        with self._lock:
+            return [
+                "/".join(SERVICE_NAMES.get(asset, asset) for asset in state.wsname.split("/"))
+                for state in self._pairs.values()
+                if state.status == "online"
+            ]
 
     def remove_pair(self, name: str) -> None:
         with self._lock:

@@ -5,13 +5,17 @@ Used by the local stack and by the test suite, so both exercise the same real se
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +35,33 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-class RedisServer:
-    """A throwaway ``redis-server`` on a free loopback port: nothing on disk, stopped on exit."""
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-    def __init__(self, port: int | None = None) -> None:
+
+def _stopped_with_parent() -> Callable[[], None] | None:
+    """On Linux, a ``preexec_fn`` that has the child sent SIGTERM when the thread that started it
+    ends: a parent killed outright (SIGKILL, a crash) then leaves no server behind. Looked up before
+    the fork, so the child only makes one system call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port: nothing on disk, stopped on exit.
+
+    ``own_process_group``: the terminal's Ctrl-C goes to every process of the foreground group, and
+    redis-server stops at once on SIGINT, while the fetcher may still be writing a tick. The local
+    stack starts it in a group of its own and stops it last, after the functions have returned.
+    """
+
+    def __init__(self, port: int | None = None, *, own_process_group: bool = False) -> None:
         self.port = port or free_port()
+        self.own_process_group = own_process_group
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="redis-")
 
@@ -56,7 +82,13 @@ class RedisServer:
             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", self._dir.name, "--loglevel", "warning", *(extra_args or []),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if self.own_process_group:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                process_group=0, preexec_fn=_stopped_with_parent(),
+            )  # fmt: skip
+        else:
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def wait_ready(self, timeout_s: float = 10.0) -> RedisServer:
         assert self.process is not None

@@ -347,6 +347,12 @@ class SimulatorBase(Generic[RecordT]):
         """An invalid_json fault's answer: a 200 whose body is the CDN's page, not the JSON expected."""
         return self._cdn_page_reply(200, "502 Bad Gateway")
 
+    def traded_pairs(self) -> list[str]:
+        """The pairs it trades now, as the service names them (``BASE/QUOTE``): what a pair submitted
+        to a stack on this simulator can be verified against. Listed markets that do not trade (halted,
+        disabled) are left out, as the fetcher leaves them out."""
+        return []
+
     # --- what a subclass provides for the control routes ---------------------------------------------
     def clear_faults(self) -> None:
         with self._lock:

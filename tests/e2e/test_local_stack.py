@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -13,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,12 +30,13 @@ PAIRS = "BTC/USDT,ETH/USDT"
 SCRUBBED = (
     "REDIS_URL", "DYNAMODB_ENDPOINT_URL", "MARKET_DATA_TABLE_NAME", "PORT", "ADMIN_TOKEN", "EXCHANGES",
     "TRADING_PAIRS", "BINANCE_API_BASE_URL", "BINANCE_US_API_BASE_URL", "COINBASE_API_BASE_URL",
-    "KRAKEN_API_BASE_URL",
+    "KRAKEN_API_BASE_URL", "SIMULATOR_PORT", "LOCAL_STACK_DIR", "FETCH_INTERVAL_MS",
 )  # fmt: skip
 # Binance first: it serves the USDT pairs these tests read, and ``Stack.simulator`` is its simulator.
 EXCHANGES = '["binance","coinbase","kraken"]'
 SIMULATOR_LINE = re.compile(r"\[local\] (\S+) simulator on http://127\.0\.0\.1:(\d+)")
 ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"  # 32 characters
+INTERVAL_MS = 4_000  # FETCH_INTERVAL_MS's default: slots start on its multiples of the epoch
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Stack:
     output: list[str]
     started: float
     reader: threading.Thread
+    local_dir: Path  # its LOCAL_STACK_DIR: the admin token it made, its record for make invoke
 
     def wait(self, timeout_s: float) -> int:
         code = self.process.wait(timeout=timeout_s)
@@ -52,26 +58,34 @@ class Stack:
         return httpx.get(self.base + path, timeout=5, **kwargs)  # type: ignore[arg-type]
 
 
-def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
+def start_stack(local_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+    """``make demo`` in a terminal of its own: its own process group, as a shell makes one per job."""
     port, simulator_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     env.update(PORT=str(port), SIMULATOR_PORT=str(simulator_port), EXCHANGES=EXCHANGES)
+    env.update(LOCAL_STACK_DIR=str(local_dir))
     env.update(extra_env or {})
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack", "--simulator"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
     )  # fmt: skip
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True)
     reader.start()
     base, simulator = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{simulator_port}"
-    return Stack(process, base, simulator, output, started, reader)
+    return Stack(process, base, simulator, output, started, reader, local_dir)
+
+
+def ctrl_c(stack: Stack) -> None:
+    """Ctrl-C as a terminal sends it: SIGINT to every process of the foreground job's group."""
+    os.killpg(stack.process.pid, signal.SIGINT)
 
 
 def stop_stack(stack: Stack) -> int:
     if stack.process.poll() is None:
-        stack.process.send_signal(signal.SIGINT)  # Ctrl-C
+        ctrl_c(stack)
         try:
             return stack.wait(30)
         except subprocess.TimeoutExpired:
@@ -82,8 +96,9 @@ def stop_stack(stack: Stack) -> int:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Stack]:
-    stack = start_stack({"ADMIN_TOKEN": ADMIN_TOKEN})
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # No ADMIN_TOKEN: the stack makes its own, as on a newcomer's first run.
+    stack = start_stack(tmp_path_factory.mktemp("local"))
     # Serving starts within a few seconds, prices within a tick; every test may then run in any
     # order (none relies on another having waited for the first tick).
     wait_for(lambda: any("serving on" in line for line in stack.output), 20, "the serving banner")
@@ -243,7 +258,7 @@ def test_admin_routes_need_the_bearer_token_over_http(demo: Stack) -> None:
     assert httpx.get(whitelist + "/ADA-USDT", timeout=5).json()["status"] != "revoked"
 
     # And with it the pair is revoked, its record kept
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    admin = {"Authorization": f"Bearer {(demo.local_dir / 'admin-token').read_text().strip()}"}
     revoked = httpx.delete(whitelist + "/ADA-USDT", headers=admin, timeout=5)
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     listed = httpx.get(whitelist, params={"status": "revoked"}, timeout=5).json()["pairs"]
@@ -285,35 +300,59 @@ def test_a_submitted_pair_is_verified_and_served_and_an_unlisted_one_rejected(de
     assert never.status_code == 404 and "retry-after" not in never.headers  # not listed: nothing to retry
 
 
-def test_ctrl_c_stops_everything_it_started() -> None:
+def test_ctrl_c_mid_tick_is_a_quiet_stop_of_everything_it_started(tmp_path: Path) -> None:
     # Binance.US named too: its simulator is started only then, and must stop with the rest.
-    stack = start_stack({"EXCHANGES": '["binance","binance_us","coinbase","kraken"]'})
-    wait_for(lambda: any("serving on" in line for line in stack.output), 20, "the serving banner")
-    found = re.search(r"redis-server started on redis://127.0.0.1:(\d+)", "".join(stack.output))
-    assert found, stack.output
-    redis_port = int(found.group(1))
-    port = int(stack.base.rsplit(":", 1)[1])
-    simulator_ports = simulators(stack)
-    assert sorted(simulator_ports) == ["Binance", "Binance.US", "Coinbase", "Kraken"], stack.output
-    assert simulator_ports["Binance"] == int(stack.simulator.rsplit(":", 1)[1])
+    stack = start_stack(
+        tmp_path, {"EXCHANGES": '["binance","binance_us","coinbase","kraken"]', "ADMIN_TOKEN": ADMIN_TOKEN}
+    )
+    try:
+        wait_for(lambda: any("serving on" in line for line in stack.output), 20, "the serving banner")
+        banner = "".join(stack.output)
+        found = re.search(r"redis-server started on redis://127.0.0.1:(\d+)", banner)
+        assert found, stack.output
+        redis_port = int(found.group(1))
+        port = int(stack.base.rsplit(":", 1)[1])
+        simulator_ports = simulators(stack)
+        assert sorted(simulator_ports) == ["Binance", "Binance.US", "Coinbase", "Kraken"], stack.output
+        assert simulator_ports["Binance"] == int(stack.simulator.rsplit(":", 1)[1])
+        # The token's source is named, the token never printed
+        assert "admin routes enabled: bearer token from ADMIN_TOKEN" in banner
+        assert ADMIN_TOKEN not in banner and (tmp_path / "stack.json").exists()
+        wait_for(lambda: any(line.startswith("[tick] slot") for line in stack.output), 15, "a first tick")
 
-    # Let the fetcher reach the wait for its next slot, where Ctrl-C usually finds it
-    wait_for(lambda: any(line.startswith("[tick] slot") for line in stack.output), 15, "a first tick")
-    assert stop_stack(stack) == 0
+        # Given a tick in flight: Binance answers 2 s late, and Ctrl-C comes 0.5 s into a slot
+        fault = {"fault": "latency", "latency_ms": 2000}
+        assert httpx.post(stack.simulator + "/_simulator/faults", json=fault, timeout=5).status_code == 200
+        time.sleep((INTERVAL_MS - time.time() * 1000 % INTERVAL_MS + 500) / 1000)
+        in_flight, interrupted_ms = int(time.time() * 1000) // INTERVAL_MS, time.time() * 1000
+        code = stop_stack(stack)
+    finally:
+        if stack.process.poll() is None:
+            stack.process.kill()
+            stack.process.wait()
+    assert code == 0
 
-    # and no slot starts once stopping has begun: nothing is fetched or written into a closing stack
+    # Then that slot's writes complete before the servers stop: its line says it wrote the cache
     after_stop = stack.output[next(i for i, line in enumerate(stack.output) if "stopping" in line) :]
-    assert not [line for line in after_stop if line.startswith("[tick]")], after_stop
+    ticks = {int(line.split()[2]): line for line in after_stop if line.startswith("[tick] slot")}
+    assert in_flight in ticks, after_stop
+    assert "write " in ticks[in_flight] and "errors none" in ticks[in_flight], ticks[in_flight]
+    # and no slot starts once stopping has begun, and nothing complains on the way out
+    assert all(slot * INTERVAL_MS <= interrupted_ms + 1000 for slot in ticks), (interrupted_ms, ticks)
+    noisy = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|invocation failed|Traceback")
+    assert [line for line in after_stop if noisy.search(line)] == [], after_stop
     for freed in (port, redis_port, *simulator_ports.values()):
         assert not port_in_use(freed), freed
+    assert not (tmp_path / "stack.json").exists()  # make invoke no longer finds it
 
 
-def test_a_port_in_use_gets_a_clear_message() -> None:
+def test_a_port_in_use_gets_a_clear_message(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED} | {"PORT": str(port)}
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        env |= {"PORT": str(port), "LOCAL_STACK_DIR": str(tmp_path)}
         result = subprocess.run(
             [sys.executable, "-m", "local_stack", "--simulator"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
@@ -322,12 +361,110 @@ def test_a_port_in_use_gets_a_clear_message() -> None:
     assert f"port {port}" in result.stdout and "in use" in result.stdout
 
 
-def test_a_bad_setting_stops_start_up_naming_it() -> None:
-    stack = start_stack({"FETCH_INTERVAL_MS": "500"})
-    code = stack.wait(60)
-    output = "".join(stack.output)
+def test_bad_settings_ports_included_are_named_in_one_message_before_anything_starts(tmp_path: Path) -> None:
+    # A redis-server that leaves a mark if it is ever started
+    bin_dir, marker = tmp_path / "bin", tmp_path / "redis-server-started"
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 1\n")
+    (bin_dir / "redis-server").chmod(0o755)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        held = holder.getsockname()[1]
+        bad = {"PORT": "abc", "FETCH_INTERVAL_MS": "500", "SIMULATOR_PORT": str(held)}
+        stack = start_stack(tmp_path / "local", bad | {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        code = stack.wait(60)
+
     assert code == 2
-    assert "FETCH_INTERVAL_MS" in output and "500" in output
+    # One message: a heading, then one line per problem, and nothing else printed
+    heading, *problems = stack.output
+    assert heading.startswith("[local] error: nothing was started"), stack.output
+    assert all(line.startswith("[local]   ") for line in problems), stack.output
+    named = "".join(problems)
+    assert "PORT: expected a port number" in named and "'abc'" in named
+    assert "FETCH_INTERVAL_MS" in named and "'500'" in named
+    assert f"SIMULATOR_PORT: port {held} is in use" in named
+    # and nothing started or written: no redis-server, no admin token
+    assert not marker.exists() and not (tmp_path / "local").exists()
+
+
+def test_the_admin_recipe_the_banner_prints_works_as_pasted(demo: Stack) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("the printed recipe is a curl command")
+    banner = "".join(demo.output)
+    token_file = demo.local_dir / "admin-token"
+    # Given no ADMIN_TOKEN: the banner says where the token the stack made is, never the token
+    assert f"admin routes enabled: bearer token in {token_file}" in banner
+    token = token_file.read_text().strip()
+    assert len(token) >= 16 and token not in banner
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    printed = dict(re.findall(r"\[local\]\s+(revoke|approve):\s+(curl .+)", banner))
+
+    def pasted(command: str) -> dict[str, object]:
+        """The command run as a shell in the clone's directory runs it; the record it answers."""
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    # When the printed revoke, then the printed approve, are pasted
+    revoked = pasted(printed["revoke"])
+    approved = pasted(printed["approve"])
+
+    # Then both pass the stand-in for IAM and change the pair
+    assert revoked["status"] == "revoked", revoked
+    assert approved["status"] == "pending", approved
+
+
+def test_make_invoke_answers_from_the_running_demo(demo: Stack) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED} | {
+        "LOCAL_STACK_DIR": str(demo.local_dir)
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "local_stack.invoke", "events/prices_get.json"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"using the local stack running on {demo.base}" in result.stderr
+    answer = json.loads(result.stdout)  # the response document alone on stdout
+    assert answer["statusCode"] == 200, answer
+    assert set(json.loads(answer["body"])) == {"BTC/USDT", "ETH/USDT"}
+
+
+def test_the_banner_names_each_simulators_pairs_as_the_docs_list_them(demo: Stack) -> None:
+    from tests.integration.test_local_docs import documented_pairs
+
+    printed = dict(re.findall(r"\[local\] (\S+) simulator on \S+ trades (.+)", "".join(demo.output)))
+    documented = documented_pairs()
+    assert {name: set(pairs.split(", ")) for name, pairs in printed.items()} == {
+        name: documented[name] for name in printed
+    }
+
+
+def test_the_failover_recipe_the_banner_prints_moves_pairs_and_back(demo: Stack) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("the printed recipe is a curl command")
+    port = demo.simulator.rsplit(":", 1)[1]
+    line = next(ln for ln in demo.output if "fail it:" in ln and f":{port}/" in ln)
+    commands = re.fullmatch(r"\[local\]\s+fail it: (.+?)\s+recover: (.+)", line.strip())
+    assert commands, line
+    fail, recover = commands.groups()
+
+    def sources() -> dict[str, str]:
+        body = demo.get("/api/market-data/prices", params={"pairs": PAIRS}).json()
+        return {pair: entry["exchange"] for pair, entry in body.items()}
+
+    try:
+        # When Binance fails every request, its pairs are served by the next exchange that trades them
+        subprocess.run(["bash", "-c", fail], check=True, capture_output=True, timeout=30)
+        wait_for(lambda: set(sources().values()) == {"coinbase"}, 3 * INTERVAL_MS / 1000 + 5, "coinbase")
+    finally:
+        # and once it recovers they go back to it when their hold ends (30 s)
+        subprocess.run(["bash", "-c", recover], check=True, capture_output=True, timeout=30)
+    wait_for(
+        lambda: set(sources().values()) == {"binance"}, 30 + 3 * INTERVAL_MS / 1000 + 10, "binance again"
+    )
 
 
 def test_a_schema_driven_run_of_the_whole_api_finds_no_5xx_and_no_answer_off_its_schema(demo: Stack) -> None:

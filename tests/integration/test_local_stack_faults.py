@@ -1,18 +1,26 @@
-"""The local stack's own faults: a bad Content-Length, a secret in a start-up error, and log lines
-carrying another function's name. Real parts: the local HTTP API over a socket, the handlers."""
+"""The local stack's own faults: a bad Content-Length, a secret in a start-up error, log lines
+carrying another function's name, and the admin token it keeps. Real parts: the local HTTP API
+over a socket, the handlers, the local stack's command line."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import socket
+import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from local_stack.gateway import LocalHttpApi, make_server
+from local_stack.servers import free_port
 from local_stack.template import http_routes, load_template
+from tests.support import REPO_ROOT
 
 
 @pytest.fixture
@@ -129,3 +137,44 @@ def test_each_functions_log_lines_carry_its_own_name(
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
     fetcher_lines = [line for line in lines if line.get("message") == "a fetcher line"]
     assert fetcher_lines and all(line["function_name"] == "FetcherFunction" for line in fetcher_lines)
+
+
+def test_the_admin_token_is_made_once_kept_private_and_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local_stack.admin_token import admin_token
+
+    monkeypatch.setenv("LOCAL_STACK_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+
+    made = admin_token()
+    again = admin_token()
+
+    token_file = tmp_path / "local" / "admin-token"
+    assert made.value == again.value == token_file.read_text().strip() and len(made.value) >= 16
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert made.value not in made.describe() and made.shell_value == f"$(cat {made.source})"
+    # ADMIN_TOKEN, when set, is the token: named as the source, the file left alone
+    monkeypatch.setenv("ADMIN_TOKEN", "from-the-shell-0123456789")
+    given = admin_token()
+    assert (given.value, given.describe(), given.shell_value) == (
+        "from-the-shell-0123456789",
+        "bearer token from ADMIN_TOKEN",
+        "$ADMIN_TOKEN",
+    )
+    assert token_file.read_text().strip() == made.value
+
+
+def test_a_kept_token_too_short_stops_start_up_naming_the_file_never_printing_it(tmp_path: Path) -> None:
+    (tmp_path / "admin-token").write_text("short-secret\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "PORT", "SIMULATOR_PORT")}
+    env |= {"LOCAL_STACK_DIR": str(tmp_path), "PORT": str(free_port())}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "local_stack", "--simulator"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert f"{tmp_path / 'admin-token'}: the admin token must be one word of at least 16" in result.stdout
+    assert "short-secret" not in result.stdout + result.stderr

@@ -61,7 +61,9 @@ REVIEWED_POLICY_TEMPLATES = {
 }
 
 # The table is named after the stack, whether the stack creates it or adopts a kept one.
-TABLE_ARN = {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${AWS::StackName}"}
+TABLE_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${AWS::StackName}"
+}
 
 WRITE_VERBS = ("Put", "Update", "Delete", "BatchWrite", "Write", "Create", "TransactWrite", "Restore")
 
