@@ -1,22 +1,36 @@
-"""Prices: the cache's newest tickers, then DynamoDB's last known good; never an exchange.
-
-Returns what is served and what is missing; the handler decides the HTTP answer.
+"""The prices route's side of reading prices (market_data.prices reads them): its path, and the
+request figures every read of the container adds to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
-
-import orjson
+from collections.abc import Mapping
 
 from market_data import cache
 from market_data.clock import now_ms
-from market_data.config import Settings, get_settings
-from market_data.contracts import ReadCounts
-from market_data.observability import RequestMetrics, logger
-from market_data.pairs import parse_pairs_param
-from market_data.statuses import PENDING, REJECTED, REVOKED, SERVED, SUSPENDED
+from market_data.config import get_settings
+from market_data.observability import RequestMetrics
+from market_data.prices import (
+    NEVER_SUBMITTED,
+    NOT_LISTED,
+    NOT_LISTED_BY_STATUS,
+    PricesAnswer,
+    count_served,
+    get_prices,
+)
+
+__all__ = [
+    "BASE",
+    "NEVER_SUBMITTED",
+    "NOT_LISTED",
+    "NOT_LISTED_BY_STATUS",
+    "PRICES_PATH",
+    "PricesAnswer",
+    "count_served",
+    "get_prices",
+    "read_metrics",
+    "share_read_window",
+]
 
 BASE = "/api/market-data"
 PRICES_PATH = f"{BASE}/prices"
@@ -29,130 +43,3 @@ def share_read_window(counts: Mapping[str, float], latencies_ms: list[float]) ->
 
 # Every price read of the container is counted here, whichever path served it.
 read_metrics = RequestMetrics("prices-api", "ReadLatency", on_flush=share_read_window)
-
-
-# Why a pair is not listed, as far as the source read can tell. The cache holds the listed pairs
-# alone, so from it every other pair is "not listed"; the registry (read when the cache is lost)
-# tells the status apart.
-NOT_LISTED = "not listed"
-NEVER_SUBMITTED = "never submitted"
-NOT_LISTED_BY_STATUS: dict[str, str] = {
-    PENDING: "pending verification",
-    REJECTED: "rejected",
-    REVOKED: "revoked",
-}
-
-
-@dataclass(frozen=True)
-class PricesAnswer:
-    """The entries served, in the order asked, and the pairs asked for that have none."""
-
-    entries: dict[str, dict[str, object]]
-    missing: list[str]
-    # The listed set was read (a warm cache, or a seeded registry). Without it no pair can be
-    # called unlisted: a cold start must not tell a client to give up on a pair about to come.
-    listing_known: bool
-    # Of ``missing``, the pairs that are not listed, with the reason: no price will come for them
-    # until they are (submitted, verified, approved again), so retrying is pointless.
-    not_listed: dict[str, str] = field(default_factory=dict)
-
-
-def get_prices(
-    raw_pairs: str | None, *, settings: Settings, now: int, metrics: RequestMetrics | None = None
-) -> PricesAnswer:
-    """Read the requested pairs; raises ``InvalidPairError`` for a bad ``pairs`` value.
-
-    ``stale`` follows the entry's age against MARKET_DATA_CACHE_STALE_TTL_MS. An entry older than
-    MARKET_DATA_CACHE_TTL_MS has outlived the cache's lifetime for a price (the fetcher has not
-    refreshed it for that long): it is served as ``last_known_good``, like DynamoDB's copy.
-    ``metrics`` counts the pairs served fresh, stale, from last known good and missing.
-    """
-    pairs = parse_pairs_param(raw_pairs)
-    try:
-        found = cache.read_prices(cache.get_client(settings), pairs)
-    except cache.CacheUnavailableError as exc:
-        logger.warning("cache unreachable; serving last known good", error=exc.cause)
-        return _from_last_known_good(pairs, settings=settings, now=now, metrics=metrics)
-    if not found.populated:
-        # Reachable but empty (flushed, failed over, or never filled): what DynamoDB kept is
-        # better than nothing until the next tick refills the cache.
-        return _from_last_known_good(pairs, settings=settings, now=now, metrics=metrics)
-    stale_after, expired_after = settings.market_data_cache_stale_ttl_ms, settings.market_data_cache_ttl_ms
-    entries: dict[str, dict[str, object]] = {}
-    for pair, raw in found.tickers.items():
-        entry = orjson.loads(raw)
-        age = now - entry["timestamp"]
-        if pair in found.suspended or age > expired_after:  # never a fresh-looking price
-            entry["stale"], entry["source"] = True, "last_known_good"
-        else:
-            entry["stale"], entry["source"] = age > stale_after, "cache"
-        entries[pair] = entry
-    wanted = pairs if pairs is not None else sorted(found.listed)
-    return _answer(wanted, entries, metrics, listed=found.listed)
-
-
-def _from_last_known_good(
-    pairs: Sequence[str] | None, *, settings: Settings, now: int, metrics: RequestMetrics | None
-) -> PricesAnswer:
-    """The cache is lost: serve DynamoDB's last known good, flagged stale by age."""
-    from market_data import store
-
-    try:
-        table = store.get_table(settings)
-        # Served pairs: active ones, and suspended ones from their last copy (stale by age).
-        registry = {record.pair: record.status for record in store.list_registry(table)}
-        listed = {pair for pair, status in registry.items() if status in SERVED}
-        tickers = store.read_last_known_good(table, pairs)
-    except store.StoreUnavailableError as exc:
-        logger.error("last known good unreachable too", error=exc.cause)
-        registry, listed, tickers = {}, set(), {}
-    stale_after = settings.market_data_cache_stale_ttl_ms
-    entries: dict[str, dict[str, object]] = {}
-    for pair, ticker in tickers.items():
-        if pair in listed:
-            entry: dict[str, object] = ticker.model_dump()
-            entry["stale"] = registry[pair] == SUSPENDED or now - ticker.timestamp > stale_after
-            entry["source"] = "last_known_good"
-            entries[pair] = entry
-    wanted = pairs if pairs is not None else sorted(listed)
-    if not registry:
-        # Unreadable, or not seeded yet (the fetcher seeds it on its first tick): which pairs
-        # will be listed is unknown.
-        return _answer(wanted, entries, metrics, listed=None)
-    reasons = {pair: NOT_LISTED_BY_STATUS[state] for pair, state in registry.items() if state not in SERVED}
-    return _answer(wanted, entries, metrics, listed=listed, reasons=reasons, otherwise=NEVER_SUBMITTED)
-
-
-def _answer(
-    wanted: Sequence[str],
-    entries: dict[str, dict[str, object]],
-    metrics: RequestMetrics | None,
-    *,
-    listed: Set[str] | None,
-    reasons: Mapping[str, str] | None = None,
-    otherwise: str = NOT_LISTED,
-) -> PricesAnswer:
-    """``listed``: the listed pairs, None when unknown. An unlisted pair's reason is its entry in
-    ``reasons`` where the source knows one, else ``otherwise``."""
-    body = {pair: entries[pair] for pair in wanted if pair in entries}
-    missing = [pair for pair in wanted if pair not in entries]
-    if metrics is not None:
-        count_served(metrics, body.values(), missing=len(missing))
-    if listed is None:
-        return PricesAnswer(body, missing, listing_known=False)
-    known = reasons or {}
-    not_listed = {pair: known.get(pair, otherwise) for pair in missing if pair not in listed}
-    return PricesAnswer(body, missing, listing_known=True, not_listed=not_listed)
-
-
-def count_served(metrics: RequestMetrics, served: Iterable[dict[str, object]], *, missing: int) -> None:
-    """The cache hit rate's terms: fresh from the cache, stale, from last known good, missing."""
-    fresh = stale = last_known_good = 0
-    for entry in served:
-        if entry["source"] == "last_known_good":
-            last_known_good += 1
-        elif entry["stale"]:
-            stale += 1
-        else:
-            fresh += 1
-    metrics.add_counts(ReadCounts(fresh, stale, last_known_good, missing).served())
