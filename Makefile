@@ -102,7 +102,8 @@ test-e2e: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common functions/fetcher functions/prices_api functions/whitelist local_stack
+	$(VENV)/bin/mypy layers/common functions/fetcher functions/prices_api functions/whitelist functions/stream \
+		functions/broadcaster local_stack
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .

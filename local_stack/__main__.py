@@ -13,7 +13,10 @@
 - the metrics the functions would send to CloudWatch: one line per fetcher slot in the output,
   and a summary at ``GET /_local/metrics`` (``--emf`` prints the raw EMF documents too); the
   functions' log lines in a compact form (``--json-logs``: as the JSON CloudWatch gets);
-- the admin routes behind a bearer token: ``ADMIN_TOKEN``, else one kept in ``.local/admin-token``.
+- the admin routes behind a bearer token: ``ADMIN_TOKEN``, else one kept in ``.local/admin-token``;
+- on the same port, the WebSocket API at ``ws://127.0.0.1:3000/ws`` (routes from template.yaml), its
+  management API at ``/@connections/{id}`` and Lambda's Invoke API, so the functions' own boto3
+  clients post to connections and start the broadcaster (local_stack/websocket.py, lambda_api.py).
 Every setting is checked before anything starts. Ctrl-C stops everything it started, the fetcher
 first: a slot being fetched finishes its writes before the servers it writes to stop.
 """
@@ -29,7 +32,8 @@ import threading
 import time
 from typing import Any
 
-from local_stack.admin_token import AdminToken, admin_token, token_file_problem
+from local_stack.admin_token import admin_token, token_file_problem
+from local_stack.banner import admin_banner, stream_banner
 from local_stack.environment import (
     DEFAULT_TABLE,
     PLACEHOLDER_HTTP_URL,
@@ -43,8 +47,8 @@ from local_stack.environment import (
     use_function_code,
 )
 from local_stack.gateway import LOCAL_ADMIN_IAM
-from local_stack.lambda_context import LocalLambdaContext
 from local_stack.metrics_view import EmfTap, LocalMetrics
+from local_stack.scheduler import STOP_WAIT_S, Scheduler
 from local_stack.servers import port_in_use
 from local_stack.services import (
     dynamodb,
@@ -54,15 +58,17 @@ from local_stack.services import (
     say,
     simulator_variables,
 )
-from local_stack.template import function_definition, http_routes, load_template, serverless_functions
+from local_stack.template import (
+    function_definition,
+    http_routes,
+    load_template,
+    serverless_functions,
+    websocket_api,
+)
 
 __all__ = ["function_environment", "keep_function_log_keys_apart", "main"]
 
-SCHEDULE_SECONDS = 60  # rate(1 minute)
 METRICS_PAGE = "/_local/metrics"
-# How long stopping waits for a running fetcher invocation: its slot's requests end with the slot
-# (FETCH_INTERVAL_MS, 10 s at most), and a wait for the next slot ends with that slot's start.
-STOP_WAIT_S = 15.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,49 +88,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="print the functions' log lines as the JSON CloudWatch gets, not in the compact local form",
     )
     return parser.parse_args(argv)
-
-
-class Scheduler:
-    """EventBridge ``rate(1 minute)``: a fetcher invocation every minute, overlapping like on AWS."""
-
-    def __init__(self, handler: Any, timeout_s: int) -> None:
-        self._handler, self._timeout_s = handler, timeout_s
-        self._stop = threading.Event()
-        self._running: list[tuple[threading.Thread, LocalLambdaContext]] = []
-        self._thread = threading.Thread(target=self._run, name="schedule", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            context = LocalLambdaContext("FetcherFunction", self._timeout_s)
-            event = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-            thread = threading.Thread(target=self._invoke, args=(event, context), daemon=True)
-            self._running = [(t, c) for t, c in self._running if t.is_alive()] + [(thread, context)]
-            thread.start()
-            self._stop.wait(SCHEDULE_SECONDS)
-
-    def _invoke(self, event: dict[str, Any], context: LocalLambdaContext) -> None:
-        try:
-            self._handler(event, context)
-        except Exception as exc:  # as on AWS, a failed invocation is logged and the next one comes
-            say(f"fetcher invocation failed: {type(exc).__name__}: {exc}")
-
-    def stop(self, wait_s: float = STOP_WAIT_S) -> bool:
-        """No invocation starts any more; the running ones are told no time is left (each returns
-        once its current slot's writes are done, or at once while waiting for a slot) and waited
-        for, ``wait_s`` at most. True when every one returned: only then are the servers they
-        write to safe to stop without a failed write in the log."""
-        self._stop.set()
-        self._thread.join(wait_s)  # an invocation the schedule was starting is in ``_running`` now
-        running = list(self._running)
-        for _, context in running:
-            context.cancel()
-        deadline = time.monotonic() + wait_s
-        for thread, _ in running:
-            thread.join(max(deadline - time.monotonic(), 0))
-        return not any(thread.is_alive() for thread, _ in running)
 
 
 def keep_function_log_keys_apart() -> None:
@@ -190,12 +153,15 @@ def run(args: argparse.Namespace) -> int:
         table_name=table_name,
         exchange_urls=dict.fromkeys(simulator_variables(), PLACEHOLDER_HTTP_URL) if args.simulator else {},
         admins=admins,
+        api_url=PLACEHOLDER_HTTP_URL,
     )
     port, simulator_port, problems = start_up_problems(args, template, functions, placeholders)
     if problems:
         report_problems(problems, say)
         return 2
     token = admin_token()
+    # Where the functions reach the management API and Lambda's Invoke API: this stack's own port.
+    api_url = f"http://{'127.0.0.1' if args.host in ('', '0.0.0.0') else args.host}:{port}"
 
     with contextlib.ExitStack() as stack:
         local = local_environment(
@@ -204,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             table_name=table_name,
             exchange_urls=stack.enter_context(exchanges(args.simulator, binance_port=simulator_port)),
             admins=admins,
+            api_url=api_url,
         )
         os.environ.update(function_environment(template, local))
 
@@ -217,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
         from local_stack.gateway import LocalHttpApi, make_server
+        from local_stack.lambda_api import LocalFunction, LocalLambdaApi
+        from local_stack.websocket import LocalWebSocketApi
 
         keep_function_log_keys_apart()
 
@@ -231,10 +200,21 @@ def run(args: argparse.Namespace) -> int:
         from fetcher.handler import lambda_handler as fetcher_handler
 
         scheduler = Scheduler(fetcher_handler, fetcher.timeout_seconds)
-        server = make_server(api, args.host, port)
+        lambdas = LocalLambdaApi(LocalFunction.from_template(template, name) for name in functions)
+        stream = websocket_api(template)
+        websocket = LocalWebSocketApi(stream, functions=lambdas.functions.values()) if stream else None
+        server = make_server(api, args.host, port, websocket=websocket, lambdas=lambdas)
         base = f"http://{args.host}:{port}"
-        # Unwound last to first: the fetcher has returned before anything it writes to stops.
+        # Unwound last to first: the fetcher returns, then what it started (the broadcaster), then
+        # the WebSocket connections close (their $disconnect still reaching the table), then the
+        # API stops serving; the functions keep their API until they return, and every one has
+        # returned before anything it writes to stops.
         stack.callback(server.server_close)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+        stack.callback(server.shutdown)
+        if websocket is not None:
+            stack.callback(websocket.close_all)
+        stack.callback(lambdas.stop)
         stack.enter_context(recorded_stack(base, local))
         stack.callback(_stop_scheduler, scheduler)
         scheduler.start()
@@ -251,22 +231,17 @@ def run(args: argparse.Namespace) -> int:
             admin = "  (admin)" if route.route.iam else ""
             say(f"  {route.route.method} {base}{route.route.path}{admin}")
         say(f"  GET {base}{METRICS_PAGE}  (local only: the metrics CloudWatch would get)")
-        _admin_banner(token, base, settings.trading_pairs[0] if settings.trading_pairs else "BTC/USDT")
+        pair = settings.trading_pairs[0] if settings.trading_pairs else "BTC/USDT"
+        admin_banner(token, base, pair)
         say(f"try: curl '{base}/api/market-data/prices?pairs={','.join(settings.trading_pairs)}'")
+        if websocket is not None:
+            stream_banner(websocket, base, pair)
         try:
-            server.serve_forever(poll_interval=0.2)
+            while True:  # the API serves in its own thread; Ctrl-C arrives here
+                time.sleep(3600)
         except KeyboardInterrupt:
             say("stopping")
     return 0
-
-
-def _admin_banner(token: AdminToken, base: str, pair: str) -> None:
-    """Where the admin routes' token is, and the two admin calls as they can be pasted in a shell."""
-    say(f"admin routes enabled: {token.describe()}")
-    url = f"{base}/api/market-data/whitelist/{pair.replace('/', '-')}"
-    header = f'-H "Authorization: Bearer {token.shell_value}"'
-    say(f"  revoke:  curl -X DELETE {header} {url}")
-    say(f"  approve: curl -X POST {header} {url}/approve")
 
 
 def _stop_scheduler(scheduler: Scheduler) -> None:

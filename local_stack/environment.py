@@ -25,12 +25,15 @@ SAMPLE_EVENTS_ADMIN = "arn:aws:iam::123456789012:user/market-data-admin"
 # Where the local servers will be, for the check before they exist: well-formed, never contacted.
 PLACEHOLDER_REDIS_URL = "redis://127.0.0.1:9/0"
 PLACEHOLDER_HTTP_URL = "http://127.0.0.1:9"
+BROADCASTER = "BroadcasterFunction"  # locally, Lambda's Invoke API knows a function by its logical id
 
 
 def local_environment(
-    *, redis_url: str, dynamodb_url: str, table_name: str, exchange_urls: Mapping[str, str], admins: list[str]
-) -> dict[str, str]:
-    """The variables pointing the functions at the local servers instead of AWS."""
+    *, redis_url: str, dynamodb_url: str, table_name: str, exchange_urls: Mapping[str, str],
+    admins: list[str], api_url: str,
+) -> dict[str, str]:  # fmt: skip
+    """The variables pointing the functions at the local servers instead of AWS. ``api_url`` is the
+    local HTTP API's address, where the WebSocket management API and Lambda's Invoke API are too."""
     return {
         "REDIS_URL": redis_url,
         "REDIS_CLUSTER": "false",
@@ -39,6 +42,12 @@ def local_environment(
         **exchange_urls,
         "ADMIN_PRINCIPALS": json.dumps(admins),
         "POWERTOOLS_SERVICE_NAME": "market-data-local",
+        # The template's values are AWS's (the stream API's execute-api URL, the broadcaster's
+        # deployed name): here the management API is on the local API's port, botocore sends the
+        # functions' Lambda calls there (AWS_ENDPOINT_URL_LAMBDA), and a function's name is its id.
+        "STREAM_MANAGEMENT_URL": api_url,
+        "AWS_ENDPOINT_URL_LAMBDA": api_url,
+        "BROADCASTER_FUNCTION_NAME": BROADCASTER,
     }
 
 

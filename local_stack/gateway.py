@@ -23,11 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.template import HttpRoute
+
+if TYPE_CHECKING:
+    from local_stack.lambda_api import LocalLambdaApi
+    from local_stack.websocket import LocalWebSocketApi
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's own payload limit
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -210,11 +214,22 @@ class LocalHttpApi:
         return headers
 
 
-def make_server(api: LocalHttpApi, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(
+    api: LocalHttpApi, host: str, port: int, *, websocket: LocalWebSocketApi | None = None,
+    lambdas: LocalLambdaApi | None = None,
+) -> ThreadingHTTPServer:  # fmt: skip
+    """The HTTP API on ``host:port``; with ``websocket``, its WebSocket endpoint and management API
+    (local_stack/websocket.py), with ``lambdas`` Lambda's Invoke API (local_stack/lambda_api.py), on
+    the same port, as the functions' clients reach them through one local address."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
+            if websocket is not None and self.command == "GET" and urlsplit(self.path).path == websocket.path:
+                self.close_connection = True  # the socket is the WebSocket's until it closes
+                websocket.serve(self)
+                return
             declared = self.headers.get("Content-Length")
             if declared is None and self.headers.get("Transfer-Encoding"):
                 # A body of unknown length (chunked): API Gateway wants its length up front.
@@ -237,10 +252,13 @@ def make_server(api: LocalHttpApi, host: str, port: int) -> ThreadingHTTPServer:
             for name, value in self.headers.items():
                 key = name.lower()
                 headers[key] = f"{headers[key]},{value}" if key in headers else value
-            status, response_headers, payload = api.handle(
-                self.command, self.path, headers, body, self.client_address[0]
-            )
-            self._reply(status, response_headers, payload)
+            request = (self.command, self.path, headers, body, self.client_address[0])
+            for side in (websocket, lambdas):
+                answer = side.handle(*request) if side is not None else None
+                if answer is not None:
+                    self._reply(*answer)
+                    return
+            self._reply(*api.handle(*request))
 
         def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
             self.send_response(

@@ -2,7 +2,8 @@
 
 The function is the template's (its handler, its literal environment, its Timeout and memory for a
 Lambda-like context), named with ``--function`` or found from the event: an HTTP API event's
-``routeKey`` names its route, a scheduled event the scheduled function. Its answer is printed on
+``routeKey`` names its route, a WebSocket event's ``requestContext.routeKey`` its WebSocket route,
+a scheduled event the scheduled function. Its answer is printed on
 standard output as the JSON document Lambda returns; its logs go to standard error.
 
 It runs against the services of a ``make dev`` / ``make demo`` running on this clone (its Redis,
@@ -25,7 +26,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,6 +41,7 @@ from local_stack.environment import (
     use_function_code,
 )
 from local_stack.gateway import LOCAL_ADMIN_IAM, load_handler
+from local_stack.lambda_api import lambda_error
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.metrics_view import EmfTap, LocalMetrics
 from local_stack.services import (
@@ -52,7 +53,13 @@ from local_stack.services import (
     say,
     simulator_variables,
 )
-from local_stack.template import function_definition, http_routes, load_template, serverless_functions
+from local_stack.template import (
+    function_definition,
+    http_routes,
+    load_template,
+    serverless_functions,
+    websocket_api,
+)
 
 # After its timeout, Lambda stops a function; here its thread cannot be stopped, so the answer is
 # the timeout error and the process ends, the handler's thread with it.
@@ -118,6 +125,13 @@ def function_for(template: dict[str, Any], event: dict[str, Any], named: str | N
                 f"FUNCTION: no function {named!r} in template.yaml; its functions: {', '.join(functions)}"
             )
         return named
+    request = event.get("requestContext")
+    if isinstance(request, dict) and request.get("eventType") in ("CONNECT", "MESSAGE", "DISCONNECT"):
+        stream = websocket_api(template)  # a WebSocket event: its route's function, else $default's
+        routes = {route.route_key: route.function.logical_id for route in (stream.routes if stream else ())}
+        chosen = routes.get(str(request.get("routeKey")), routes.get("$default"))
+        if chosen is not None:
+            return chosen
     route_key = event.get("routeKey")
     if isinstance(route_key, str):
         for route in http_routes(template):
@@ -131,16 +145,6 @@ def function_for(template: dict[str, Any], event: dict[str, Any], named: str | N
     raise UsageError(
         f"cannot tell which function the event is for: name it with FUNCTION= ({', '.join(functions)})"
     )
-
-
-def lambda_error(exc: BaseException, request_id: str) -> dict[str, Any]:
-    """The document Lambda answers for a function that raised."""
-    return {
-        "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
-        "requestId": request_id,
-        "stackTrace": traceback.format_tb(exc.__traceback__),
-    }
 
 
 def run_handler(handler: Any, event: dict[str, Any], context: LocalLambdaContext) -> tuple[int, Any]:
@@ -198,6 +202,8 @@ def services(args: argparse.Namespace, table_name: str, stack: RunningStack | No
             table_name=table_name,
             exchange_urls=started.enter_context(exchanges(args.simulator)),
             admins=[LOCAL_ADMIN_IAM["userArn"], SAMPLE_EVENTS_ADMIN],
+            # No WebSocket API runs for one invocation: a post or an invoke finds nothing listening.
+            api_url=PLACEHOLDER_HTTP_URL,
         )
 
 
@@ -224,6 +230,7 @@ def invoke(args: argparse.Namespace, answer: TextIO) -> int:
             table_name=table_name,
             exchange_urls=dict.fromkeys(simulated, PLACEHOLDER_HTTP_URL),
             admins=admins,
+            api_url=PLACEHOLDER_HTTP_URL,
         )
     problems = settings_problems(template, placeholders, [name])
     if args.timeout is not None and not 0 < args.timeout <= 900:

@@ -7,6 +7,7 @@ tests create, so neither can drift from what ``sam deploy`` ships.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,66 @@ def http_routes(template: Mapping[str, Any]) -> list[HttpRoute]:
                 )
             )
     return sorted(routes, key=lambda route: (route.path, route.method))
+
+
+@dataclass(frozen=True)
+class WebSocketRoute:
+    route_key: str  # "$connect", "$disconnect", "$default" or a value of the selection expression
+    function: FunctionDef
+
+
+@dataclass(frozen=True)
+class WebSocketApi:
+    logical_id: str
+    route_selection_expression: str  # e.g. "$request.body.action"
+    stage: str
+    routes: tuple[WebSocketRoute, ...]
+
+
+def _referenced_id(value: Any, suffix: str = "") -> str | None:
+    """The logical id in ``!Ref X``, ``!GetAtt X.Arn`` or the first ``${X<suffix>}`` of a ``!Sub``."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return str(value["Fn::GetAtt"][0])
+    text = value.get("Fn::Sub") if isinstance(value, dict) else None
+    text = text[0] if isinstance(text, list) else text
+    found = re.search(r"\$\{(\w+)" + re.escape(suffix) + r"\}", text) if isinstance(text, str) else None
+    return found.group(1) if found else None
+
+
+def websocket_api(template: Mapping[str, Any]) -> WebSocketApi | None:
+    """The template's WebSocket API (an ``AWS::ApiGatewayV2::Api`` of ProtocolType WEBSOCKET) with each
+    route's function: Target ``integrations/${X}`` -> X's IntegrationUri -> ``${Function.Arn}``."""
+    resources = template["Resources"]
+    kind = "AWS::ApiGatewayV2::"
+    apis = [name for name, res in resources.items() if res.get("Type") == f"{kind}Api"]
+    apis = [name for name in apis if resources[name]["Properties"].get("ProtocolType") == "WEBSOCKET"]
+    if not apis:
+        return None
+    if len(apis) > 1:
+        raise ValueError(f"one WebSocket API is served locally; the template has {', '.join(apis)}")
+    (api,) = apis
+    parts = [
+        res for res in resources.values() if _referenced_id(res.get("Properties", {}).get("ApiId")) == api
+    ]
+    routes = []
+    for route in (res["Properties"] for res in parts if res.get("Type") == f"{kind}Route"):
+        integration = _referenced_id(route.get("Target"))
+        if integration is None:
+            raise ValueError(f"{api} route {route['RouteKey']}: its Target names no integration")
+        uri = _resource(template, integration, f"{kind}Integration")["Properties"]["IntegrationUri"]
+        function_id = _referenced_id(uri, ".Arn")
+        if function_id is None:
+            raise ValueError(f"{integration}: its IntegrationUri names no function")
+        routes.append(WebSocketRoute(route["RouteKey"], function_definition(template, function_id)))
+    stages = [res["Properties"]["StageName"] for res in parts if res.get("Type") == f"{kind}Stage"]
+    return WebSocketApi(
+        logical_id=api,
+        route_selection_expression=str(resources[api]["Properties"].get("RouteSelectionExpression", "")),
+        stage=stages[0] if stages else "$default",
+        routes=tuple(sorted(routes, key=lambda route: route.route_key)),
+    )
 
 
 # The parts of a CloudFormation index definition that boto3's create_table accepts.

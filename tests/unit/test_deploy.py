@@ -207,7 +207,7 @@ def test_the_kept_table_is_named_after_the_stack_and_a_redeploy_can_adopt_it() -
     assert created.value(table["Properties"]["TableName"]) == STACK
     assert "MarketDataTable" not in adopted.resources  # no second table, no "already exists"
     assert not _dangling(adopted)
-    for function in ("FetcherFunction", "PricesApiFunction", "WhitelistFunction"):
+    for function in ("FetcherFunction", "PricesApiFunction", "WhitelistFunction", "StreamFunction"):
         assert adopted.environment(function)["MARKET_DATA_TABLE_NAME"] == STACK
         assert created.environment(function)["MARKET_DATA_TABLE_NAME"] == {"Ref": "MarketDataTable"}
 
@@ -219,11 +219,14 @@ def test_only_the_functions_that_use_the_cache_are_in_the_vpc() -> None:
         for name, function in deployed.of_type("AWS::Lambda::Function").items()
         if "VpcConfig" in function["Properties"]
     }
-    assert in_vpc == {"FetcherFunction", "PricesApiFunction"}
+    assert in_vpc == {"FetcherFunction", "PricesApiFunction", "StreamFunction", "BroadcasterFunction"}
     assert "AWSLambdaVPCAccessExecutionRole" not in deployed.managed_policies("WhitelistFunction")
 
 
-@pytest.mark.parametrize("function", ["FetcherFunction", "PricesApiFunction", "WhitelistFunction"])
+@pytest.mark.parametrize(
+    "function",
+    ["FetcherFunction", "PricesApiFunction", "WhitelistFunction", "StreamFunction", "BroadcasterFunction"],
+)
 def test_the_xray_policy_comes_only_with_tracing(function: str) -> None:
     off, on = Deployed(), Deployed(Tracing="Active")
     assert "AWSXrayWriteOnlyAccess" not in off.managed_policies(function)

@@ -137,7 +137,7 @@ def test_every_function_and_the_layer_run_a_current_python_on_arm64(template: di
         assert layer["Metadata"]["BuildArchitecture"] == "arm64", name
 
 
-CACHE_USERS = {"FetcherFunction", "PricesApiFunction"}
+CACHE_USERS = {"FetcherFunction", "PricesApiFunction", "StreamFunction", "BroadcasterFunction"}
 
 
 def test_every_function_uses_the_shared_layer_and_the_cache_users_run_in_the_vpc(

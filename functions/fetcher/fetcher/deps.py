@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from fetcher.broadcasting import SlotBroadcast
 from fetcher.exchanges.base import BuildContext, Exchange
 from fetcher.exchanges.registry import build_exchanges
 from fetcher.listings import Listing
 from fetcher.routing import FailureHolds
-from market_data import cache, store
+from market_data import cache, push, store
 from market_data.contracts import Ban, CircuitState
 from market_data.models import PairRecord
 
@@ -118,6 +119,11 @@ def build_fetcher(settings: Settings, *, consumers: list[TickConsumer] | None = 
         consumers=list(consumers or []),
         closers=[batches.shutdown, http.close],
     )
+    starter = push.get_broadcast_starter(settings)
+    if starter is not None:  # a WebSocket API to push to: every slot this container owns goes out
+        broadcast = SlotBroadcast(settings, starter)
+        deps.consumers.append(broadcast)
+        deps.closers.append(broadcast.close)
     listings = {name: Listing(name, refresh_ms, watch_ms=settings.listing_watch_ms) for name in exchanges}
     state = ContainerState({name: ExchangeMemory(listing) for name, listing in listings.items()})
     return Fetcher(deps, state)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fetcher.deps import Fetcher
 from fetcher.reporting import SlotReport, emit_slot
 from fetcher.slot import open_slot, write_paused_heartbeat
-from fetcher.tick import run_tick
+from fetcher.tick import WrittenTick, notify_consumers, run_tick
 from market_data.clock import now_ms
 from market_data.observability import logger
 from market_data.statuses import ACTIVE
@@ -130,6 +130,9 @@ def _run_slot(
         summary.paused += 1
         report.outcome, report.stale_pairs = "paused", _active_pairs(fetcher)
         write_paused_heartbeat(fetcher, opened)
+        notify_consumers(
+            fetcher, WrittenTick(slot, {}, [], {}, opened.cache_ok, paused=opened.pause().reason)
+        )
         return
     if not opened.claimed:
         summary.skipped_claimed_elsewhere += 1

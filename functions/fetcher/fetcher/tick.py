@@ -51,6 +51,8 @@ class WrittenTick:
     listed: list[str]  # every pair served, the suspended ones included
     missing: dict[str, str]  # listed pair -> why it has no new price this tick
     cache_written: bool  # False: the cache write failed (readers see the previous tick)
+    failed_over: dict[str, str] = field(default_factory=dict)  # pair -> the later exchange serving it
+    paused: str = ""  # a paused slot (nothing fetched): why; its consumers are told too
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,16 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
         shared = shared_state_diff(fetcher, opened, asked=asked, circuits=circuits, dropped=dropped)
         written = write_cache(fetcher, opened, judged, stats, shared)
     lkg_written = write_last_known_good(fetcher, judged.tickers, opened.shared.lkg_written, finished_at)
+    failed_over = {
+        pair: str(source["exchange"])
+        for pair, source in stats.pair_sources.items()
+        if not source["preferred"]
+    }
     notify_consumers(
         fetcher,
-        WrittenTick(opened.slot, dict(judged.tickers), judged.listed, judged.missing, written is not None),
+        WrittenTick(
+            opened.slot, dict(judged.tickers), judged.listed, judged.missing, written is not None, failed_over
+        ),
     )
     return TickResult(
         plan,

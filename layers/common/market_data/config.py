@@ -101,6 +101,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- fetcher invocation: how long one scheduled invocation keeps ticking ---
     fetcher_run_seconds: Annotated[int, Meta(ge=10, le=900)] = 130
 
+    # --- push over WebSocket (set by the template; the local stack points them at itself) ---
+    # The WebSocket API's management endpoint (https://<api>.execute-api.<region>.amazonaws.com/<stage>).
+    stream_management_url: str | None = None
+    # The broadcaster the fetcher hands each slot to; unset: nothing is pushed (no WebSocket API).
+    broadcaster_function_name: str | None = None
+    # Posts in flight per broadcaster invocation, and connections one invocation serves before the
+    # fan-out is split over more of itself (docs/operations.md#push: measured capacity).
+    broadcast_concurrency: Annotated[int, Meta(ge=1, le=256)] = 64
+    broadcast_connections_per_invocation: Annotated[int, Meta(ge=10, le=100_000)] = 2_000
+
     def __post_init__(self) -> None:
         if not self.fetch_interval_ms < self.market_data_cache_stale_ttl_ms < self.market_data_cache_ttl_ms:
             raise ValueError(

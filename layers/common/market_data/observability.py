@@ -82,6 +82,14 @@ UNITS: dict[str, MetricUnit] = {
     "WhitelistRefusedByCap": COUNT,  # 429: pending cap or per-address hourly cap
     "WhitelistRevoked": COUNT,
     "WhitelistApproved": COUNT,
+    # broadcaster, every fan-out it runs (one slot, or its share of a split one)
+    "StreamConnections": COUNT,  # connections registered (its share, when split)
+    "StreamMessagesSent": COUNT,  # updates, status messages and heartbeats posted
+    "StreamPostsFailed": COUNT,  # posts that failed (not gone: API Gateway or the network)
+    "StreamConnectionsGone": COUNT,  # posts answered 410: the connection was removed
+    "StreamFanOutDuration": MS,  # first post out to last answer in
+    "StreamFanOutLag": MS,  # slot start to the last post answered: what a client waits, past the tick
+    "StreamFanOutSplits": COUNT,  # more broadcaster invocations started for this slot
 }
 BREAKDOWN_DIMENSION = "kind"
 MAX_SAMPLES_PER_DOCUMENT = 99  # EMF allows 100 values per metric; Powertools flushes at 100

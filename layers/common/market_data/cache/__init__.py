@@ -3,7 +3,8 @@
 - ``keys``: every key, its writer, its readers and its lifetime;
 - ``connection``: the process-wide client, and ``CacheUnavailableError``, the one error callers see;
 - ``reads``: the API functions' reads (prices, read figures, health's record);
-- ``ticks``: the fetcher's slot opening and tick write.
+- ``ticks``: the fetcher's slot opening and tick write;
+- ``stream``: what the broadcaster last pushed to WebSocket subscribers.
 """
 
 from market_data.cache.connection import CacheUnavailableError, get_client, reset_client
@@ -33,6 +34,7 @@ from market_data.cache.reads import (
     record_reads,
     share_health,
 )
+from market_data.cache.stream import changed_since_pushed
 from market_data.cache.ticks import (
     SharedState,
     SharedStateDiff,
@@ -65,6 +67,7 @@ __all__ = [
     "SlotStart",
     "TickWrite",
     "ban_key",
+    "changed_since_pushed",
     "circuit_key",
     "claim_key",
     "get_client",

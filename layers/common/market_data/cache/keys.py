@@ -22,6 +22,13 @@ META_FIELDS = frozenset({LISTED_FIELD, SUSPENDED_FIELD})
 # The stale copy outlives any outage worth serving through; after a week a price is history.
 STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 
+# HASH pair -> "<timestamp>|<price>|<stale>|<source>" of the entry last pushed to WebSocket
+# subscribers. Writer and reader: the broadcaster, once per slot, in one server-side step, so an
+# update carries only the pairs whose entry changed. Lives a day from the last push; lost, every
+# pair counts as changed once.
+STREAM_SENT = f"{TAG}:stream:sent"
+STREAM_SENT_TTL_MS = 24 * 3_600_000
+
 # The newest slot whose tick wrote the prices: a tick of an older slot (an overlapping invocation
 # whose exchange answered late) leaves them as they are. Writer and reader: the tick's write, in
 # one server-side step. Lives as long as the prices.

@@ -1,0 +1,1 @@
+"""The fan-out of each slot to the WebSocket connections."""

@@ -1,0 +1,105 @@
+"""What one slot tells the connections, decided once per slot by the invocation the fetcher
+started: which pairs changed, whether the status changed, whether heartbeats are due, and how
+many invocations share the posting. Split invocations receive the decision and only post."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from market_data import cache, store
+from market_data.clock import now_ms
+from market_data.config import Settings
+from market_data.observability import logger
+from market_data.prices import read_prices
+from market_data.stream import HEARTBEAT_EVERY_MS
+
+
+@dataclass(frozen=True)
+class SlotNotice:
+    """What the fetcher hands the broadcaster for a slot it owned (its invocation payload)."""
+
+    slot: int
+    slot_ms: int  # the slot's start, ms
+    pairs: tuple[str, ...]  # the pairs whose prices the slot wrote
+    status: str  # ok, degraded or down
+    reason: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> SlotNotice:
+        return cls(
+            int(payload["slot"]), int(payload["slotMs"]), tuple(payload.get("pairs") or ()),
+            str(payload.get("status") or "ok"), str(payload.get("reason") or ""),
+        )  # fmt: skip
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot, "slotMs": self.slot_ms, "pairs": list(self.pairs),
+            "status": self.status, "reason": self.reason,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Decision:
+    notice: SlotNotice
+    entries: dict[str, dict[str, object]]  # the changed pairs' entries, as the prices route serves them
+    tell_status: bool
+    heartbeat: bool
+    shards: int = 1
+    shard: int = 0
+    connections: int = 0  # registered connections, all shards together
+
+    def as_payload(self, shard: int) -> dict[str, Any]:
+        return {
+            **self.notice.as_payload(),
+            "decided": {
+                "entries": self.entries, "tellStatus": self.tell_status, "heartbeat": self.heartbeat,
+                "shards": self.shards, "shard": shard, "connections": self.connections,
+            },
+        }  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Decision | None:
+        decided = payload.get("decided")
+        if not decided:
+            return None
+        return cls(
+            SlotNotice.from_payload(payload), dict(decided["entries"]), bool(decided["tellStatus"]),
+            bool(decided["heartbeat"]), int(decided["shards"]), int(decided["shard"]),
+            int(decided["connections"]),
+        )  # fmt: skip
+
+
+def in_shard(connection_id: str, shard: int, shards: int) -> bool:
+    """The same split in every invocation: a stable hash, never Python's per-process one."""
+    return zlib.crc32(connection_id.encode()) % shards == shard
+
+
+def fingerprint(entry: dict[str, object]) -> str:
+    """What makes an entry worth pushing again: a newer exchange time, a new price, or a change
+    of freshness or source (a client's stale flag follows the server's)."""
+    return f"{entry['timestamp']}|{entry['price']}|{entry['stale']}|{entry['source']}"
+
+
+def decide(settings: Settings, notice: SlotNotice, connections: list[store.Connection]) -> Decision:
+    table = store.get_table(settings)
+    wanted = sorted({pair for c in connections for pair in c.pairs} & set(notice.pairs))
+    entries: dict[str, dict[str, object]] = {}
+    if wanted:
+        answer = read_prices(wanted, settings=settings, now=now_ms())
+        fingerprints = {pair: fingerprint(entry) for pair, entry in answer.entries.items()}
+        try:
+            changed = cache.changed_since_pushed(cache.get_client(settings), fingerprints)
+        except cache.CacheUnavailableError as exc:
+            logger.warning("push memory unreachable: every entry counts as changed", error=exc.cause)
+            changed = list(fingerprints)
+        entries = {pair: answer.entries[pair] for pair in changed}
+    told = store.get_stream_state(table)
+    tell_status = (notice.status, notice.reason) != (told.status, told.reason) and store.claim_status(
+        table, notice.status, notice.reason, told=told
+    )
+    every_slots = max(1, HEARTBEAT_EVERY_MS // settings.fetch_interval_ms - 1)  # a slot early, never late
+    heartbeat = store.claim_heartbeat(table, notice.slot, every_slots=every_slots)
+    shards = max(1, -(-len(connections) // settings.broadcast_connections_per_invocation))
+    return Decision(notice, entries, tell_status, heartbeat, shards, 0, len(connections))
