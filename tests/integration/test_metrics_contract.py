@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from fetcher.deps import Fetcher
 from fetcher.loop import LoopSummary, run_slot
@@ -24,6 +25,7 @@ from local_stack.binance_simulator import BinanceSimulator
 from local_stack.lambda_context import LocalLambdaContext
 from local_stack.template import function_definition, load_template
 from tests.support import load_event
+from tests.websocket_stack import local_websocket_stack
 
 STACK = "metrics-contract"
 PSEUDO = {"AWS::StackName": STACK, "AWS::Region": "eu-west-1", "AWS::URLSuffix": "amazonaws.com"}
@@ -51,8 +53,12 @@ def emf_documents(printed: str) -> list[dict[str, Any]]:
 def _substitute(text: str) -> str:
     """Fn::Sub for the dashboard body: pseudo parameters get test values, resources their id."""
 
+    parameters = load_template()["Parameters"]
+
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name in parameters:  # a parameter (a threshold line's value): its default
+            return str(parameters[name]["Default"])
         return PSEUDO.get(name, name.split(".")[0])
 
     return re.sub(r"\$\{([^}!]+)\}", value, text)
@@ -254,7 +260,28 @@ def printed_documents(
     run_fetcher(make_container, simulator)
     run_prices(monkeypatch)
     run_whitelist(monkeypatch)
+    run_broadcaster(monkeypatch)
     return emf_documents(capsys.readouterr().out)
+
+
+def run_broadcaster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One fan-out to a subscribed connection, the broadcaster called as the fetcher starts it."""
+    import broadcaster.handler as broadcaster
+    from market_data.clock import now_ms
+
+    with local_websocket_stack(monkeypatch) as base, connect(base.replace("http", "ws", 1) + "/ws") as client:
+        client.send(json.dumps({"action": "subscribe", "pairs": ["BTC/USDT"]}))
+        client.recv(timeout=10)
+        slot_ms = now_ms() // 4000 * 4000
+        notice = {
+            "slot": slot_ms // 4000,
+            "slotMs": slot_ms,
+            "pairs": ["BTC/USDT"],
+            "status": "ok",
+            "reason": "",
+        }
+        answer = broadcaster.lambda_handler(notice, LocalLambdaContext("BroadcasterFunction", 30))
+        assert answer["connections"] == 1, answer
 
 
 def _misspell_alarm(template: dict[str, Any]) -> None:
