@@ -1,0 +1,125 @@
+"""The broadcaster against real parts: the local gateway's WebSocket endpoint and management API,
+real clients, a real redis-server and moto: splits, and parallel broadcasters of one slot."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from fetcher.deps import Fetcher
+from fetcher.loop import LoopSummary, run_slot
+from local_stack.binance_simulator import BinanceSimulator
+from local_stack.lambda_context import LocalLambdaContext
+from market_data.clock import now_ms
+from market_data.config import get_settings
+from tests.websocket_stack import local_websocket_stack
+
+INTERVAL_MS = 2000
+
+
+def drain(client: ClientConnection, wait_s: float) -> list[dict[str, Any]]:
+    """Every message the client receives within ``wait_s``."""
+    received: list[dict[str, Any]] = []
+    deadline = threading.Event()
+    timer = threading.Timer(wait_s, deadline.set)
+    timer.start()
+    try:
+        while not deadline.is_set():
+            try:
+                received.append(json.loads(client.recv(timeout=0.2)))
+            except TimeoutError:
+                continue
+    finally:
+        timer.cancel()
+    return received
+
+
+def drain_all(clients: list[ClientConnection], wait_s: float) -> list[list[dict[str, Any]]]:
+    """``drain`` for every client at once."""
+    with ThreadPoolExecutor(len(clients)) as pool:
+        return list(pool.map(lambda client: drain(client, wait_s), clients))
+
+
+@pytest.fixture
+def subscribed(
+    make_container: Callable[..., Fetcher], simulator: BinanceSimulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[int], list[ClientConnection]]]:
+    """``n`` real clients subscribed to BTC/USDT, with prices in the cache (no broadcaster started
+    by the fetcher: the tests call it themselves)."""
+    container = make_container()
+    run_slot(container, now_ms() // INTERVAL_MS, "broadcaster-test", LoopSummary())
+    with ExitStack() as stack:
+        base = stack.enter_context(local_websocket_stack(monkeypatch))
+
+        def clients(n: int) -> list[ClientConnection]:
+            opened = []
+            for _ in range(n):
+                client = stack.enter_context(connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5))
+                client.send(json.dumps({"action": "subscribe", "pairs": ["BTC/USDT"]}))
+                opened.append(client)
+            for received in drain_all(opened, 1):  # each has its snapshot before a test counts what follows
+                assert [m["type"] for m in received][:1] == ["snapshot"]
+            return opened
+
+        yield clients
+    container.close()
+
+
+def notice(status: str = "ok", reason: str = "") -> dict[str, Any]:
+    slot = now_ms() // INTERVAL_MS
+    return {
+        "slot": slot,
+        "slotMs": slot * INTERVAL_MS,
+        "pairs": ["BTC/USDT"],
+        "status": status,
+        "reason": reason,
+    }
+
+
+def test_past_its_capacity_a_fan_out_splits_and_every_connection_gets_one_update(
+    subscribed: Callable[[int], list[ClientConnection]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import broadcaster.handler as broadcaster
+
+    clients = subscribed(25)
+    monkeypatch.setenv("BROADCAST_CONNECTIONS_PER_INVOCATION", "10")
+    get_settings.cache_clear()
+
+    answer = broadcaster.lambda_handler(notice(), LocalLambdaContext("BroadcasterFunction", 30))
+
+    assert (answer["shards"], answer["shard"]) == (3, 0)  # this one posts a third; two more started
+    updates = [[m for m in received if m["type"] == "update"] for received in drain_all(clients, 3)]
+    assert [len(each) for each in updates] == [1] * 25  # every connection once, none twice
+    assert {each[0]["prices"]["BTC/USDT"]["pair"] for each in updates} == {"BTC/USDT"}
+
+
+def test_parallel_broadcasters_of_one_slot_tell_a_status_change_once(
+    subscribed: Callable[[int], list[ClientConnection]],
+) -> None:
+    import broadcaster.handler as broadcaster
+
+    clients = subscribed(3)
+    slot_notice = notice("degraded", "fetcher paused: binance: rate limited")
+    threads = [
+        threading.Thread(
+            target=broadcaster.lambda_handler,
+            args=(slot_notice, LocalLambdaContext("BroadcasterFunction", 30)),
+        )
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+    for received in drain_all(clients, 1.5):
+        statuses = [m for m in received if m["type"] == "status"]
+        assert len(statuses) == 1 and statuses[0]["reason"] == "fetcher paused: binance: rate limited"
+        assert len([m for m in received if m["type"] == "update"]) == 1  # the changed price, once
