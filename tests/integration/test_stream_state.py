@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import redis
 
 from market_data import cache, store
@@ -72,10 +73,28 @@ def test_the_registry_keeps_subscriptions_and_forgets_gone_and_expired_connectio
         table, "OLD=", connected_at=now - CONNECTION_LIFETIME_MS - 1
     )  # API Gateway dropped it
 
-    assert store.set_subscription(table, "A=", ["BTC/USDT", "ETH/USDT"])
-    assert not store.set_subscription(table, "NEVER=", ["BTC/USDT"])  # not registered: not resurrected
+    assert store.subscribe(table, "A=", ["BTC/USDT", "ETH/USDT"], max_pairs=100) == ("BTC/USDT", "ETH/USDT")
+    assert store.subscribe(table, "NEVER=", ["BTC/USDT"], max_pairs=100) is None  # not resurrected
     listed = {c.connection_id: c.pairs for c in store.list_connections(table, now_ms=now)}
     assert listed == {"A=": ("BTC/USDT", "ETH/USDT"), "B=": ()}
 
     store.forget_connections(table, ["B=", "B="])
     assert [c.connection_id for c in store.list_connections(table, now_ms=now)] == ["A="]
+
+
+def test_parallel_subscriptions_on_one_connection_all_count_and_the_cap_holds(
+    service_env: dict[str, str],
+) -> None:
+    table = store.get_table(load_settings())
+    store.register_connection(table, "P=", connected_at=now_ms())
+    pairs = [f"C{i}/USDT" for i in range(12)]
+
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(lambda pair: store.subscribe(table, "P=", [pair], max_pairs=100), pairs))
+
+    assert set(store.get_connection(table, "P=").pairs) == set(pairs)  # none lost to a race
+    assert store.subscribe(table, "P=", pairs[:3], max_pairs=12) == tuple(sorted(pairs))  # nothing new: fine
+    with pytest.raises(store.SubscriptionCapError):
+        store.subscribe(table, "P=", ["NEW/USDT"], max_pairs=12)
+    assert store.unsubscribe(table, "P=", pairs[:10])
+    assert set(store.get_connection(table, "P=").pairs) == set(pairs[10:])

@@ -9,13 +9,13 @@ from market_data.config import Settings
 from market_data.observability import logger
 from market_data.prices import read_prices
 from market_data.stream import (
+    MAX_PAIRS_PER_CONNECTION,
     StreamMessageError,
     error_message,
     heartbeat_message,
     parse_client_message,
     snapshot_message,
     snapshot_status,
-    subscribed_after,
 )
 
 
@@ -36,19 +36,30 @@ def handle_message(settings: Settings, connection_id: str, body: str | None, *, 
             poster.post(connection_id, heartbeat_message(now_ms()))
             return "heartbeat"
         table = store.get_table(settings)
-        current = store.get_connection(table, connection_id)
-        pairs = subscribed_after(current.pairs if current else (), message)
-        if not store.set_subscription(table, connection_id, pairs):
-            # Registered before a registry loss, or its $connect was lost: register it again.
-            store.register_connection(table, connection_id, connected_at=connected_at)
-            store.set_subscription(table, connection_id, pairs)
+        if message.action == "unsubscribe":
+            store.unsubscribe(table, connection_id, message.pairs)
+            return "unsubscribed"
+        subscribe(table, connection_id, message.pairs, connected_at=connected_at)
     except StreamMessageError as exc:
         poster.post(connection_id, error_message(exc.code, str(exc)))
         return f"error {exc.code}"
-    if message.action == "unsubscribe":
-        return "unsubscribed"
     poster.post(connection_id, snapshot(settings, message.pairs))
     return "snapshot"
+
+
+def subscribe(table: object, connection_id: str, pairs: tuple[str, ...], *, connected_at: int) -> None:
+    """Add the pairs (one atomic step: parallel subscriptions on a connection all count)."""
+    try:
+        if store.subscribe(table, connection_id, pairs, max_pairs=MAX_PAIRS_PER_CONNECTION) is None:
+            # Registered before a registry loss, or its $connect was lost: register it again.
+            store.register_connection(table, connection_id, connected_at=connected_at)
+            store.subscribe(table, connection_id, pairs, max_pairs=MAX_PAIRS_PER_CONNECTION)
+    except store.SubscriptionCapError as exc:
+        raise StreamMessageError(
+            "too_many_pairs",
+            f"too many pairs: the connection holds {exc}, and with {len(pairs)} more it could pass "
+            f"{MAX_PAIRS_PER_CONNECTION}; unsubscribe some first",
+        ) from None
 
 
 def snapshot(settings: Settings, pairs: tuple[str, ...]) -> bytes:

@@ -67,20 +67,6 @@ def parse_client_message(body: str | None) -> ClientMessage:
     return ClientMessage(action, pairs)
 
 
-def subscribed_after(current: Sequence[str], message: ClientMessage) -> tuple[str, ...]:
-    """The connection's pairs once ``message`` applies; more than the cap is an error naming it."""
-    if message.action == "unsubscribe":
-        return tuple(pair for pair in current if pair not in message.pairs)
-    merged = tuple(dict.fromkeys([*current, *message.pairs]))
-    if len(merged) > MAX_PAIRS_PER_CONNECTION:
-        raise StreamMessageError(
-            "too_many_pairs",
-            f"too many pairs: {len(merged)} with this subscription, at most {MAX_PAIRS_PER_CONNECTION} "
-            "per connection; unsubscribe some first",
-        )
-    return merged
-
-
 def _dumps(message: Mapping[str, Any]) -> bytes:
     return orjson.dumps(message)
 

@@ -11,6 +11,7 @@ from market_data.store.connection import StoreUnavailableError, get_table, reset
 from market_data.store.connections import (
     Connection,
     StreamState,
+    SubscriptionCapError,
     claim_heartbeat,
     claim_status,
     forget_connections,
@@ -18,7 +19,8 @@ from market_data.store.connections import (
     get_stream_state,
     list_connections,
     register_connection,
-    set_subscription,
+    subscribe,
+    unsubscribe,
 )
 from market_data.store.coordination import claim_slot, get_bans, get_heartbeat, put_ban, put_heartbeat
 from market_data.store.last_known_good import read_last_known_good, write_last_known_good
@@ -35,6 +37,7 @@ __all__ = [
     "Connection",
     "StoreUnavailableError",
     "StreamState",
+    "SubscriptionCapError",
     "change_status",
     "claim_heartbeat",
     "claim_slot",
@@ -56,6 +59,7 @@ __all__ = [
     "register_connection",
     "reset_table",
     "seed_registry",
-    "set_subscription",
+    "subscribe",
+    "unsubscribe",
     "write_last_known_good",
 ]

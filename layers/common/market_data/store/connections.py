@@ -1,6 +1,6 @@
 """The WebSocket connections and what each subscribed to, and the stream's shared state.
 
-  pk="CONN", sk=<connection id>   connectedAt, pairs (list), expiresAt (TTL)
+  pk="CONN", sk=<connection id>   connectedAt, pairs (a string set), expiresAt (TTL)
   pk="STATE", sk="stream"         status, reason, heartbeatSlot: what every connection was last told
 
 In DynamoDB rather than the cache: a lost cache must not silence every connection, since that is
@@ -30,7 +30,7 @@ CONNECTION_LIFETIME_MS = 2 * 60 * 60 * 1000  # API Gateway's limit on a WebSocke
 class Connection:
     connection_id: str
     connected_at: int  # ms
-    pairs: tuple[str, ...]  # subscribed, in the order asked
+    pairs: tuple[str, ...]  # subscribed, sorted
 
 
 @dataclass(frozen=True)
@@ -40,25 +40,58 @@ class StreamState:
     heartbeat_slot: int = 0  # the last slot that sent heartbeats
 
 
+class SubscriptionCapError(Exception):
+    """The connection would hold more pairs than it may."""
+
+
 @translated
 def register_connection(table: Any, connection_id: str, *, connected_at: int) -> None:
     table.put_item(
         Item={
-            "pk": CONNECTION_PK, "sk": connection_id, "connectedAt": connected_at, "pairs": [],
+            "pk": CONNECTION_PK, "sk": connection_id, "connectedAt": connected_at,
             "expiresAt": (connected_at + CONNECTION_LIFETIME_MS) // 1000,
         }
     )  # fmt: skip
 
 
 @translated
-def set_subscription(table: Any, connection_id: str, pairs: Sequence[str]) -> bool:
-    """Replace the connection's pairs; False when it is not registered (gone, or expired)."""
+def subscribe(
+    table: Any, connection_id: str, pairs: Sequence[str], *, max_pairs: int
+) -> tuple[str, ...] | None:
+    """Add ``pairs`` to the connection's set in one atomic step (parallel subscriptions on one
+    connection all count), and return its pairs; None when it is not registered. Refused with
+    ``SubscriptionCapError`` when the set could pass ``max_pairs``."""
+    client = table.meta.client
+    try:
+        answer = table.update_item(
+            Key={"pk": CONNECTION_PK, "sk": connection_id},
+            UpdateExpression="ADD pairs :pairs",
+            # Checked before the union is known: a set with room for every pair named.
+            ConditionExpression=(
+                "attribute_exists(pk) AND (attribute_not_exists(pairs) OR size(pairs) <= :room)"
+            ),
+            ExpressionAttributeValues={":pairs": set(pairs), ":room": max_pairs - len(pairs)},
+            ReturnValues="ALL_NEW",
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        current = get_connection(table, connection_id)
+        if current is None:
+            return None
+        if set(pairs) <= set(current.pairs):
+            return current.pairs  # nothing new: within the cap whatever its size
+        raise SubscriptionCapError(len(current.pairs)) from None
+    return _connection(answer["Attributes"]).pairs
+
+
+@translated
+def unsubscribe(table: Any, connection_id: str, pairs: Sequence[str]) -> bool:
+    """Remove ``pairs`` from the connection's set in one atomic step; False when not registered."""
     try:
         table.update_item(
             Key={"pk": CONNECTION_PK, "sk": connection_id},
-            UpdateExpression="SET pairs = :pairs",
+            UpdateExpression="DELETE pairs :pairs",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":pairs": list(pairs)},
+            ExpressionAttributeValues={":pairs": set(pairs)},
         )
     except table.meta.client.exceptions.ConditionalCheckFailedException:
         return False
@@ -100,7 +133,7 @@ def list_connections(table: Any, *, now_ms: int) -> list[Connection]:
 
 
 def _connection(item: dict[str, Any]) -> Connection:
-    return Connection(str(item["sk"]), int(item["connectedAt"]), tuple(item.get("pairs") or ()))
+    return Connection(str(item["sk"]), int(item["connectedAt"]), tuple(sorted(item.get("pairs") or ())))
 
 
 @translated
