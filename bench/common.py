@@ -6,7 +6,9 @@ import contextlib
 import json
 import math
 import os
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FUNCTION_DIRS = ("layers/common", "functions/fetcher", "functions/prices_api", "functions/whitelist")
+FUNCTION_DIRS = (
+    "layers/common",
+    "functions/fetcher",
+    "functions/prices_api",
+    "functions/whitelist",
+    "functions/stream",
+    "functions/broadcaster",
+)
 
 
 def use_function_code() -> None:
@@ -54,9 +63,55 @@ class Stack:
     simulator: Any
 
 
+class MotoProcess:
+    """moto's server in a process of its own: DynamoDB's work then never takes the interpreter lock
+    of the code under measurement, as a remote DynamoDB would not."""
+
+    def __init__(self) -> None:
+        from local_stack.servers import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 20.0) -> MotoProcess:
+        import httpx
+
+        from local_stack.servers import _stopped_with_parent
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_stopped_with_parent(),  # a benchmark killed outright leaves no moto behind
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(self.url, timeout=1)
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto did not answer on {self.url} within {timeout_s:g} s")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+
 @contextlib.contextmanager
-def real_parts(*, latency_ms: float = 0.0, generated_pairs: int = 0) -> Iterator[Stack]:
-    """A redis-server, moto over HTTP with the template's table, and the Binance simulator."""
+def real_parts(
+    *, latency_ms: float = 0.0, generated_pairs: int = 0, moto_process: bool = False
+) -> Iterator[Stack]:
+    """A redis-server, moto over HTTP with the template's table, and the Binance simulator.
+
+    ``moto_process``: moto in a process of its own rather than a thread of this one."""
     use_function_code()
     from local_stack.binance_simulator import BinanceSimulator
     from local_stack.servers import MotoServer, RedisServer, create_table_from_template
@@ -66,7 +121,7 @@ def real_parts(*, latency_ms: float = 0.0, generated_pairs: int = 0) -> Iterator
     os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     redis_server = RedisServer().start()
-    moto = MotoServer().start()
+    moto: MotoServer | MotoProcess = MotoProcess().start() if moto_process else MotoServer().start()
     table = f"market-data-bench-{uuid.uuid4().hex[:8]}"  # moto keeps tables per process
     create_table_from_template(moto.url, table)
     simulator = BinanceSimulator(seed=11)

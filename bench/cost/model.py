@@ -36,6 +36,10 @@ PRICES_USD: dict[str, float] = {
     "data_transfer_out_per_gb": 0.09,  # first 10 TB a month; later tiers are cheaper
     "cloudfront_per_10k_https_requests": 0.0100,
     "cloudfront_per_gb_out": 0.085,
+    # API Gateway WebSocket APIs (push: bench/cost/push_model.py)
+    "websocket_messages_per_million_first_1b": 1.00,
+    "websocket_messages_per_million_after_1b": 0.80,
+    "websocket_connection_minutes_per_million": 0.25,
 }
 
 HOURS_PER_MONTH = 730
