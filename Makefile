@@ -20,7 +20,7 @@ help:
 	@echo "  make test-unit, make test-integration, make test-e2e    one layer of tests"
 	@echo "  make lint     ruff and mypy;  make format   ruff format and fixes"
 	@echo "  make validate sam validate (with --lint) and checkov"
-	@echo "  make bench    benchmarks against their limits (read, cold, fetch, freshness, writes, cost); prints a table"
+	@echo "  make bench    benchmarks against their limits (read, cold, fetch, freshness, writes, stream, cost); prints a table"
 	@echo "Build and deploy"
 	@echo "  make build    sam build, then bytecode"
 	@echo "  make deploy   build, then deploy ENV's stack (docs/operations.md#deploy);  make delete   delete it"

@@ -100,6 +100,8 @@ def decide(settings: Settings, notice: SlotNotice, connections: list[store.Conne
         table, notice.status, notice.reason, told=told
     )
     every_slots = max(1, HEARTBEAT_EVERY_MS // settings.fetch_interval_ms - 1)  # a slot early, never late
-    heartbeat = store.claim_heartbeat(table, notice.slot, every_slots=every_slots)
+    # A round is claimed only when one is due: a failed conditional write costs a write unit too.
+    due = notice.slot - told.heartbeat_slot >= every_slots
+    heartbeat = due and store.claim_heartbeat(table, notice.slot, every_slots=every_slots)
     shards = max(1, -(-len(connections) // settings.broadcast_connections_per_invocation))
     return Decision(notice, entries, tell_status, heartbeat, shards, 0, len(connections))

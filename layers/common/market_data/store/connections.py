@@ -4,7 +4,7 @@
   pk="STATE", sk="stream"         status, reason, heartbeatSlot: what every connection was last told
 
 In DynamoDB rather than the cache: a lost cache must not silence every connection, since that is
-when clients most need a status message (docs/operations.md#push has the cost per tick both ways).
+when clients most need a status message (docs/operations.md#push has the cost per slot both ways).
 A connection expires when API Gateway would have dropped it (2 hours after it opened: the
 broadcaster's heartbeats keep it from going idle); DynamoDB's TTL deletes it later, so reads skip
 expired ones themselves.
