@@ -60,5 +60,10 @@ class SlotBroadcast:
         except push.PushUnavailableError as exc:
             logger.warning("broadcaster not started; clients miss this slot's update", error=exc.cause)
 
+    def flush(self, timeout_s: float) -> None:
+        """Wait for the starts already handed over: Lambda freezes a container once its handler
+        returns, and a start left in the thread would run a minute late."""
+        self.sender.submit(lambda: None).result(timeout=timeout_s)
+
     def close(self) -> None:
         self.sender.shutdown(wait=True)

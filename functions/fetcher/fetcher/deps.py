@@ -43,6 +43,8 @@ class FetcherDeps:
     executor: ThreadPoolExecutor  # one thread per exchange: they are asked side by side
     consumers: list[TickConsumer] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)  # what close() releases
+    # Called before the handler returns, with the seconds it may take (work handed to threads).
+    flushers: list[Callable[[float], None]] = field(default_factory=list)
 
 
 @dataclass
@@ -123,6 +125,7 @@ def build_fetcher(settings: Settings, *, consumers: list[TickConsumer] | None = 
     if starter is not None:  # a WebSocket API to push to: every slot this container owns goes out
         broadcast = SlotBroadcast(settings, starter)
         deps.consumers.append(broadcast)
+        deps.flushers.append(broadcast.flush)
         deps.closers.append(broadcast.close)
     listings = {name: Listing(name, refresh_ms, watch_ms=settings.listing_watch_ms) for name in exchanges}
     state = ContainerState({name: ExchangeMemory(listing) for name, listing in listings.items()})

@@ -12,6 +12,7 @@ from market_data.config import get_settings
 from market_data.observability import logger, traced
 
 _fetcher: Fetcher | None = None
+FLUSH_TIMEOUT_S = 1.0  # within the 2 s the loop leaves before the timeout
 
 
 def get_fetcher() -> Fetcher:
@@ -31,4 +32,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         remaining_ms=context.get_remaining_time_in_millis,
         run_seconds=fetcher.deps.settings.fetcher_run_seconds,
     )
+    for flush in fetcher.deps.flushers:
+        try:
+            flush(FLUSH_TIMEOUT_S)
+        except Exception:  # a late start must not fail the invocation
+            logger.exception("handed-over work not finished before returning")
     return summary.as_dict()
