@@ -28,7 +28,7 @@ SCRUBBED = (
 )  # fmt: skip
 
 # The answer each event gets from empty services (a new table, an empty cache): the response's
-# statusCode, or "ticked" for the fetcher's summary. An event file added to events/ needs a line here.
+# statusCode, "ticked" for the fetcher's summary, or "broadcast" for the broadcaster's. An event file added to events/ needs a line here.
 EXPECTED: dict[str, int | str] = {
     "fetcher_schedule.json": "ticked",  # on the simulators, for a couple of slots
     "health_get.json": 503,  # no fetcher heartbeat: down
@@ -44,9 +44,16 @@ EXPECTED: dict[str, int | str] = {
     "whitelist_list.json": 200,
     "whitelist_revoke.json": 404,
     "whitelist_submit.json": 202,
+    "stream_connect.json": 200,  # registered in the table
+    "stream_disconnect.json": 200,
+    "stream_subscribe.json": 503,  # no WebSocket API to post the snapshot to without a running stack
+    "broadcaster_slot.json": "broadcast",  # nobody connected: nothing sent
 }
 # What an event needs beside itself: the fetcher, exchanges to ask and a context of a few slots.
-ARGS = {"fetcher_schedule.json": ["--simulator", "--timeout", "12"]}
+ARGS = {
+    "fetcher_schedule.json": ["--simulator", "--timeout", "12"],
+    "broadcaster_slot.json": ["--function", "BroadcasterFunction"],  # a payload, not an API event
+}
 
 
 def invoke(*args: str, env: dict[str, str], timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
@@ -78,6 +85,8 @@ def test_each_sample_event_gets_its_answer(
     answer = json.loads(result.stdout)  # the response document, alone on stdout
     if EXPECTED[event.name] == "ticked":
         assert answer["ticks"] >= 1 and answer["failed"] == 0, (answer, result.stderr[-3000:])
+    elif EXPECTED[event.name] == "broadcast":
+        assert (answer["connections"], answer["sent"]) == (0, 0), (answer, result.stderr[-3000:])
     else:
         assert answer["statusCode"] == EXPECTED[event.name], (answer, result.stderr[-3000:])
 
