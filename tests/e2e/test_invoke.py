@@ -28,7 +28,8 @@ SCRUBBED = (
 )  # fmt: skip
 
 # The answer each event gets from empty services (a new table, an empty cache): the response's
-# statusCode, "ticked" for the fetcher's summary, or "broadcast" for the broadcaster's. An event file added to events/ needs a line here.
+# statusCode, "ticked" for the fetcher's summary, or "broadcast" for the broadcaster's. An event
+# file added to events/ needs a line here.
 EXPECTED: dict[str, int | str] = {
     "fetcher_schedule.json": "ticked",  # on the simulators, for a couple of slots
     "health_get.json": 503,  # no fetcher heartbeat: down
