@@ -12,7 +12,11 @@ one function, so that the whole arithmetic reads top to bottom in one place.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import TypeVar
+
+T = TypeVar("T")  # a dataclass row of measured figures
 
 # List prices, us-east-1, on demand, in USD. Check them against the AWS pricing pages before
 # relying on the totals: prices change and differ by region.
@@ -145,25 +149,32 @@ class MeasuredFigures:
 
     def at(self, pairs: int) -> PairCountFigures:
         """The figures for ``pairs``: measured, or linear between (or beyond) the nearest two."""
-        if pairs in self.by_pairs:
-            return self.by_pairs[pairs]
-        counts = sorted(self.by_pairs)
-        below = [count for count in counts if count < pairs]
-        above = [count for count in counts if count > pairs]
-        if below and above:
-            low, high = below[-1], above[0]
-        elif above:
-            low, high = above[0], above[1]
-        else:
-            low, high = below[-2], below[-1]
-        a, b = self.by_pairs[low], self.by_pairs[high]
-        share = (pairs - low) / (high - low)
-        numbers = {
-            name: getattr(a, name) + share * (getattr(b, name) - getattr(a, name))
-            for name in a.__dataclass_fields__
-            if name not in ("pairs", "invocations")
-        }
-        return replace(a, pairs=pairs, invocations=0, **numbers)
+        found = interpolated(self.by_pairs, pairs, key="pairs", fixed=("invocations",))
+        return found if pairs in self.by_pairs else replace(found, invocations=0)
+
+
+def interpolated(table: Mapping[int, T], at: int, *, key: str, fixed: tuple[str, ...] = ()) -> T:
+    """``table[at]`` when measured, else every number linear between (or beyond) the nearest two
+    measured rows; ``key`` takes ``at``, the ``fixed`` fields keep the lower row's value."""
+    if at in table:
+        return table[at]
+    counts = sorted(table)
+    below = [count for count in counts if count < at]
+    above = [count for count in counts if count > at]
+    if below and above:
+        low, high = below[-1], above[0]
+    elif above:
+        low, high = above[0], above[1]
+    else:
+        low, high = below[-2], below[-1]
+    a, b = table[low], table[high]
+    share = (at - low) / (high - low)
+    numbers = {
+        field.name: getattr(a, field.name) + share * (getattr(b, field.name) - getattr(a, field.name))
+        for field in fields(a)  # type: ignore[arg-type]
+        if field.name != key and field.name not in fixed
+    }
+    return replace(a, **{key: at}, **numbers)  # type: ignore[type-var]
 
 
 # --- the model ---------------------------------------------------------------------------------

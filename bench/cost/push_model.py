@@ -15,9 +15,17 @@ kept current every slot can cost in API Gateway messages alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
-from bench.cost.model import GB, HOURS_PER_MONTH, PRICES_USD, SECONDS_PER_MONTH, LineItem, _logs_usd
+from bench.cost.model import (
+    GB,
+    HOURS_PER_MONTH,
+    PRICES_USD,
+    SECONDS_PER_MONTH,
+    LineItem,
+    _logs_usd,
+    interpolated,
+)
 
 WEBSOCKET_FIRST_TIER_MESSAGES = 1_000_000_000
 CONNECTION_LIFETIME_H = 2.0  # API Gateway closes a WebSocket connection after 2 hours
@@ -83,25 +91,7 @@ class PushFigures:
 
     def at(self, connections: int) -> BroadcastTick:
         """The tick measured at ``connections``, or linear between (or beyond) the nearest two."""
-        if connections in self.ticks:
-            return self.ticks[connections]
-        counts = sorted(self.ticks)
-        below = [count for count in counts if count < connections]
-        above = [count for count in counts if count > connections]
-        if below and above:
-            low, high = below[-1], above[0]
-        elif above:
-            low, high = above[0], above[1]
-        else:
-            low, high = below[-2], below[-1]
-        a, b = self.ticks[low], self.ticks[high]
-        share = (connections - low) / (high - low)
-        numbers = {
-            field.name: getattr(a, field.name) + share * (getattr(b, field.name) - getattr(a, field.name))
-            for field in fields(a)
-            if field.name != "connections"
-        }
-        return replace(a, connections=connections, **numbers)
+        return interpolated(self.ticks, connections, key="connections")
 
     @property
     def slots_per_month(self) -> float:
