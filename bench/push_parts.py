@@ -1,5 +1,5 @@
 """What the push benchmarks share: the service's push settings, the local gateway in this process,
-the management API stand-in in another, and probes on the SDK clients (what a post carries, the
+the management API stand-in in another, and probes on the clients (what a post carries, the
 registry Query answered again without moto's own time).
 
 Why the registry Query is answered again: moto answers a Query of the connection registry in about
@@ -193,9 +193,10 @@ class SdkWire:
 
     def before_send(self, request: Any, **kwargs: Any) -> None:
         operation = str(kwargs.get("event_name", "")).rsplit(".", 1)[-1]
-        size = _request_bytes(request)
+        self.record(operation, _request_bytes(request), bytes(request.body or b""))
+
+    def record(self, operation: str, request_bytes: int, body: bytes, response_bytes: int = 0) -> None:
         kind = ""
-        body = bytes(request.body or b"")
         if operation == "PostToConnection" and body.startswith(MESSAGE_TYPE_PREFIX):
             # Every message is orjson's {"type":...} first (market_data/stream.py): read without
             # parsing, so the probe adds next to nothing to the CPU time of a post.
@@ -203,7 +204,8 @@ class SdkWire:
             kind = body[len(MESSAGE_TYPE_PREFIX) : end].decode()
         with self._lock:
             self.requests[operation] += 1
-            self.request_bytes[operation] += size
+            self.request_bytes[operation] += request_bytes
+            self.response_bytes[operation] += response_bytes
             if kind:
                 self.messages[kind] += 1
                 self.message_bytes[kind] += len(body)
@@ -233,6 +235,36 @@ class SdkWire:
             self.requests, self.request_bytes, self.response_bytes = Counter(), Counter(), Counter()
             self.messages, self.message_bytes = Counter(), Counter()
         return taken
+
+
+OPERATIONS = {"POST": "PostToConnection", "DELETE": "DeleteConnection"}
+
+
+@contextlib.contextmanager
+def watching_poster(poster: Any, wire: SdkWire) -> Iterator[SdkWire]:
+    """Records each of the Poster's requests and answers in ``wire`` as they go on the wire
+    (request line, the headers http.client adds and the signed ones, body; status line, headers,
+    body), by standing in for its one exchange with the same http.client calls."""
+    netloc = poster._netloc
+
+    def exchange(
+        connection: Any, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        sent = f"{method} {path} HTTP/1.1\r\nHost: {netloc}\r\nAccept-Encoding: identity\r\n"
+        sent += f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        answered = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
+        answered += "".join(f"{k}: {v}\r\n" for k, v in answer.getheaders())
+        wire.record(OPERATIONS[method], len(sent) + 2 + len(body), body, len(answered) + 2 + len(data))
+        return answer.status, data
+
+    poster._exchange = exchange
+    try:
+        yield wire
+    finally:
+        del poster._exchange
 
 
 class _Raw:

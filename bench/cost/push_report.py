@@ -126,7 +126,7 @@ def _capacity_rows(m: PushMeasurement) -> list[Row]:
                 "cpu_ms_per_post": round(capacity(m, LAMBDA_FULL_VCPU_MB)["cpu_ms_per_post"], 3),
                 "connections": CAPACITY_CONNECTIONS,
             },
-            notes=["CPU-bound: the SDK's work per post on one interpreter, whatever the posts in flight"],
+            notes=["CPU-bound: the work per post on one interpreter, whatever the posts in flight"],
         )
     ]
     for found in m.capacity:
@@ -138,15 +138,16 @@ def _capacity_rows(m: PushMeasurement) -> list[Row]:
                 {"posts_per_s": round(found.posts_per_s), "cpu_ms_per_post": round(found.cpu_ms_per_post, 3)},
             )
         )
-    for found in m.bare:
+    for found in m.sdk:
         rows.append(
             Row(
                 STREAM,
-                f"capacity: bare client, {found.concurrency} threads, answered after {found.latency_ms:g} ms",
+                f"capacity: the SDK's client, {found.concurrency} threads, "
+                f"answered after {found.latency_ms:g} ms",
                 {"posts_per_s": round(found.posts_per_s), "cpu_ms_per_post": round(found.cpu_ms_per_post, 3)},
                 notes=[
-                    "SigV4-signed POSTs on kept-alive http.client connections, no SDK: what a post "
-                    "needs at least on this machine"
+                    "boto3's apigatewaymanagementapi client posting the same messages: what the "
+                    "Poster (botocore's signer on kept-alive http.client connections) saves"
                 ],
             )
         )

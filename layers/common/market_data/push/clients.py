@@ -1,15 +1,22 @@
 """The management API's client (post to a connection, close it) and the broadcaster's starter,
-each created once per container with explicit timeouts and a pool sized to the posts in flight."""
+each created once per container with explicit timeouts."""
 
 from __future__ import annotations
 
-import contextlib
+import http.client
+import ssl
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.httpsession import get_cert_path
+from botocore.utils import percent_encode
 
 from market_data.errors import UnavailableError, translating
 
@@ -21,29 +28,104 @@ class PushUnavailableError(UnavailableError):
     """API Gateway's management API or Lambda's Invoke API failed (not a gone connection)."""
 
 
-translated = translating(lambda: (BotoCoreError, ClientError), PushUnavailableError)
+SIGNING_NAME = "execute-api"  # the management API is signed as API Gateway's execute-api
+HEADERS = {"Content-Type": "application/json"}
+# A post is one small request: a slow one is given up quickly rather than holding a posting
+# thread, and a failed one is not tried again (the next slot's message supersedes it).
+POST_TIMEOUT_S = 2.0
+
+
+class PostFailedError(Exception):
+    """The management API answered a post or a close with a status other than success or 410."""
+
+    def __init__(self, method: str, connection_id: str, status: int, body: bytes) -> None:
+        super().__init__(f"{method} @connections/{connection_id} answered {status}: {body[:200]!r}")
+        self.status = status
+
+
+translated = translating(
+    lambda: (BotoCoreError, ClientError, PostFailedError, http.client.HTTPException, OSError),
+    PushUnavailableError,
+)
 
 
 class Poster:
-    """Posts messages to WebSocket connections. A connection API Gateway no longer has answers
-    410 (GoneException): ``post`` returns False for it, and the caller forgets the connection."""
+    """Posts messages to WebSocket connections through API Gateway's management API
+    (``POST``/``DELETE {endpoint}/@connections/{id}``). A connection API Gateway no longer has
+    answers 410 (GoneException): ``post`` returns False for it, and the caller forgets it.
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._gone = client.exceptions.GoneException
+    Not the SDK's ``apigatewaymanagementapi`` client: a post is one small signed request, and the
+    SDK's work around it (parameter validation, serialising, its event hooks, the retry handler)
+    was 2-4 x the CPU of the request itself (docs/benchmarks.md#push-over-websocket), which on a
+    fraction of a vCPU is what a fan-out's last client waits for. The signing is botocore's own
+    SigV4 signer; each posting thread keeps one connection alive between posts and slots."""
+
+    def __init__(self, endpoint_url: str, region: str, credentials: Callable[[], Any]) -> None:
+        parts = urlsplit(endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) endpoint: {endpoint_url!r}")
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._https, self._netloc = parts.scheme == "https", parts.netloc
+        self._stage_path = parts.path.rstrip("/")
+        self._region, self._credentials = region, credentials
+        self._local = threading.local()
+        self._tls = ssl.create_default_context(cafile=get_cert_path(True)) if self._https else None
 
     @translated
     def post(self, connection_id: str, message: bytes) -> bool:
-        try:
-            self._client.post_to_connection(ConnectionId=connection_id, Data=message)
-        except self._gone:
+        status, body = self._send("POST", connection_id, message)
+        if status == 410:
             return False
+        if status != 200:
+            raise PostFailedError("POST", connection_id, status, body)
         return True
 
     @translated
     def close(self, connection_id: str) -> None:
-        with contextlib.suppress(self._gone):
-            self._client.delete_connection(ConnectionId=connection_id)
+        status, body = self._send("DELETE", connection_id, b"")
+        if status not in (200, 204, 410):
+            raise PostFailedError("DELETE", connection_id, status, body)
+
+    def _send(self, method: str, connection_id: str, body: bytes) -> tuple[int, bytes]:
+        # The id is one path segment, encoded as the SDK encodes a URI label.
+        path = f"{self._stage_path}/@connections/{percent_encode(connection_id)}"
+        request = AWSRequest(method=method, url=self._origin + path, data=body, headers=dict(HEADERS))
+        SigV4Auth(self._credentials(), SIGNING_NAME, self._region).add_auth(request)
+        headers = dict(request.headers.items())
+        connection = getattr(self._local, "connection", None)
+        reused = connection is not None
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        try:
+            return self._exchange(connection, method, path, body, headers)
+        except (http.client.HTTPException, OSError):
+            connection.close()
+            self._local.connection = None
+            if not reused:
+                raise
+        # The kept-alive connection had been closed by the other end while idle, before it read
+        # this request: sent again once on a new one (a rare duplicate is harmless: a client
+        # holds the latest entry per pair, and an update names its slot).
+        connection = self._local.connection = self._connect()
+        try:
+            return self._exchange(connection, method, path, body, headers)
+        except (http.client.HTTPException, OSError):
+            connection.close()
+            self._local.connection = None
+            raise
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._netloc, timeout=POST_TIMEOUT_S, context=self._tls)
+        return http.client.HTTPConnection(self._netloc, timeout=POST_TIMEOUT_S)
+
+    @staticmethod
+    def _exchange(
+        connection: http.client.HTTPConnection, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
 
 
 class BroadcastStarter:
@@ -65,8 +147,7 @@ _starter: BroadcastStarter | None = None
 
 
 def _config(pool: int) -> Config:
-    # A post is one small request: a slow one is given up quickly rather than holding a slot of
-    # the pool, and it is not retried (the next slot's message supersedes it).
+    # An asynchronous Invoke is one small request, not retried: the next slot starts another.
     return Config(
         connect_timeout=1,
         read_timeout=2,
@@ -83,12 +164,14 @@ def get_poster(settings: Settings) -> Poster:
                 raise PushUnavailableError(LookupError("STREAM_MANAGEMENT_URL is not set"))
             import boto3
 
-            client = boto3.client(
-                "apigatewaymanagementapi",
-                endpoint_url=settings.stream_management_url,
-                config=_config(settings.broadcast_concurrency + 4),
+            session = boto3.Session()
+            credentials = session.get_credentials()
+            if credentials is None or not session.region_name:
+                raise PushUnavailableError(LookupError("no AWS credentials or region to sign posts with"))
+            # Frozen per post: Lambda's are fixed for the container, a refreshing provider renews.
+            _poster = Poster(
+                settings.stream_management_url, session.region_name, credentials.get_frozen_credentials
             )
-            _poster = Poster(client)
         return _poster
 
 
