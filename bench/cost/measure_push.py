@@ -19,11 +19,11 @@ then from its own bytes (bench/push_parts.py: QueryReplay), so moto's 0.8 ms per
 Per slot: wall time and CPU time (every thread of this process: the stand-in, moto and redis are
 other processes) of each invocation and of its Query, decision and fan-out; DynamoDB operations
 and the Query's bytes; the cache's bytes and commands; the posts by message type with their HTTP
-bytes as the SDK sends them; the metric documents printed.
+bytes as they go on the wire; the metric documents printed.
 
 Capacity: at 1,000 connections the stand-in answers each post after 20 ms (an assumed round trip
-to API Gateway), at 8, 16 and 64 posts in flight; beside it a bare client (SigV4-signed POSTs on
-kept-alive http.client connections, 64 threads) shows what the SDK costs per post.
+to API Gateway), at 8, 16 and 64 posts in flight; beside it the SDK's own client
+(``apigatewaymanagementapi``, 16 threads) shows what the Poster saves per post.
 
 Registry both ways, at 1,000 and 10,000 connections: the Query's bytes (JSON, as DynamoDB sends
 it) and the items' own size (what DynamoDB bills), against the same data as one cache hash read
@@ -39,7 +39,6 @@ one run that registers the connections once.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import math
 import os
@@ -53,7 +52,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from statistics import fmean
 from typing import Any
-from urllib.parse import urlsplit
 
 from bench.common import REPO_ROOT, Stack, generated_pairs, quiet_stdout, real_parts
 from bench.cost.measure import CONTEXT_VARIABLE, CacheWire, WireSnapshot, captured_stdout
@@ -68,6 +66,7 @@ from bench.push_parts import (
     push_environment,
     reset_push_clients,
     standin,
+    watching_poster,
 )
 
 PAIRS = 20  # the cost model's default case
@@ -79,10 +78,10 @@ CAPACITY_CONNECTIONS = 1_000
 CAPACITY_LATENCY_MS = 20.0  # assumed: a post's round trip from Lambda to API Gateway's management API
 CAPACITY_CONCURRENCY = (8, 16, 64)
 CAPACITY_TICKS = 2
-BARE_POSTS = 2_000
+SDK_POSTS = 2_000
 LIFETIMES_MEASURED = 100  # connect + subscribe + disconnect, timed
 CONNECTIONS_BY_STREAM_FUNCTION = 100  # connect + subscribe, kept as the registry's first items
-DEFAULT_CONCURRENCY = 64  # config.py's BROADCAST_CONCURRENCY default: checked against the settings
+DEFAULT_CONCURRENCY = 16  # config.py's BROADCAST_CONCURRENCY default: checked against the settings
 FIXTURES = REPO_ROOT / "tests" / "fixtures_ws"
 
 
@@ -185,8 +184,8 @@ def own_cpu_s() -> float:
 
 
 class PosterProbe:
-    """An SdkWire on the management API client the functions post with. The client is made again
-    whenever the settings change (a new pool size), so the probe is attached again with it."""
+    """An SdkWire on the Poster the functions post with and on the broadcaster's starter. Both are
+    made again whenever the settings change, so the probe is attached again with them."""
 
     def __init__(self) -> None:
         self.wire = SdkWire()
@@ -197,8 +196,10 @@ class PosterProbe:
 
         self.detach()
         self._attached = contextlib.ExitStack()
-        # The Poster keeps its boto3 client private; the probe hangs on that client's events.
-        self._attached.enter_context(self.wire.watching(push.get_poster(settings)._client))
+        self._attached.enter_context(watching_poster(push.get_poster(settings), self.wire))
+        starter = push.get_broadcast_starter(settings)
+        if starter is not None:  # the splits' Invokes (their payloads carry their connections)
+            self._attached.enter_context(self.wire.watching(starter._client))
 
     def detach(self) -> None:
         if self._attached is not None:
@@ -305,7 +306,7 @@ class StreamLifetime:
 class PushMeasurement:
     slots: dict[int, list[SlotRun]]
     capacity: list[Capacity]
-    bare: list[Capacity]
+    sdk: list[Capacity]
     registry: dict[int, RegistryBothWays]
     lifetime: StreamLifetime
     figures: PushFigures
@@ -394,7 +395,7 @@ class _Measurement:
                     slot_runs[count] = [self._slot(count) for _ in range(SCALING_TICKS[count])]
                     if count == CAPACITY_CONNECTIONS:
                         capacity = self._capacity(count)
-                bare = self._bare(stand)
+                sdk = self._sdk(stand)
         finally:
             self.poster.detach()
             self.cache_wire.close()
@@ -407,7 +408,7 @@ class _Measurement:
             "per_invocation": self.settings.broadcast_connections_per_invocation,
             "fetch_interval_ms": self.interval,
         }
-        return PushMeasurement(slot_runs, capacity, bare, registry, lifetime, figures, settings, self.notes)
+        return PushMeasurement(slot_runs, capacity, sdk, registry, lifetime, figures, settings, self.notes)
 
     # --- one slot: the fetcher's tick, then the broadcaster and its splits -----------------------
     def _slot(self, connections: int) -> SlotRun:
@@ -595,13 +596,13 @@ class _Measurement:
             self.poster.attach(get_settings())
         return found
 
-    def _bare(self, stand: StandIn) -> list[Capacity]:
-        """SigV4-signed posts on kept-alive connections, without the SDK: what a post must cost."""
+    def _sdk(self, stand: StandIn) -> list[Capacity]:
+        """The same posts through the SDK's client: what the Poster saves."""
         found = []
         for latency in (0.0, CAPACITY_LATENCY_MS):
             stand.set_delay(latency)
             try:
-                found.append(_bare_posts(stand.url, BARE_POSTS, DEFAULT_CONCURRENCY, latency))
+                found.append(_sdk_posts(stand.url, SDK_POSTS, DEFAULT_CONCURRENCY, latency))
             finally:
                 stand.set_delay(0)
         stand.recorded()
@@ -697,6 +698,7 @@ def _tick_figures(count: int, runs: list[SlotRun], items: list[dict[str, Any]]) 
         writes=mean([sum(i.ops["UpdateItem"] + i.ops["PutItem"] for i in run.invocations) for run in runs]),
         cache_ecpus=mean([ecpus(run) for run in runs]),
         emf_bytes=mean([sum(i.emf_bytes for i in run.invocations) for run in runs]),
+        split_invoke_bytes=mean([run.posts.request_bytes["Invoke"] for run in runs]),
     )
 
 
@@ -746,37 +748,25 @@ def _rendered(format_text: str, values: dict[str, str]) -> str:
     return CONTEXT_VARIABLE.sub(lambda match: values.get(match.group(1), "-"), format_text)
 
 
-def _bare_posts(url: str, posts: int, threads: int, latency_ms: float) -> Capacity:
-    """``posts`` POSTs to the stand-in, each signed with SigV4 by botocore's signer, on one kept-alive
-    http.client connection per thread."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
+def _sdk_posts(url: str, posts: int, threads: int, latency_ms: float) -> Capacity:
+    """``posts`` PostToConnection calls to the stand-in through the SDK's own
+    ``apigatewaymanagementapi`` client, ``threads`` at a time: what the Poster saves per post."""
+    import boto3
+    from botocore.config import Config
 
-    credentials = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
-    signer = SigV4Auth(credentials, "execute-api", os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"))
-    host = urlsplit(url).netloc
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=url,
+        config=Config(max_pool_connections=threads, retries={"max_attempts": 1, "mode": "standard"}),
+    )
     body = b'{"type":"update","slot":1795980000000,"prices":{}}' + b" " * 800
-    local = threading.local()
 
     def post(index: int) -> None:
-        connection = getattr(local, "connection", None)
-        if connection is None:
-            connection = local.connection = http.client.HTTPConnection(host, timeout=5)
-        path = f"/@connections/bench{index:010d}="
-        request = AWSRequest(
-            method="POST", url=f"{url}{path}", data=body, headers={"Content-Type": "application/json"}
-        )
-        signer.add_auth(request)
-        connection.request("POST", path, body=body, headers=dict(request.headers.items()))
-        answer = connection.getresponse()
-        answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"the stand-in answered {answer.status}")
+        client.post_to_connection(ConnectionId=f"bench{index:010d}=", Data=body)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(post, range(threads)))  # connections opened
         cpu, started = own_cpu_s(), time.perf_counter()
         list(pool.map(post, range(posts)))
         seconds, cpu_s = time.perf_counter() - started, own_cpu_s() - cpu
-    return Capacity("bare client", threads, latency_ms, posts, seconds, cpu_s)
+    return Capacity("SDK client", threads, latency_ms, posts, seconds, cpu_s)

@@ -51,13 +51,14 @@ class BroadcastTick:
     posts: float
     update_posts: float
     heartbeat_posts: float
-    queries: float  # registry Queries (every invocation reads the whole registry)
+    queries: float  # registry Queries (the first invocation's; splits are handed their connections)
     query_bytes: float  # their answers as DynamoDB sends them (JSON), all of them together
     query_item_bytes: float  # DynamoDB's own size of the items one Query reads (what it bills)
     consistent_reads: float  # the stream state's GetItem (ConsistentRead)
     writes: float  # conditional UpdateItems (the heartbeat claim every slot; status claims)
     cache_ecpus: float  # ceil(kB) + one per command, per invocation that used the cache
     emf_bytes: float  # the metric documents printed
+    split_invoke_bytes: float = 0.0  # the splits' Invokes as sent, their connections in the payload
 
     def lambda_ms(self, memory_mb: int) -> float:
         """The duration Lambda bills: the CPU this machine spent, stretched to the share of a vCPU
@@ -74,7 +75,7 @@ class PushFigures:
     update_body_bytes: float
     heartbeat_body_bytes: float
     snapshot_body_bytes: float
-    post_request_bytes: float  # a post as the SDK sends it: request line, headers, an update's body
+    post_request_bytes: float  # a post as it goes on the wire: request line, headers, an update's body
     post_response_bytes: float
     invoke_request_bytes: float  # the fetcher's Invoke of the broadcaster
     stream_billed_ms: float  # per connection lifetime: connect + subscribe + disconnect
@@ -232,7 +233,7 @@ def push_monthly_cost(clients: int, push: PushFigures) -> list[LineItem]:
     snapshot_post = push.post_request_bytes - push.update_body_bytes + push.snapshot_body_bytes
     nat_bytes = (
         slots * tick.posts * (push.post_request_bytes + push.post_response_bytes)
-        + slots * tick.invocations * push.invoke_request_bytes
+        + slots * (push.invoke_request_bytes + tick.split_invoke_bytes)
         + lifetimes * (snapshot_post + push.post_response_bytes)
     )
     items.append(
@@ -245,7 +246,7 @@ def push_monthly_cost(clients: int, push: PushFigures) -> list[LineItem]:
             nat_bytes / GB * price["nat_gateway_per_gb"],
             (
                 "the functions run in the VPC and post to the public management endpoint: every post "
-                "crosses the NAT (request and answer as the SDK sends them; TLS not counted)",
+                "crosses the NAT (request and answer as they go on the wire; TLS not counted)",
             ),
         )
     )

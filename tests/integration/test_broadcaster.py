@@ -83,14 +83,32 @@ def notice(status: str = "ok", reason: str = "") -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize(
+    ("payload_cap", "registry_reads"),
+    [(200_000, 1), (100, 3)],
+    ids=["splits-handed-their-connections", "too-many-to-hand-over-splits-read-the-registry"],
+)
 def test_past_its_capacity_a_fan_out_splits_and_every_connection_gets_one_update(
-    subscribed: Callable[[int], list[ClientConnection]], monkeypatch: pytest.MonkeyPatch
+    subscribed: Callable[[int], list[ClientConnection]],
+    monkeypatch: pytest.MonkeyPatch,
+    payload_cap: int,
+    registry_reads: int,
 ) -> None:
     import broadcaster.handler as broadcaster
+    from market_data import store
 
     clients = subscribed(25)
     monkeypatch.setenv("BROADCAST_CONNECTIONS_PER_INVOCATION", "10")
+    monkeypatch.setattr(broadcaster, "MAX_SPLIT_PAYLOAD_BYTES", payload_cap)
     get_settings.cache_clear()
+    reads: list[int] = []
+    read_registry = store.list_connections
+
+    def counted(*args: Any, **kwargs: Any) -> list[store.Connection]:
+        reads.append(1)
+        return read_registry(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list_connections", counted)
 
     answer = broadcaster.lambda_handler(notice(), LocalLambdaContext("BroadcasterFunction", 30))
 
@@ -98,6 +116,7 @@ def test_past_its_capacity_a_fan_out_splits_and_every_connection_gets_one_update
     updates = [[m for m in received if m["type"] == "update"] for received in drain_all(clients, 3)]
     assert [len(each) for each in updates] == [1] * 25  # every connection once, none twice
     assert {each[0]["prices"]["BTC/USDT"]["pair"] for each in updates} == {"BTC/USDT"}
+    assert len(reads) == registry_reads  # one Query a slot when the splits are handed their share
 
 
 def test_parallel_broadcasters_of_one_slot_tell_a_status_change_once(

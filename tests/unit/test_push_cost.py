@@ -26,9 +26,9 @@ def tick(
 ) -> BroadcastTick:
     return BroadcastTick(
         connections=connections, invocations=invocations, wall_ms=wall_ms, cpu_ms=cpu_ms,
-        posts=float(connections), update_posts=float(connections), heartbeat_posts=0.0, queries=invocations,
-        query_bytes=8192.0 * invocations, query_item_bytes=4096.0, consistent_reads=1.0, writes=1.0,
-        cache_ecpus=30.0, emf_bytes=700.0,
+        posts=float(connections), update_posts=float(connections), heartbeat_posts=0.0, queries=1.0,
+        query_bytes=8192.0, query_item_bytes=4096.0, consistent_reads=1.0, writes=1.0,
+        cache_ecpus=30.0, emf_bytes=700.0, split_invoke_bytes=30_000.0 * (invocations - 1),
     )  # fmt: skip
 
 
@@ -90,14 +90,22 @@ def test_broadcaster_duration_is_the_cpu_time_at_the_memory_share_of_a_vcpu() ->
     assert duration.usd_month == pytest.approx(gb_s * PRICES_USD["lambda_arm64_per_gb_second"])
 
 
-def test_each_invocation_of_a_slot_is_a_request_and_reads_the_registry() -> None:
+def test_each_invocation_of_a_slot_is_a_request_and_the_splits_payloads_cross_the_nat() -> None:
     items = push_monthly_cost(10_000, figures())
     assert line(items, "Lambda broadcaster: requests").quantity["invocations_month"] == SLOTS * 5
     reads = line(items, "DynamoDB registry reads")
-    # Five Queries of 8 KB (eventually consistent: 0.5 RRU per 4 KB each), the state's consistent GetItem,
-    # and one consistent GetItem per two-hour connection.
-    assert reads.quantity["rru_per_slot"] == 5 * 0.5 * 2 + 1
-    assert reads.quantity["rru_month"] == pytest.approx(SLOTS * 6 + 10_000 * 365 * 1)
+    # One Query of 8 KB a slot (eventually consistent: 0.5 RRU per 4 KB), the state's consistent
+    # GetItem, and one consistent GetItem per two-hour connection.
+    assert reads.quantity["rru_per_slot"] == 0.5 * 2 + 1
+    assert reads.quantity["rru_month"] == pytest.approx(SLOTS * 2 + 10_000 * 365 * 1)
+    nat = line(items, "NAT gateway data (posts, invokes)")
+    with_splits = nat.quantity["gb_month"]
+    alone = line(push_monthly_cost(1_000, figures()), "NAT gateway data (posts, invokes)").quantity[
+        "gb_month"
+    ]
+    posts_gb = SLOTS * 1720.0 / 2**30  # one post (request and answer) per connection a slot
+    assert with_splits - 10 * alone == pytest.approx(SLOTS * (4 * 30_000.0 - 9 * 1000.0) / 2**30, rel=1e-6)
+    assert alone > 1_000 * posts_gb
 
 
 def test_figures_between_measured_counts_are_linear() -> None:

@@ -50,14 +50,17 @@ class Decision:
     shard: int = 0
     connections: int = 0  # registered connections, all shards together
 
-    def as_payload(self, shard: int) -> dict[str, Any]:
-        return {
-            **self.notice.as_payload(),
-            "decided": {
-                "entries": self.entries, "tellStatus": self.tell_status, "heartbeat": self.heartbeat,
-                "shards": self.shards, "shard": shard, "connections": self.connections,
-            },
+    def as_payload(self, shard: int, assigned: list[store.Connection] | None = None) -> dict[str, Any]:
+        """A split's payload; with ``assigned``, its connections too, so that it need not read
+        the registry again (each split reading all of it made registry reads grow with the
+        square of the connections)."""
+        decided: dict[str, Any] = {
+            "entries": self.entries, "tellStatus": self.tell_status, "heartbeat": self.heartbeat,
+            "shards": self.shards, "shard": shard, "connections": self.connections,
         }  # fmt: skip
+        if assigned is not None:
+            decided["assigned"] = [[c.connection_id, c.connected_at, list(c.pairs)] for c in assigned]
+        return {**self.notice.as_payload(), "decided": decided}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Decision | None:
@@ -69,6 +72,14 @@ class Decision:
             bool(decided["heartbeat"]), int(decided["shards"]), int(decided["shard"]),
             int(decided["connections"]),
         )  # fmt: skip
+
+
+def assigned_connections(payload: dict[str, Any]) -> list[store.Connection] | None:
+    """The connections a split was handed, or None when it was handed none (it reads the registry)."""
+    assigned = (payload.get("decided") or {}).get("assigned")
+    if assigned is None:
+        return None
+    return [store.Connection(str(i), int(at), tuple(pairs)) for i, at, pairs in assigned]
 
 
 def in_shard(connection_id: str, shard: int, shards: int) -> bool:
