@@ -76,12 +76,12 @@ SCALING_TICKS = {100: 3, 1_000: 3, 5_000: 2, 10_000: 2}
 REGISTRY_CONNECTIONS = (1_000, 10_000)
 CAPACITY_CONNECTIONS = 1_000
 CAPACITY_LATENCY_MS = 20.0  # assumed: a post's round trip from Lambda to API Gateway's management API
-CAPACITY_CONCURRENCY = (8, 16, 64)
+CAPACITY_CONCURRENCY = (16, 48, 64)
 CAPACITY_TICKS = 2
 SDK_POSTS = 2_000
 LIFETIMES_MEASURED = 100  # connect + subscribe + disconnect, timed
 CONNECTIONS_BY_STREAM_FUNCTION = 100  # connect + subscribe, kept as the registry's first items
-DEFAULT_CONCURRENCY = 16  # config.py's BROADCAST_CONCURRENCY default: checked against the settings
+DEFAULT_CONCURRENCY = 48  # config.py's BROADCAST_CONCURRENCY default: checked against the settings
 FIXTURES = REPO_ROOT / "tests" / "fixtures_ws"
 
 

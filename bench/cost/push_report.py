@@ -88,8 +88,11 @@ def capacity(m: PushMeasurement, memory_mb: int, concurrency: int | None = None)
     invocations = [i for run in runs for i in run.invocations]
     sent = sum(i.phases.sent for i in invocations)
     cpu_ms_per_post = sum(i.phases.fanout_cpu_ms for i in invocations) / sent
-    # What every invocation spends before posting, per connection of the registry (its Query) and once.
-    query_cpu_ms_per_connection = fmean(i.phases.query_cpu_ms for i in invocations) / CAPACITY_CONNECTIONS
+    # What the first invocation spends before posting, per connection of the registry (its Query;
+    # the splits are handed their connections) and once.
+    query_cpu_ms_per_connection = (
+        fmean(i.phases.query_cpu_ms for i in invocations if i.shard == 0) / CAPACITY_CONNECTIONS
+    )
     decide_ms = fmean(i.phases.decide_ms for i in invocations if i.shard == 0)
     share = min(memory_mb / LAMBDA_FULL_VCPU_MB, 1.0)
     in_flight = concurrency or m.settings["concurrency"]
@@ -199,16 +202,17 @@ def _capacity_rows(m: PushMeasurement) -> list[Row]:
     return rows
 
 
-def registry_figures(both: RegistryBothWays, shards: int, slots_per_month: float) -> dict[str, float]:
-    """One slot's registry reads both ways, per month in dollars. DynamoDB: a Query per invocation
-    (eventually consistent, 0.5 RRU per 4 KB), the stream state's consistent GetItem (1 RRU), the
-    heartbeat claim (a conditional UpdateItem, 1 WRU). The cache: an HGETALL per invocation
-    (max(1, ceil(kB)) ECPUs), a GET and a conditional SET of the state (1 ECPU each)."""
+def registry_figures(both: RegistryBothWays, slots_per_month: float) -> dict[str, float]:
+    """One slot's registry reads both ways, per month in dollars; the registry is read once a
+    slot (the first invocation hands the splits their connections). DynamoDB: a Query (eventually
+    consistent, 0.5 RRU per 4 KB), the stream state's consistent GetItem (1 RRU), the heartbeat
+    claim (a conditional UpdateItem, 1 WRU). The cache: an HGETALL (max(1, ceil(kB)) ECPUs), a GET
+    and a conditional SET of the state (1 ECPU each)."""
     price = PRICES_USD
-    rru_json = shards * 0.5 * math.ceil(both.query_json_bytes / 4096) + 1
-    rru_items = shards * 0.5 * math.ceil(both.item_bytes / 4096) + 1
+    rru_json = 0.5 * math.ceil(both.query_json_bytes / 4096) + 1
+    rru_items = 0.5 * math.ceil(both.item_bytes / 4096) + 1
     wru = 1.0
-    ecpus = shards * max(1, math.ceil(both.hash_reply_bytes / 1024)) + 2
+    ecpus = max(1, math.ceil(both.hash_reply_bytes / 1024)) + 2
     dynamodb_usd = (
         slots_per_month
         * (rru_json * price["dynamodb_per_million_rru"] + wru * price["dynamodb_per_million_wru"])
@@ -224,7 +228,6 @@ def registry_figures(both: RegistryBothWays, shards: int, slots_per_month: float
         "query_bytes": both.query_json_bytes,
         "item_bytes": both.item_bytes,
         "hgetall_bytes": both.hash_reply_bytes,
-        "invocations": shards,
         "rru_per_slot": rru_json,
         "rru_per_slot_items": rru_items,
         "wru_per_slot": wru,
@@ -239,8 +242,7 @@ def _registry_rows(m: PushMeasurement) -> list[Row]:
     rows = []
     slots = m.figures.slots_per_month
     for count, both in m.registry.items():
-        shards = max(1, -(-count // m.settings["per_invocation"]))
-        f = registry_figures(both, shards, slots)
+        f = registry_figures(both, slots)
         rows.append(
             Row(
                 STREAM,
@@ -249,7 +251,6 @@ def _registry_rows(m: PushMeasurement) -> list[Row]:
                     "query_bytes": both.query_json_bytes,
                     "item_bytes": both.item_bytes,
                     "hgetall_bytes": both.hash_reply_bytes,
-                    "invocations": shards,
                     "rru": f["rru_per_slot"],
                     "wru": 1,
                     "ecpus": f["ecpus_per_slot"],
@@ -257,11 +258,11 @@ def _registry_rows(m: PushMeasurement) -> list[Row]:
                     "cache_usd_month": round(f["cache_usd_month"], 2),
                 },
                 notes=[
-                    f"DynamoDB: a Query per invocation ({both.query_pages} page(s) from moto, answered in "
+                    f"DynamoDB: a Query a slot ({both.query_pages} page(s) from moto, answered in "
                     f"{both.moto_ms:.0f} ms there), the state's consistent GetItem, the heartbeat claim; RRU "
                     f"from the answer's JSON (an upper bound: the items' own size gives "
                     f"{f['rru_per_slot_items']:g} RRU, ${f['dynamodb_items_usd_month']:.2f} a month)",
-                    "cache: an HGETALL of the same data per invocation (a hash of "
+                    "cache: an HGETALL of the same data a slot (a hash of "
                     f"{both.hash_memory_bytes:,} bytes in memory, within the cache's 100 MB minimum), a GET "
                     "and a conditional SET",
                     f"{slots:,.0f} slots a month (4 s)",

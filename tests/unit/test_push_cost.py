@@ -125,7 +125,7 @@ def test_registry_both_ways_per_slot_and_per_month() -> None:
         connections=1_000, query_json_bytes=141_000, query_pages=1, moto_ms=500.0, item_bytes=99_000,
         hash_reply_bytes=115_000, hash_commands=1, hash_memory_bytes=160_000,
     )  # fmt: skip
-    found = registry_figures(both, shards=1, slots_per_month=SLOTS)
+    found = registry_figures(both, slots_per_month=SLOTS)
     assert found["rru_per_slot"] == 0.5 * math.ceil(141_000 / 4096) + 1
     assert found["ecpus_per_slot"] == math.ceil(115_000 / 1024) + 2
     assert found["dynamodb_usd_month"] == pytest.approx(SLOTS * (found["rru_per_slot"] * 0.125 + 0.625) / 1e6)

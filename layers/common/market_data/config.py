@@ -111,7 +111,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # at the broadcaster's 1,769 MB (one vCPU) an invocation posts about 400 a second, so 500 end
     # within a third of a 4 s slot; 16 in flight cover a 20 ms round trip at that rate
     # (docs/benchmarks.md#push-over-websocket).
-    broadcast_concurrency: Annotated[int, Meta(ge=1, le=256)] = 16
+    broadcast_concurrency: Annotated[int, Meta(ge=1, le=256)] = 48
     broadcast_connections_per_invocation: Annotated[int, Meta(ge=10, le=100_000)] = 500
 
     def __post_init__(self) -> None:
