@@ -5,6 +5,7 @@ remembers between slots (the cache holds the shared copies; this is what stands 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from fetcher.broadcasting import SlotBroadcast
+from fetcher.candles import CandleRecorder
 from fetcher.exchanges.base import BuildContext, Exchange
 from fetcher.exchanges.registry import build_exchanges
 from fetcher.listings import Listing
@@ -118,9 +120,13 @@ def build_fetcher(settings: Settings, *, consumers: list[TickConsumer] | None = 
         table=store.get_table(settings),
         exchanges=exchanges,
         executor=ThreadPoolExecutor(max_workers=len(exchanges), thread_name_prefix="exchange"),
-        consumers=list(consumers or []),
         closers=[batches.shutdown, http.close],
     )
+    # First, so that a slot's candles have closed before the broadcaster reads them.
+    candles = CandleRecorder(settings, deps.redis, deps.table, owner=uuid.uuid4().hex)
+    deps.consumers += [candles, *(consumers or [])]
+    deps.flushers.append(candles.flush)
+    deps.closers.append(candles.close)
     starter = push.get_broadcast_starter(settings)
     if starter is not None:  # a WebSocket API to push to: every slot this container owns goes out
         broadcast = SlotBroadcast(settings, starter)

@@ -4,9 +4,11 @@
 - ``connection``: the process-wide client, and ``CacheUnavailableError``, the one error callers see;
 - ``reads``: the API functions' reads (prices, read figures, health's record);
 - ``ticks``: the fetcher's slot opening and tick write;
-- ``stream``: what the broadcaster last pushed to WebSocket subscribers.
+- ``stream``: what the broadcaster last pushed to WebSocket subscribers;
+- ``candles``: 1-minute candles from the ticks' prices, the sparklines' closes.
 """
 
+from market_data.cache.candles import add_samples, claim_hour, read_minutes, read_sparklines, release_hour
 from market_data.cache.connection import CacheUnavailableError, get_client, reset_client
 from market_data.cache.keys import (
     FAILURE_HOLDS,
@@ -66,22 +68,27 @@ __all__ = [
     "SharedStateDiff",
     "SlotStart",
     "TickWrite",
+    "add_samples",
     "ban_key",
     "changed_since_pushed",
     "circuit_key",
+    "claim_hour",
     "claim_key",
     "get_client",
     "kept_key",
     "open_slot",
     "read_fetcher_record",
     "read_latency_key",
+    "read_minutes",
     "read_previous",
     "read_prices",
     "read_shared_health",
+    "read_sparklines",
     "reads_key",
     "record_lkg_writes",
     "record_reads",
     "record_write_timings",
+    "release_hour",
     "reset_client",
     "set_ban",
     "share_health",

@@ -29,6 +29,31 @@ STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 STREAM_SENT = f"{TAG}:stream:sent"
 STREAM_SENT_TTL_MS = 24 * 3_600_000
 
+# HASH pair -> "time|open|high|low|close|samples|first slot|last slot|first at|last at": each pair's
+# 1-minute candle of the minute now open, as the ticks' served prices build it. Writer: the fetcher's
+# candle consumer, every tick, in one server-side step that also closes the previous minute's into
+# MINUTE_CANDLES. Readers: history and the hourly roll-up. Lives a day from the last tick.
+OPEN_CANDLES = f"{TAG}:candles:open"
+# HASH pair -> "first|close,close,...": each pair's 15-minute closes of the last 24 h (an empty
+# entry for an interval without one), the sparklines. Writer: the same step, as each minute closes.
+# Reader: prices with include=sparkline. Lives a day from the last write.
+SPARKLINES = f"{TAG}:sparklines"
+CANDLES_TTL_MS = 25 * 3_600_000  # a day of 1-minute candles, and an hour to roll the last one up
+
+
+def minute_candles_key(pair: str) -> str:
+    """ZSET of ``pair``'s closed 1-minute candles (member: the API's JSON, score: its time), the
+    last 24 h. Writer: the candle step (as a minute closes; older ones trimmed) and backfill.
+    Readers: history, the hourly roll-up, the WebSocket candle push. Lives a day from the last write."""
+    return f"{TAG}:candles:1m:{pair}"
+
+
+def hour_rolled_key(hour: int) -> str:
+    """The invocation that rolls ``hour``'s 1-minute candles up into DynamoDB (``SET NX``): one
+    write per pair per hour. Lives two hours."""
+    return f"{TAG}:candles:rolled:{hour}"
+
+
 # The newest slot whose tick wrote the prices: a tick of an older slot (an overlapping invocation
 # whose exchange answered late) leaves them as they are. Writer and reader: the tick's write, in
 # one server-side step. Lives as long as the prices.

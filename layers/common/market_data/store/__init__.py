@@ -4,9 +4,11 @@
 - ``registry``: the pairs, whitelist submissions and their caps, status changes;
 - ``last_known_good``: the durable copy of each pair's last good ticker;
 - ``coordination``: the fetcher's claims, bans and heartbeat while the cache is lost;
-- ``connections``: the WebSocket connections, their subscriptions and the stream's shared state.
+- ``connections``: the WebSocket connections, their subscriptions and the stream's shared state;
+- ``candles``: the hourly candles history falls back on.
 """
 
+from market_data.store.candles import read_hourly_candles, write_hourly_candles
 from market_data.store.connection import StoreUnavailableError, get_table, reset_table
 from market_data.store.connections import (
     Connection,
@@ -55,11 +57,13 @@ __all__ = [
     "list_registry_page",
     "put_ban",
     "put_heartbeat",
+    "read_hourly_candles",
     "read_last_known_good",
     "register_connection",
     "reset_table",
     "seed_registry",
     "subscribe",
     "unsubscribe",
+    "write_hourly_candles",
     "write_last_known_good",
 ]

@@ -1,0 +1,73 @@
+"""Hourly candles: pk="CANDLE#1h#<pair>", sk=<hour start, ms, 13 digits>, one write per pair per
+hour, expired by DynamoDB's TTL 90 days after the hour."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from market_data.candles import HOURLY_RETENTION_MS, Candle
+from market_data.store.connection import translated
+
+_PRICES = ("open", "high", "low", "close")
+
+
+def hourly_pk(pair: str) -> str:
+    return f"CANDLE#1h#{pair}"
+
+
+def _sort_key(time: int) -> str:
+    return f"{time:013d}"  # sorts as the number does (13 digits until the year 2286)
+
+
+@translated
+def write_hourly_candles(table: Any, candles: Mapping[str, Candle]) -> int:
+    """One item per pair (BatchWriteItem, 25 per request, unprocessed ones retried)."""
+    with table.batch_writer() as batch:
+        for pair, candle in candles.items():
+            item: dict[str, Any] = {
+                "pk": hourly_pk(pair),
+                "sk": _sort_key(candle.time),
+                "samples": candle.samples,
+                "source": candle.source,
+                # DynamoDB's TTL reads epoch seconds.
+                "expiresAt": (candle.time + HOURLY_RETENTION_MS) // 1000,
+            }
+            item.update({name: Decimal(repr(getattr(candle, name))) for name in _PRICES})
+            if candle.volume is not None:
+                item["volume"] = Decimal(repr(candle.volume))
+            if candle.first_at is not None and candle.last_at is not None:
+                item["firstAt"], item["lastAt"] = candle.first_at, candle.last_at
+            batch.put_item(Item=item)
+    return len(candles)
+
+
+@translated
+def read_hourly_candles(table: Any, pair: str, start: int, end: int) -> list[Candle]:
+    """``pair``'s hourly candles with times in ``[start, end)``, oldest first (one Query, paged)."""
+    query: dict[str, Any] = {
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :start AND :last",
+        "ExpressionAttributeValues": {
+            ":pk": hourly_pk(pair),
+            ":start": _sort_key(max(start, 0)),
+            ":last": _sort_key(max(end - 1, 0)),
+        },
+    }
+    found: list[Candle] = []
+    while True:
+        page = table.query(**query)
+        found.extend(_candle(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return found
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _candle(item: dict[str, Any]) -> Candle:
+    volume = item.get("volume")
+    first_at, last_at = item.get("firstAt"), item.get("lastAt")
+    return Candle(
+        int(item["sk"]), float(item["open"]), float(item["high"]), float(item["low"]), float(item["close"]),
+        None if volume is None else float(volume), int(item["samples"]), str(item["source"]),
+        None if first_at is None else int(first_at), None if last_at is None else int(last_at),
+    )  # fmt: skip
