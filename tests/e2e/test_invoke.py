@@ -33,11 +33,13 @@ SCRUBBED = (
 EXPECTED: dict[str, int | str] = {
     "fetcher_schedule.json": "ticked",  # on the simulators, for a couple of slots
     "health_get.json": 503,  # no fetcher heartbeat: down
+    "history_get.json": 404,  # a new table: BTC/USDT was never listed
     "init_get.json": 503,
     "openapi_get.json": 200,
     "prices_all.json": 503,  # a cold cache: nothing to serve yet
     "prices_bad_pairs.json": 400,
     "prices_get.json": 503,
+    "prices_sparkline.json": 503,
     "prices_not_listed.json": 503,  # a cold cache cannot tell a pair is not listed
     "prices_unknown_parameter.json": 400,
     "whitelist_approve.json": 404,  # SOL/USDT was never submitted

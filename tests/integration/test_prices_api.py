@@ -275,9 +275,15 @@ def test_openapi_is_generated_from_the_code_and_describes_the_contract(service_e
         "additionalProperties"
     ]
     assert set(reasons["enum"]) == {NOT_LISTED, NEVER_SUBMITTED, *NOT_LISTED_BY_STATUS.values()}
-    assert prices["parameters"][0]["name"] == "pairs"
+    assert [p["name"] for p in prices["parameters"]] == ["pairs", "include"]
     entry = spec["components"]["schemas"]["PriceEntry"]
-    assert set(entry["properties"]) == CONTRACT_FIELDS
+    assert set(entry["properties"]) == CONTRACT_FIELDS | {"sparkline"}  # only with include=sparkline
+    assert "sparkline" not in entry["required"]
+    history = spec["paths"]["/api/market-data/history"]["get"]
+    assert [p["name"] for p in history["parameters"]] == ["pair", "interval", "from", "to", "limit"]
+    assert {"200", "400", "404", "503"} <= set(history["responses"])
+    candle = spec["components"]["schemas"]["CandleEntry"]["properties"]
+    assert {"time", "open", "high", "low", "close", "volume", "samples", "source"} <= set(candle)
 
 
 def test_a_reachable_but_empty_cache_serves_last_known_good(service_env: dict[str, str]) -> None:
@@ -494,7 +500,7 @@ def test_a_misspelt_parameter_is_a_400_naming_it_not_every_pair(put_in_cache: Ca
     assert response["statusCode"] == 400
     body = json.loads(response["body"])
     assert set(body) == {"error", "message"} and body["error"] == "unknown_parameters"
-    assert "'pair'" in body["message"] and "takes only pairs" in body["message"]
+    assert "'pair'" in body["message"] and "takes only include, pairs" in body["message"]
 
     # With the right one beside it too, and every unknown one named.
     event = prices_event("BTC/USDT")

@@ -19,6 +19,7 @@ from market_data.config import Settings, get_settings
 from market_data.errors import InvalidPairError
 from market_data.http import ApiResponse, error_response, json_response, to_http_api_result, unexpected_error
 from market_data.observability import logger, traced
+from market_data.prices import SPARKLINE, add_sparklines
 from prices_api.prices import BASE, PRICES_PATH, PricesAnswer, get_prices, read_metrics, share_read_window
 
 __all__ = ["lambda_handler", "read_metrics", "share_read_window"]
@@ -29,10 +30,12 @@ if TYPE_CHECKING:
 
 CACHE_CONTROL = "public, max-age=1"
 HEALTH_PATH, INIT_PATH, OPENAPI_PATH = f"{BASE}/health", f"{BASE}/init", f"{BASE}/openapi.json"
+HISTORY_PATH = f"{BASE}/history"
 # The query parameters each GET route of this function takes. Any other is refused, named, rather
 # than ignored: a misspelt ``?pair=BTC/USDT`` would otherwise be answered with every pair.
 QUERY_PARAMETERS: dict[str, frozenset[str]] = {
-    PRICES_PATH: frozenset({"pairs"}),
+    PRICES_PATH: frozenset({"pairs", "include"}),
+    HISTORY_PATH: frozenset({"pair", "interval", "from", "to", "limit"}),
     HEALTH_PATH: frozenset(),
     INIT_PATH: frozenset(),
     OPENAPI_PATH: frozenset(),
@@ -109,22 +112,27 @@ def invalid_pairs(exc: InvalidPairError) -> ApiResponse:
     return error_response(400, "invalid_pairs", str(exc))
 
 
-def answer_prices(raw_pairs: str | None) -> ApiResponse:
-    """GET /prices, for both paths: the answer, or the error answer of a bad ``pairs`` value."""
+def answer_prices(raw_pairs: str | None, include: str | None = None) -> ApiResponse:
+    """GET /prices, for both paths: the answer, or the error answer of a bad ``pairs`` or
+    ``include`` value."""
     settings = get_settings()
+    if include is not None and include != SPARKLINE:
+        return error_response(400, "invalid_include", f"invalid include {include!r}: expected {SPARKLINE}")
     try:
-        return prices_response(
-            get_prices(raw_pairs, settings=settings, now=now_ms(), metrics=read_metrics), settings
-        )
+        now = now_ms()
+        answer = get_prices(raw_pairs, settings=settings, now=now, metrics=read_metrics)
     except InvalidPairError as exc:
         return invalid_pairs(exc)
+    if include == SPARKLINE:
+        add_sparklines(answer.entries, settings=settings, now=now)
+    return prices_response(answer, settings)
 
 
 def serve_prices(event: dict[str, Any]) -> dict[str, Any]:
     """GET /prices: the same logic and error answers as a routed request, without the router."""
-    raw_pairs = (event.get("queryStringParameters") or {}).get("pairs")
+    parameters = event.get("queryStringParameters") or {}
     try:
-        answer = answer_prices(raw_pairs)
+        answer = answer_prices(parameters.get("pairs"), parameters.get("include"))
     except Exception:
         logger.exception("unexpected error")
         answer = unexpected_error()

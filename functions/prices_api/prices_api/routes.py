@@ -1,4 +1,5 @@
-"""The read API's routed side: health, its alias and the API description, with their OpenAPI.
+"""The read API's routed side: history, health, its alias and the API description, with their
+OpenAPI.
 
 Imported by the handler on the first request that is not a price read, so the router and the
 pydantic models stay off the prices path (its cold start; see the README's benchmarks).
@@ -14,13 +15,17 @@ import orjson
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 import market_data
+from market_data import store
+from market_data.candle_models import HistoryBody
 from market_data.clock import now_ms
 from market_data.config import get_settings
-from market_data.http import JSON, ApiResponse
+from market_data.errors import InvalidPairError, InvalidRequestError
+from market_data.http import JSON, ApiResponse, error_response
 from market_data.http_routes import add_common_error_routes, to_response
 from market_data.models import ErrorBody, HealthBody, NotListedBody, PriceEntry, UnavailableBody
-from prices_api.handler import HEALTH_PATH, INIT_PATH, OPENAPI_PATH, answer_prices
+from prices_api.handler import HEALTH_PATH, HISTORY_PATH, INIT_PATH, OPENAPI_PATH, answer_prices
 from prices_api.health import shared_health
+from prices_api.history import DEFAULT_LIMIT, MAX_LIMIT, NeverListedError, parse_query, read_history
 from prices_api.prices import PRICES_PATH
 
 app = APIGatewayHttpResolver()
@@ -52,7 +57,40 @@ def _json_content(model: Any, description: str) -> Any:
     },
 )
 def prices() -> Response[str]:
-    return to_response(answer_prices(app.current_event.get_query_string_value("pairs")))
+    event = app.current_event
+    include = event.get_query_string_value("include")
+    return to_response(answer_prices(event.get_query_string_value("pairs"), include))
+
+
+@app.get(
+    HISTORY_PATH,
+    summary="A pair's candles (1m, 5m, 15m, 1h), from the cache and DynamoDB only",
+    responses={
+        200: _json_content(HistoryBody, "The candles in the range, oldest first, and the gaps between them"),
+        400: _json_content(ErrorBody, "A bad or missing parameter, named; a range past what is kept"),
+        404: _json_content(ErrorBody, "The pair has never been listed"),
+        503: _json_content(ErrorBody, "Neither the cache nor DynamoDB answered"),
+    },
+)
+def history() -> Response[str]:
+    now = now_ms()
+    try:
+        query = parse_query(dict(app.current_event.query_string_parameters or {}), now)
+    except InvalidPairError as exc:
+        return to_response(error_response(400, "invalid_pair", str(exc)))
+    except InvalidRequestError as exc:
+        return to_response(error_response(400, "invalid_parameter", str(exc)))
+    try:
+        body = read_history(query, settings=get_settings(), now=now)
+    except NeverListedError as exc:
+        answer = error_response(404, "pair_not_listed", str(exc), pair=query.pair)
+        answer.headers["Cache-Control"] = "no-store"
+        return to_response(answer)
+    except store.StoreUnavailableError:
+        message = "history is unavailable: neither the cache nor DynamoDB answered; retry shortly"
+        return to_response(error_response(503, "unavailable", message))
+    headers = {"Content-Type": JSON, "Cache-Control": "public, max-age=1"}
+    return to_response(ApiResponse(200, body.decode(), headers))
 
 
 HEALTH_RESPONSES: dict[int, Any] = {
@@ -94,6 +132,31 @@ def openapi() -> Response[str]:
     )
 
 
+INCLUDE_PARAMETER = {
+    "name": "include",
+    "in": "query",
+    "required": False,
+    "description": "sparkline: each entry gains 'sparkline', 96 closes of 15 minutes (the last 24 h, "
+    "ending with the current price; null where an interval had none). Left out, entries are unchanged.",
+    "schema": {"type": "string", "enum": ["sparkline"]},
+}
+HISTORY_PARAMETERS = [
+    {"name": "pair", "in": "query", "required": True, "description": "One BASE/QUOTE pair",
+     "schema": {"type": "string", "pattern": f"^{_PAIR}$", "example": "BTC/USDT"}},
+    {"name": "interval", "in": "query", "required": False,
+     "description": "Candle interval; 1m, 5m and 15m reach back 24 h, 1h 90 days",
+     "schema": {"type": "string", "enum": ["1m", "5m", "15m", "1h"], "default": "1m"}},
+    {"name": "from", "in": "query", "required": False,
+     "description": "Start, ms since epoch (rounded down to the interval). Given: the oldest `limit` candles "
+     "from it. Left out: the newest `limit` candles up to `to`.",
+     "schema": {"type": "integer", "minimum": 0}},
+    {"name": "to", "in": "query", "required": False, "description": "End, ms since epoch (default: now)",
+     "schema": {"type": "integer", "minimum": 0}},
+    {"name": "limit", "in": "query", "required": False, "description": "Most candles in the answer",
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+]  # fmt: skip
+
+
 @cache
 def describe_api() -> str:
     """The OpenAPI description generated from the routes and models above.
@@ -128,6 +191,8 @@ def describe_api() -> str:
     operation["responses"]["503"]["headers"] = {
         "Retry-After": {"description": "Seconds until the next fetch", "schema": {"type": "integer"}}
     }
+    operation["parameters"].append(INCLUDE_PARAMETER)
+    schema["paths"][HISTORY_PATH]["get"]["parameters"] = HISTORY_PARAMETERS
     # The whitelist function's routes, as it describes them (generated from its code: make openapi).
     whitelist = orjson.loads(WHITELIST_DESCRIPTION.read_bytes())
     schema["paths"].update(whitelist["paths"])

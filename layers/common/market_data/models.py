@@ -87,6 +87,11 @@ class PriceEntry(Ticker):
 
     stale: bool = Field(description="True when now - timestamp exceeds MARKET_DATA_CACHE_STALE_TTL_MS")
     source: Literal["cache", "last_known_good"]
+    sparkline: list[float | None] | None = Field(
+        default=None,
+        description="With include=sparkline: 96 closes of 15 minutes, the last 24 h ending with the "
+        "current price; null where an interval had none",
+    )
 
 
 class StatusChange(BaseModel):

@@ -44,8 +44,11 @@ def write_hourly_candles(table: Any, candles: Mapping[str, Candle]) -> int:
 
 
 @translated
-def read_hourly_candles(table: Any, pair: str, start: int, end: int) -> list[Candle]:
-    """``pair``'s hourly candles with times in ``[start, end)``, oldest first (one Query, paged)."""
+def read_hourly_candles(
+    table: Any, pair: str, start: int, end: int, *, limit: int | None = None
+) -> list[Candle]:
+    """``pair``'s hourly candles with times in ``[start, end)``, oldest first (one Query, paged),
+    the first ``limit`` of them when given."""
     query: dict[str, Any] = {
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :start AND :last",
         "ExpressionAttributeValues": {
@@ -54,12 +57,14 @@ def read_hourly_candles(table: Any, pair: str, start: int, end: int) -> list[Can
             ":last": _sort_key(max(end - 1, 0)),
         },
     }
+    if limit is not None:
+        query["Limit"] = limit
     found: list[Candle] = []
     while True:
         page = table.query(**query)
         found.extend(_candle(item) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return found
+        if "LastEvaluatedKey" not in page or (limit is not None and len(found) >= limit):
+            return found[:limit]
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
