@@ -284,6 +284,12 @@ def make_server(
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the handlers log what matters; one line per poll would drown it
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _Server((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a broadcaster opening its posting connections all at
+    # once (48 per invocation) would have some refused with a reset, which API Gateway never does.
+    request_queue_size = 1024

@@ -50,7 +50,7 @@ def drain_all(clients: list[ClientConnection], wait_s: float) -> list[list[dict[
 @pytest.fixture
 def subscribed(
     make_container: Callable[..., Fetcher], simulator: BinanceSimulator, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[int], list[ClientConnection]]]:
+) -> Iterator[Callable[..., list[ClientConnection]]]:
     """``n`` real clients subscribed to BTC/USDT, with prices in the cache (no broadcaster started
     by the fetcher: the tests call it themselves)."""
     container = make_container()
@@ -58,11 +58,11 @@ def subscribed(
     with ExitStack() as stack:
         base = stack.enter_context(local_websocket_stack(monkeypatch))
 
-        def clients(n: int) -> list[ClientConnection]:
+        def clients(n: int, subscription: dict[str, Any] | None = None) -> list[ClientConnection]:
             opened = []
             for _ in range(n):
                 client = stack.enter_context(connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5))
-                client.send(json.dumps({"action": "subscribe", "pairs": ["BTC/USDT"]}))
+                client.send(json.dumps(subscription or {"action": "subscribe", "pairs": ["BTC/USDT"]}))
                 opened.append(client)
             for received in drain_all(opened, 1):  # each has its snapshot before a test counts what follows
                 assert [m["type"] for m in received][:1] == ["snapshot"]
@@ -72,8 +72,8 @@ def subscribed(
     container.close()
 
 
-def notice(status: str = "ok", reason: str = "") -> dict[str, Any]:
-    slot = now_ms() // INTERVAL_MS
+def notice(status: str = "ok", reason: str = "", *, slot: int | None = None) -> dict[str, Any]:
+    slot = now_ms() // INTERVAL_MS if slot is None else slot
     return {
         "slot": slot,
         "slotMs": slot * INTERVAL_MS,
@@ -142,3 +142,31 @@ def test_parallel_broadcasters_of_one_slot_tell_a_status_change_once(
         statuses = [m for m in received if m["type"] == "status"]
         assert len(statuses) == 1 and statuses[0]["reason"] == "fetcher paused: binance: rate limited"
         assert len([m for m in received if m["type"] == "update"]) == 1  # the changed price, once
+
+
+def test_candle_subscribers_get_each_closed_minute_once_and_the_others_none(
+    subscribed: Callable[..., list[ClientConnection]],
+) -> None:
+    import broadcaster.handler as broadcaster
+    from prices_api.handler import lambda_handler as prices_api
+    from tests.support import load_event
+
+    plain = subscribed(2)
+    candles = subscribed(2, {"action": "subscribe", "pairs": ["BTC/USDT", "ETH/USDT"], "candles": "1m"})
+    minute = now_ms() // 60_000 * 60_000  # the fixture's tick sampled this minute
+    next_minute = (minute + 60_000) // INTERVAL_MS
+    # The next minute's first two slots: the first pushes the minute just over, the second nothing.
+    for slot in (next_minute, next_minute + 1):
+        broadcaster.lambda_handler(notice(slot=slot), LocalLambdaContext("BroadcasterFunction", 30))
+
+    for received in drain_all(plain, 1.5):
+        assert [m for m in received if m["type"] == "candle"] == []
+    event = load_event("history_get.json")
+    event["queryStringParameters"] = {"pair": "BTC/USDT", "from": str(minute), "to": str(minute)}
+    history = json.loads(prices_api(event, LocalLambdaContext("prices", 6))["body"])
+    for received in drain_all(candles, 1.5):
+        pushed = {m["pair"]: m["candle"] for m in received if m["type"] == "candle"}
+        assert sorted(pushed) == ["BTC/USDT", "ETH/USDT"]
+        assert len([m for m in received if m["type"] == "candle"]) == 2  # once each
+        assert pushed["BTC/USDT"] == history["candles"][0]  # the same candle history serves
+        assert pushed["BTC/USDT"]["time"] == minute

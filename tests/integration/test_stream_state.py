@@ -81,6 +81,16 @@ def test_the_registry_keeps_subscriptions_and_forgets_gone_and_expired_connectio
     store.forget_connections(table, ["B=", "B="])
     assert [c.connection_id for c in store.list_connections(table, now_ms=now)] == ["A="]
 
+    # Candles for some of its pairs; unsubscribing a pair stops its candles too.
+    store.subscribe(table, "A=", ["ETH/USDT", "SOL/USDT"], max_pairs=100, candles=True)
+    store.subscribe(table, "A=", ["BTC/USDT"], max_pairs=100, candles=True)  # held already: candles added
+    [a] = store.list_connections(table, now_ms=now)
+    assert a.pairs == ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+    assert a.candle_pairs == ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+    store.unsubscribe(table, "A=", ["ETH/USDT"])
+    [a] = store.list_connections(table, now_ms=now)
+    assert (a.pairs, a.candle_pairs) == (("BTC/USDT", "SOL/USDT"), ("BTC/USDT", "SOL/USDT"))
+
 
 def test_parallel_subscriptions_on_one_connection_all_count_and_the_cap_holds(
     service_env: dict[str, str],

@@ -19,6 +19,8 @@ from market_data.stream import (
 def test_a_subscription_normalises_and_deduplicates_pairs_as_the_prices_route_does() -> None:
     message = parse_client_message('{"action": "subscribe", "pairs": ["btc/usdt", " ETH/USDT", "BTC/USDT"]}')
     assert message == ClientMessage("subscribe", ("BTC/USDT", "ETH/USDT"))
+    with_candles = parse_client_message('{"action": "subscribe", "pairs": ["btc/usdt"], "candles": "1m"}')
+    assert with_candles == ClientMessage("subscribe", ("BTC/USDT",), "1m")
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,7 @@ def test_a_subscription_normalises_and_deduplicates_pairs_as_the_prices_route_do
         ('{"action": "subscribe", "pairs": []}', "invalid_pairs", "[]"),
         ('{"action": "subscribe", "pairs": ["BTC-USDT"]}', "invalid_pairs", "BTC-USDT"),
         ('{"action": "unsubscribe", "pairs": [1]}', "invalid_pairs", "[1]"),
+        ('{"action": "subscribe", "pairs": ["BTC/USDT"], "candles": "5m"}', "invalid_candles", "'5m'"),
     ],
 )
 def test_a_bad_message_is_an_error_naming_the_bad_value(body: str, code: str, named: str) -> None:

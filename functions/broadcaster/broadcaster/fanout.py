@@ -5,7 +5,6 @@ one invocation the posting is split over more of them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -14,7 +13,7 @@ from market_data import push, store
 from market_data.clock import now_ms
 from market_data.config import Settings
 from market_data.observability import logger
-from market_data.stream import heartbeat_message, status_message, update_message
+from market_data.stream import candle_message, heartbeat_message, status_message, update_message
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -38,14 +37,17 @@ class FanOut:
 
 
 def messages_for(
-    decision: Decision, pairs: Iterable[str], status: bytes | None, heartbeat: bytes | None
+    decision: Decision, connection: store.Connection, status: bytes | None, heartbeat: bytes | None
 ) -> list[bytes]:
     """One connection's messages this slot: its changed pairs in one update, the status when it
-    changed, a heartbeat when one is due and nothing else was sent."""
+    changed, each closed candle of its candle pairs, a heartbeat when one is due and nothing else
+    was sent."""
     messages = [status] if status is not None else []
-    changed = {pair: decision.entries[pair] for pair in pairs if pair in decision.entries}
+    changed = {pair: decision.entries[pair] for pair in connection.pairs if pair in decision.entries}
     if changed:
         messages.append(update_message(decision.notice.slot_ms, changed))
+    for pair in connection.candle_pairs:
+        messages.extend(candle_message(pair, candle) for candle in decision.candles.get(pair, ()))
     if not messages and heartbeat is not None:
         messages.append(heartbeat)
     return messages
@@ -55,7 +57,7 @@ def post_all(settings: Settings, decision: Decision, connections: list[store.Con
     mine = [c for c in connections if in_shard(c.connection_id, decision.shard, decision.shards)]
     status = status_message(decision.notice.status, decision.notice.reason) if decision.tell_status else None
     heartbeat = heartbeat_message(now_ms()) if decision.heartbeat else None
-    work = [(c.connection_id, messages_for(decision, c.pairs, status, heartbeat)) for c in mine]
+    work = [(c.connection_id, messages_for(decision, c, status, heartbeat)) for c in mine]
     work = [(connection_id, messages) for connection_id, messages in work if messages]
     poster = push.get_poster(settings)
     result = FanOut(connections=len(mine))

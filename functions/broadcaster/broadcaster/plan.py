@@ -1,14 +1,18 @@
 """What one slot tells the connections, decided once per slot by the invocation the fetcher
-started: which pairs changed, whether the status changed, whether heartbeats are due, and how
-many invocations share the posting. Split invocations receive the decision and only post."""
+started: which pairs changed, which 1-minute candles closed, whether the status changed, whether
+heartbeats are due, and how many invocations share the posting. Split invocations receive the
+decision and only post."""
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from market_data import cache, store
+from market_data.candles import MINUTE_MS, bucket
 from market_data.clock import now_ms
 from market_data.config import Settings
 from market_data.observability import logger
@@ -49,6 +53,8 @@ class Decision:
     shards: int = 1
     shard: int = 0
     connections: int = 0  # registered connections, all shards together
+    # pair -> its 1-minute candles closed since the last push (the API's fields), oldest first
+    candles: dict[str, list[dict[str, object]]] = field(default_factory=dict)
 
     def as_payload(self, shard: int, assigned: list[store.Connection] | None = None) -> dict[str, Any]:
         """A split's payload; with ``assigned``, its connections too, so that it need not read
@@ -56,10 +62,12 @@ class Decision:
         square of the connections)."""
         decided: dict[str, Any] = {
             "entries": self.entries, "tellStatus": self.tell_status, "heartbeat": self.heartbeat,
-            "shards": self.shards, "shard": shard, "connections": self.connections,
+            "shards": self.shards, "shard": shard, "connections": self.connections, "candles": self.candles,
         }  # fmt: skip
         if assigned is not None:
-            decided["assigned"] = [[c.connection_id, c.connected_at, list(c.pairs)] for c in assigned]
+            decided["assigned"] = [
+                [c.connection_id, c.connected_at, list(c.pairs), list(c.candle_pairs)] for c in assigned
+            ]
         return {**self.notice.as_payload(), "decided": decided}
 
     @classmethod
@@ -70,7 +78,7 @@ class Decision:
         return cls(
             SlotNotice.from_payload(payload), dict(decided["entries"]), bool(decided["tellStatus"]),
             bool(decided["heartbeat"]), int(decided["shards"]), int(decided["shard"]),
-            int(decided["connections"]),
+            int(decided["connections"]), dict(decided.get("candles") or {}),
         )  # fmt: skip
 
 
@@ -79,7 +87,9 @@ def assigned_connections(payload: dict[str, Any]) -> list[store.Connection] | No
     assigned = (payload.get("decided") or {}).get("assigned")
     if assigned is None:
         return None
-    return [store.Connection(str(i), int(at), tuple(pairs)) for i, at, pairs in assigned]
+    return [
+        store.Connection(str(i), int(at), tuple(pairs), tuple(candles)) for i, at, pairs, candles in assigned
+    ]
 
 
 def in_shard(connection_id: str, shard: int, shards: int) -> bool:
@@ -115,4 +125,36 @@ def decide(settings: Settings, notice: SlotNotice, connections: list[store.Conne
     due = notice.slot - told.heartbeat_slot >= every_slots
     heartbeat = due and store.claim_heartbeat(table, notice.slot, every_slots=every_slots)
     shards = max(1, -(-len(connections) // settings.broadcast_connections_per_invocation))
-    return Decision(notice, entries, tell_status, heartbeat, shards, 0, len(connections))
+    candles = closed_candles(settings, notice, connections)
+    return Decision(notice, entries, tell_status, heartbeat, shards, 0, len(connections), candles)
+
+
+CANDLE_CATCH_UP_MS = 5 * MINUTE_MS  # after a pause, the minutes of candles still worth pushing
+
+
+def closed_candles(
+    settings: Settings, notice: SlotNotice, connections: list[store.Connection]
+) -> dict[str, list[dict[str, object]]]:
+    """The candle subscribers' 1-minute candles closed since the last push: the fetcher's candle
+    consumer closed them before it started this broadcaster. Pushed once per minute however many
+    broadcasters run (the push memory advances in one server-side step)."""
+    wanted = sorted({pair for c in connections for pair in c.candle_pairs})
+    closed_minute = bucket(notice.slot_ms, MINUTE_MS) - MINUTE_MS
+    if not wanted:
+        return {}
+    try:
+        client = cache.get_client(settings)
+        previous = cache.advance_candle_minute(client, closed_minute)
+        if previous is None:
+            return {}
+        start = max(previous + MINUTE_MS, closed_minute - CANDLE_CATCH_UP_MS) if previous else closed_minute
+        found = cache.read_minutes(client, wanted, start, closed_minute + MINUTE_MS)
+    except cache.CacheUnavailableError as exc:
+        logger.warning("closed candles unreadable; not pushed", error=exc.cause)
+        return {}
+    candles: dict[str, list[dict[str, object]]] = {}
+    for pair, (closed, still_open) in found.items():
+        each = [orjson.loads(raw) for raw in closed] + ([still_open.as_api()] if still_open else [])
+        if each:
+            candles[pair] = each
+    return candles

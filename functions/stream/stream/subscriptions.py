@@ -39,7 +39,13 @@ def handle_message(settings: Settings, connection_id: str, body: str | None, *, 
         if message.action == "unsubscribe":
             store.unsubscribe(table, connection_id, message.pairs)
             return "unsubscribed"
-        subscribe(table, connection_id, message.pairs, connected_at=connected_at)
+        subscribe(
+            table,
+            connection_id,
+            message.pairs,
+            connected_at=connected_at,
+            candles=message.candles is not None,
+        )
     except StreamMessageError as exc:
         poster.post(connection_id, error_message(exc.code, str(exc)))
         return f"error {exc.code}"
@@ -47,13 +53,17 @@ def handle_message(settings: Settings, connection_id: str, body: str | None, *, 
     return "snapshot"
 
 
-def subscribe(table: object, connection_id: str, pairs: tuple[str, ...], *, connected_at: int) -> None:
-    """Add the pairs (one atomic step: parallel subscriptions on a connection all count)."""
+def subscribe(
+    table: object, connection_id: str, pairs: tuple[str, ...], *, connected_at: int, candles: bool = False
+) -> None:
+    """Add the pairs (one atomic step: parallel subscriptions on a connection all count), and to
+    the candle set with ``candles``."""
+    cap = MAX_PAIRS_PER_CONNECTION
     try:
-        if store.subscribe(table, connection_id, pairs, max_pairs=MAX_PAIRS_PER_CONNECTION) is None:
+        if store.subscribe(table, connection_id, pairs, max_pairs=cap, candles=candles) is None:
             # Registered before a registry loss, or its $connect was lost: register it again.
             store.register_connection(table, connection_id, connected_at=connected_at)
-            store.subscribe(table, connection_id, pairs, max_pairs=MAX_PAIRS_PER_CONNECTION)
+            store.subscribe(table, connection_id, pairs, max_pairs=cap, candles=candles)
     except store.SubscriptionCapError as exc:
         raise StreamMessageError(
             "too_many_pairs",

@@ -14,6 +14,7 @@ from market_data.pairs import normalise_pair
 
 MAX_PAIRS_PER_CONNECTION = 100  # as many as one prices request may name
 ACTIONS = ("subscribe", "unsubscribe", "ping")
+CANDLE_INTERVALS = ("1m",)  # what a subscription's "candles" may ask for
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 # A heartbeat at least this often when nothing else was sent, so a quiet market is told apart
 # from a dead connection (and API Gateway's 10-minute idle timeout never closes a connection).
@@ -32,6 +33,7 @@ class StreamMessageError(ValueError):
 class ClientMessage:
     action: str  # subscribe, unsubscribe or ping
     pairs: tuple[str, ...] = ()
+    candles: str | None = None  # a subscription's candle interval: each candle is pushed as it closes
 
 
 def parse_client_message(body: str | None) -> ClientMessage:
@@ -64,7 +66,12 @@ def parse_client_message(body: str | None) -> ClientMessage:
             "too_many_pairs",
             f"too many pairs: {len(pairs)}, at most {MAX_PAIRS_PER_CONNECTION} per connection",
         )
-    return ClientMessage(action, pairs)
+    candles = message.get("candles")
+    if action == "subscribe" and candles is not None and candles not in CANDLE_INTERVALS:
+        raise StreamMessageError(
+            "invalid_candles", f"invalid candles {candles!r}: expected {' or '.join(CANDLE_INTERVALS)}"
+        )
+    return ClientMessage(action, pairs, candles if action == "subscribe" else None)
 
 
 def _dumps(message: Mapping[str, Any]) -> bytes:
@@ -83,6 +90,10 @@ def snapshot_message(prices: Mapping[str, Any], missing: Sequence[str], *, statu
 
 def update_message(slot_ms: int, prices: Mapping[str, Any]) -> bytes:
     return _dumps({"type": "update", "slot": slot_ms, "prices": prices})
+
+
+def candle_message(pair: str, candle: Mapping[str, Any]) -> bytes:
+    return _dumps({"type": "candle", "pair": pair, "candle": candle})
 
 
 def status_message(status: str, reason: str) -> bytes:

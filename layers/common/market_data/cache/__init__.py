@@ -36,7 +36,7 @@ from market_data.cache.reads import (
     record_reads,
     share_health,
 )
-from market_data.cache.stream import changed_since_pushed
+from market_data.cache.stream import advance_candle_minute, changed_since_pushed
 from market_data.cache.ticks import (
     SharedState,
     SharedStateDiff,
@@ -69,6 +69,7 @@ __all__ = [
     "SlotStart",
     "TickWrite",
     "add_samples",
+    "advance_candle_minute",
     "ban_key",
     "changed_since_pushed",
     "circuit_key",

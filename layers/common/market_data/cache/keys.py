@@ -28,6 +28,10 @@ STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 # pair counts as changed once.
 STREAM_SENT = f"{TAG}:stream:sent"
 STREAM_SENT_TTL_MS = 24 * 3_600_000
+# The newest minute whose closed candles were pushed to candle subscribers. Writer and reader: the
+# broadcaster, advanced in one server-side step so that each minute's candles go out once. Lives a
+# day from the last push.
+STREAM_CANDLE_MINUTE = f"{TAG}:stream:candle-minute"
 
 # HASH pair -> "time|open|high|low|close|samples|first slot|last slot|first at|last at": each pair's
 # 1-minute candle of the minute now open, as the ticks' served prices build it. Writer: the fetcher's

@@ -31,6 +31,7 @@ class Connection:
     connection_id: str
     connected_at: int  # ms
     pairs: tuple[str, ...]  # subscribed, sorted
+    candle_pairs: tuple[str, ...] = ()  # of those, the ones whose 1-minute candles it is sent
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,17 @@ def register_connection(table: Any, connection_id: str, *, connected_at: int) ->
 
 @translated
 def subscribe(
-    table: Any, connection_id: str, pairs: Sequence[str], *, max_pairs: int
+    table: Any, connection_id: str, pairs: Sequence[str], *, max_pairs: int, candles: bool = False
 ) -> tuple[str, ...] | None:
     """Add ``pairs`` to the connection's set in one atomic step (parallel subscriptions on one
-    connection all count), and return its pairs; None when it is not registered. Refused with
-    ``SubscriptionCapError`` when the set could pass ``max_pairs``."""
+    connection all count), and with ``candles`` to its candle set too; return its pairs, or None
+    when it is not registered. Refused with ``SubscriptionCapError`` when the set could pass
+    ``max_pairs``."""
     client = table.meta.client
     try:
         answer = table.update_item(
             Key={"pk": CONNECTION_PK, "sk": connection_id},
-            UpdateExpression="ADD pairs :pairs",
+            UpdateExpression="ADD pairs :pairs, candlePairs :pairs" if candles else "ADD pairs :pairs",
             # Checked before the union is known: a set with room for every pair named.
             ConditionExpression=(
                 "attribute_exists(pk) AND (attribute_not_exists(pairs) OR size(pairs) <= :room)"
@@ -77,19 +79,26 @@ def subscribe(
         current = get_connection(table, connection_id)
         if current is None:
             return None
-        if set(pairs) <= set(current.pairs):
-            return current.pairs  # nothing new: within the cap whatever its size
+        if set(pairs) <= set(current.pairs):  # nothing new: within the cap whatever its size
+            if candles and not set(pairs) <= set(current.candle_pairs):
+                table.update_item(
+                    Key={"pk": CONNECTION_PK, "sk": connection_id},
+                    UpdateExpression="ADD candlePairs :pairs",
+                    ExpressionAttributeValues={":pairs": set(pairs)},
+                )
+            return current.pairs
         raise SubscriptionCapError(len(current.pairs)) from None
     return _connection(answer["Attributes"]).pairs
 
 
 @translated
 def unsubscribe(table: Any, connection_id: str, pairs: Sequence[str]) -> bool:
-    """Remove ``pairs`` from the connection's set in one atomic step; False when not registered."""
+    """Remove ``pairs`` from the connection's sets (prices and candles) in one atomic step; False
+    when not registered."""
     try:
         table.update_item(
             Key={"pk": CONNECTION_PK, "sk": connection_id},
-            UpdateExpression="DELETE pairs :pairs",
+            UpdateExpression="DELETE pairs :pairs, candlePairs :pairs",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":pairs": set(pairs)},
         )
@@ -118,7 +127,7 @@ def list_connections(table: Any, *, now_ms: int) -> list[Connection]:
     query: dict[str, Any] = {
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": CONNECTION_PK},
-        "ProjectionExpression": "sk, connectedAt, pairs",
+        "ProjectionExpression": "sk, connectedAt, pairs, candlePairs",
     }
     while True:
         page = table.query(**query)
@@ -133,7 +142,12 @@ def list_connections(table: Any, *, now_ms: int) -> list[Connection]:
 
 
 def _connection(item: dict[str, Any]) -> Connection:
-    return Connection(str(item["sk"]), int(item["connectedAt"]), tuple(sorted(item.get("pairs") or ())))
+    return Connection(
+        str(item["sk"]),
+        int(item["connectedAt"]),
+        tuple(sorted(item.get("pairs") or ())),
+        tuple(sorted(item.get("candlePairs") or ())),
+    )
 
 
 @translated
