@@ -23,7 +23,7 @@ RESULTS = REPO_ROOT / "bench" / "results.json"
 
 def scenarios() -> dict[str, Callable[[list[Row]], list[Row]]]:
     """Each takes the rows measured before it in the same run (the cost model prices them)."""
-    from bench import cold_start, cost, fetch_cycle, freshness, read_path, stream, write_cost
+    from bench import cold_start, cost, fetch_cycle, freshness, history, read_path, stream, write_cost
 
     return {
         "read": lambda _: read_path.run(),
@@ -31,6 +31,7 @@ def scenarios() -> dict[str, Callable[[list[Row]], list[Row]]]:
         "fetch": lambda _: fetch_cycle.run(),
         "freshness": lambda _: freshness.run(),
         "writes": lambda _: write_cost.run(),
+        "history": lambda _: history.run(),
         "stream": lambda _: stream.run(),  # before cost: its push figures are measured once for both
         "cost": cost.run,  # last: it uses the write cost measured above when there is one
     }

@@ -2,7 +2,9 @@
 
 It speaks the protocol as shared/fixtures/binance shows it (numbers as strings, -1121 when any name in
 `symbols` is unknown, request weight per wall-clock minute with 429 and then 418), so the fetcher and the
-end-to-end tests exercise the real wire format offline. Stdlib only: the offline demo stack runs it too.
+end-to-end tests exercise the real wire format offline. Klines come from local_stack.simulated_candles:
+each symbol's history around its starting price, the kline in progress closing at the ticker's last
+price. Stdlib only: the offline demo stack runs it too.
 """
 
 import json
@@ -16,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from local_stack.simulated_candles import CandleSeries
 from local_stack.simulator_http import Fault, LoggedRequest, Reply, SimulatorBase, json_reply
 
 DAY_MS = 86_400_000
@@ -47,6 +50,15 @@ ILLEGAL_SYMBOLS = {
     "msg": ILLEGAL.format("symbols", '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'),
 }
 ILLEGAL_TYPE = {"code": -1100, "msg": ILLEGAL.format("type", "^(FULL|MINI)$")}
+MANDATORY = "Mandatory parameter '{}' was not sent, was empty/null, or malformed."
+INVALID_INTERVAL = {"code": -1120, "msg": "Invalid interval."}
+INVALID_LIMIT = {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
+START_AFTER_END = {"code": -1023, "msg": "Start time is greater than end time."}
+KLINE_INTERVALS = {  # Binance's intervals that are whole minutes within a day, in seconds
+    "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1_800, "1h": 3_600, "2h": 7_200, "4h": 14_400,
+    "6h": 21_600, "8h": 28_800, "12h": 43_200, "1d": 86_400,
+}  # fmt: skip
+DEFAULT_KLINES, MAX_KLINES, KLINES_WEIGHT = 500, 1000, 2
 EMPTY_SYMBOLS = {
     "code": -1102,
     "msg": "Mandatory parameter 'symbols' was not sent, was empty/null, or malformed.",
@@ -100,7 +112,7 @@ class SymbolState:
     computed."""
 
     def __init__(
-        self, symbol: str, base: str, quote: str, status: str, anchor: float, rng: random.Random
+        self, symbol: str, base: str, quote: str, status: str, anchor: float, rng: random.Random, seed: int
     ) -> None:
         self.symbol, self.base, self.quote, self.status = symbol, base, quote, status
         self.anchor = anchor  # the starting price; the walk is pulled gently back towards it
@@ -119,6 +131,8 @@ class SymbolState:
         self.last_id = self.first_id + count - 1
         self.avg_trade_qty = self.last_qty = self.volume / count
         self.stepped_at = time.monotonic()
+        # Its klines: a history of days like the 24 h it starts with, named by the seed and the symbol.
+        self.series = CandleSeries(f"{seed}/{symbol}", anchor, self.volume, count)
 
     def advance(self, rng: random.Random, now: float) -> None:
         elapsed = now - self.stepped_at
@@ -183,6 +197,25 @@ class SymbolState:
             **tail,
         }
 
+    def kline(self, start: int, interval: int, now: float) -> list[Any]:
+        """The kline of ``interval`` s opening at ``start`` (s), as the klines fixture's row."""
+        candle = self.series.candle(start, interval, now)
+        prices = (candle.open, candle.high, candle.low, candle.close)
+        # Takers buy the larger share of a kline that rose: 10 % to 90 % by where it closed in its range.
+        spread = candle.high - candle.low
+        bought = candle.volume * (0.5 + 0.4 * (candle.close - candle.open) / spread if spread else 0.5)
+        return [
+            start * 1000,
+            *(_f8(_to_tick(price, self.tick)) for price in prices),
+            _f8(candle.volume),
+            (start + interval) * 1000 - 1,  # the close time: the last ms of the interval
+            _f8(candle.volume * candle.vwap),
+            candle.trades,
+            _f8(bought),
+            _f8(bought * candle.vwap),
+            "0",  # unused, as Binance sends it
+        ]
+
     def info(self) -> dict[str, Any]:
         price_filter = {
             "filterType": "PRICE_FILTER",
@@ -224,6 +257,18 @@ def _parse_symbols(params: dict[str, str]) -> tuple[list[str] | None, dict | Non
     return (names, None) if len(set(names)) == len(names) else (None, DUPLICATES)
 
 
+def _kline_opens(step: int, now_ms: int, start: int | None, end: int | None, limit: int) -> range:
+    """The open times (ms) of the klines asked for, oldest first: ``limit`` from the first opening at or
+    after ``start``, else the newest ``limit``; none opening after ``end`` nor after the one in progress."""
+    newest = now_ms // step * step
+    if end is not None:
+        newest = min(newest, end // step * step)
+    if start is not None:
+        first = -(-start // step) * step
+        return range(first, min(newest, first + (limit - 1) * step) + 1, step)
+    return range(max(0, newest - (limit - 1) * step), newest + 1, step)
+
+
 def _ticker_weight(names: list[str] | None, error: dict | None) -> int:
     if names is None:
         return 2 if error else 80  # no symbol parameter at all means every symbol
@@ -255,7 +300,7 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
     ) -> None:
         super().__init__(host, port, log_limit=LOG_LIMIT)
         self.weight_limit, self.ban_seconds, self.weight_window_s = weight_limit, ban_seconds, weight_window_s
-        self._rng = random.Random(seed)
+        self.seed, self._rng = seed, random.Random(seed)
         self._symbols: dict[str, SymbolState] = {}
         self._window, self._used = -1, 0
         self._retry_until = self._banned_until = 0.0  # wall time a 429's Retry-After / an IP ban ends
@@ -263,6 +308,7 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         self._routes = {  # path -> (weight from parsed params, handler)
             "/api/v3/ticker/24hr": (_ticker_weight, self._ticker),
             "/api/v3/exchangeInfo": (lambda names, error: 20, self._exchange_info),
+            "/api/v3/klines": (lambda names, error: KLINES_WEIGHT, self._klines),
         }
         for symbol, base, quote, status, price in DEFAULT_SYMBOLS:
             self.add_symbol(symbol, base, quote, status, price)
@@ -320,7 +366,9 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         with self._lock:
             if symbol in self._symbols:
                 raise ValueError(f"{symbol} exists")
-            self._symbols[symbol] = SymbolState(symbol, base, quote, status, float(price), self._rng)
+            self._symbols[symbol] = SymbolState(
+                symbol, base, quote, status, float(price), self._rng, self.seed
+            )
 
     def set_status(self, symbol: str, status: str) -> None:
         if status not in STATUSES:
@@ -337,6 +385,9 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
             state.anchor *= factor
             state.last = _to_tick(state.last * factor, state.tick)
             state.high, state.low = max(state.high, state.last), min(state.low, state.last)
+            now = time.time()
+            state.series.shift(now, factor)  # its klines jump too, from this minute on
+            state.series.observe(now, state.last)
 
     def remove_symbol(self, symbol: str) -> None:
         with self._lock:
@@ -446,6 +497,7 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
         mono, now_ms, full = time.monotonic(), int(now * 1000), params.get("type", "FULL") == "FULL"
         for state in states:
             state.advance(self._rng, mono)
+            state.series.observe(now, state.last)
         rows = [state.ticker(self._rng, now_ms, full) for state in states]
         return json_reply(200, rows[0] if "symbol" in params else rows)
 
@@ -474,6 +526,35 @@ class BinanceSimulator(SimulatorBase[RequestRecord]):
                 "symbols": [state.info() for state in states],
             },
         )
+
+    def _klines(self, params, names, error, now) -> Reply:
+        if error:
+            return json_reply(400, error)
+        for name in ("symbol", "interval"):
+            if not params.get(name):
+                return json_reply(400, {"code": -1102, "msg": MANDATORY.format(name)})
+        state = self._symbols.get(params["symbol"])
+        if state is None:
+            return json_reply(400, INVALID_SYMBOL)
+        interval = KLINE_INTERVALS.get(params["interval"])
+        if interval is None:
+            return json_reply(400, INVALID_INTERVAL)
+        numbers: dict[str, int] = {}
+        for name in ("startTime", "endTime", "limit"):
+            if name in params:
+                if not params[name].isdigit() or len(params[name]) > 20:
+                    return json_reply(400, {"code": -1100, "msg": ILLEGAL.format(name, "^[0-9]{1,20}$")})
+                numbers[name] = int(params[name])
+        limit = numbers.get("limit", DEFAULT_KLINES)
+        if not 1 <= limit <= MAX_KLINES:
+            return json_reply(400, INVALID_LIMIT)
+        start, end = numbers.get("startTime"), numbers.get("endTime")
+        if start is not None and end is not None and start > end:
+            return json_reply(400, START_AFTER_END)
+        state.advance(self._rng, time.monotonic())
+        state.series.observe(now, state.last)
+        opens = _kline_opens(interval * 1000, int(now * 1000), start, end, limit)
+        return json_reply(200, [state.kline(open_ms // 1000, interval, now) for open_ms in opens])
 
     # --- control routes (see SimulatorBase) -----------------------------------------------------------
     markets_route = "symbols"

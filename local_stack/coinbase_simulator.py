@@ -3,7 +3,9 @@
 It speaks the protocol as shared/fixtures/coinbase shows it (numbers as strings, ISO 8601 times with
 microseconds, ``{"message": "NotFound"}`` with 404 for an unknown product, 429 ``Public rate limit
 exceeded`` beyond about 10 requests a second, no batch endpoint), so the Coinbase adapter and the
-fetcher can be exercised on the real wire format offline. Stdlib only: the offline demo stack runs it.
+fetcher can be exercised on the real wire format offline. Candles come from local_stack.simulated_candles:
+each product's history around its starting price, the bucket in progress closing at the ticker's price.
+Stdlib only: the offline demo stack runs it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
+from local_stack.simulated_candles import CandleSeries
 from local_stack.simulator_http import Fault, LoggedRequest, Reply, SimulatorBase, json_reply
 
 STEP_S = 0.25  # at most one random-walk step per product per 250 ms, however often it is read
@@ -42,6 +45,13 @@ DEFAULT_PRODUCTS = [  # (id, base, quote, status, trading_disabled, starting pri
 
 NOT_FOUND = {"message": "NotFound"}
 RATE_LIMITED = {"message": "Public rate limit exceeded"}
+GRANULARITIES = {60, 300, 900, 3600, 21600, 86400}  # s, as documented; any other is refused
+MAX_CANDLES = 300  # buckets one request may span
+UNSUPPORTED_GRANULARITY = {"message": "Unsupported granularity"}
+TOO_MANY_CANDLES = {
+    "message": "granularity too small for the requested time range. Count of aggregations requested "
+    "exceeds 300"
+}
 SERVER_ERRORS = {  # Coinbase answers 500/503 itself; 502/504 come from its CDN as HTML
     500: {"message": "Internal server error"},
     503: {"message": "Service Unavailable"},
@@ -59,6 +69,20 @@ def _iso(wall_time: float) -> str:
 def _increment(price: float) -> float:
     """A quote increment giving about five significant digits, between 0.01 and 1e-8."""
     return max(1e-8, min(0.01, 10 ** (math.floor(math.log10(price)) - 4)))
+
+
+def _epoch_s(text: str) -> float | None:
+    """A candles ``start`` or ``end``: ISO 8601 (UTC when it names no zone) or epoch seconds; None when
+    it is neither."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            seconds = float(text)
+        except ValueError:
+            return None
+        return seconds if math.isfinite(seconds) else None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _decimals(increment: float) -> int:
@@ -85,6 +109,7 @@ class ProductState:
     trading_disabled: bool
     anchor: float  # the starting price; the walk is pulled gently back towards it
     rng: InitVar[random.Random]
+    seed: InitVar[int]
     quote_increment: float = field(init=False)
     last: float = field(init=False)
     open: float = field(init=False)  # the rolling 24 h open
@@ -96,8 +121,9 @@ class ProductState:
     trade_id: int = field(init=False)
     traded_at: float = field(init=False)  # wall time of the last trade: the ticker's `time`
     stepped_at: float = field(init=False)
+    series: CandleSeries = field(init=False)  # its candles, named by the seed and the product
 
-    def __post_init__(self, rng: random.Random) -> None:
+    def __post_init__(self, rng: random.Random, seed: int) -> None:
         self.quote_increment = increment = _increment(self.anchor)
         self.last = self._to_increment(self.anchor)
         self.open = self._to_increment(self.anchor * (1 + rng.uniform(-0.03, 0.03)))
@@ -111,6 +137,8 @@ class ProductState:
         self.trade_id = rng.randint(10**7, 10**9)
         self.traded_at = time.time() - rng.uniform(0, 2)
         self.stepped_at = time.monotonic()
+        trades = round(self.volume / self.size)
+        self.series = CandleSeries(f"{seed}/{self.product_id}", self.anchor, self.volume, trades)
 
     @property
     def trading(self) -> bool:
@@ -167,6 +195,13 @@ class ProductState:
             "volume_30day": _f8(self.volume_30day),
         }
 
+    def candle(self, start: int, granularity: int, now: float) -> list[int | float]:
+        """A /candles row: [time, low, high, open, close, volume], prices at the quote increment."""
+        candle = self.series.candle(start, granularity, now)
+        digits = _decimals(self.quote_increment)
+        prices = (candle.low, candle.high, candle.open, candle.close)
+        return [start, *(round(price, digits) for price in prices), round(candle.volume, 8)]
+
     def product(self) -> dict[str, Any]:
         """A /products entry: the documented fields, in the documented order (fixtures/coinbase)."""
         return {
@@ -208,7 +243,7 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
     ) -> None:
         super().__init__(host, port, log_limit=LOG_LIMIT)
         self.rate_limit_per_s = rate_limit_per_s  # None: no limit
-        self._rng = random.Random(seed)
+        self.seed, self._rng = seed, random.Random(seed)
         self._products: dict[str, ProductState] = {}
         self._recent: deque[float] = deque()  # monotonic times of the requests counted in the last second
         for product_id, base, quote, status, trading_disabled, price in DEFAULT_PRODUCTS:
@@ -248,7 +283,7 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
             if product_id in self._products:
                 raise ValueError(f"{product_id} exists")
             self._products[product_id] = ProductState(
-                product_id, base, quote, status, trading_disabled, float(price), self._rng
+                product_id, base, quote, status, trading_disabled, float(price), self._rng, self.seed
             )
 
     def traded_pairs(self) -> list[str]:
@@ -273,14 +308,15 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
     def handle(self, method: str, path: str, query: str = "", body: bytes = b"") -> Reply:
         if path.startswith("/_simulator/"):
             return self._control(method, path, body)
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         self._hold_for_delay_faults(path)
         wall_time, mono = time.time(), time.monotonic()
         with self._lock:
-            reply = self._decide(method, path, wall_time, mono)
+            reply = self._decide(method, path, params, wall_time, mono)
             self._log.append(RequestRecord(mono, wall_time, method, path, reply.status))
         return reply
 
-    def _decide(self, method: str, path: str, wall_time: float, mono: float) -> Reply:
+    def _decide(self, method: str, path: str, params: dict[str, str], wall_time: float, mono: float) -> Reply:
         fault = self._take_response_fault(path)
         if fault is not None:
             return self._fault_reply(fault)
@@ -295,12 +331,38 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
             return json_reply(404, NOT_FOUND)
         state = self._products.get(unquote(parts[2]))
         endpoint = parts[3] if len(parts) == 4 else None
-        if state is None or endpoint not in (None, "ticker", "stats"):
+        if state is None or endpoint not in (None, "ticker", "stats", "candles"):
             return json_reply(404, NOT_FOUND)
         if endpoint is None:
             return json_reply(200, state.product())
         state.advance(self._rng, mono, wall_time)
+        state.series.observe(wall_time, state.last)
+        if endpoint == "candles":
+            return self._candles(state, params, wall_time)
         return json_reply(200, state.ticker() if endpoint == "ticker" else state.stats())
+
+    def _candles(self, state: ProductState, params: dict[str, str], now: float) -> Reply:
+        """Buckets newest first: those holding any of [start, end) (the first may begin before start),
+        at most 300; without both start and end (one alone is ignored, as documented) the newest 300.
+        None after the one in progress."""
+        granularity = params.get("granularity", "60")  # minutes when not asked for
+        if not granularity.isdigit() or int(granularity) not in GRANULARITIES:
+            return json_reply(400, UNSUPPORTED_GRANULARITY)
+        step = int(granularity)
+        newest = int(now) // step * step
+        first = newest - (MAX_CANDLES - 1) * step
+        if params.get("start") and params.get("end"):
+            start, end = _epoch_s(params["start"]), _epoch_s(params["end"])
+            if start is None or end is None:  # these two messages are the simulator's: none is documented
+                return json_reply(400, {"message": f"Invalid {'start' if start is None else 'end'}"})
+            if start > end:
+                return json_reply(400, {"message": "start must be before end"})
+            first = math.floor(start / step) * step
+            count = math.ceil((end - first) / step)
+            if count > MAX_CANDLES:
+                return json_reply(400, TOO_MANY_CANDLES)
+            newest = min(newest, first + (count - 1) * step)
+        return json_reply(200, [state.candle(t, step, now) for t in range(newest, first - 1, -step)])
 
     def _admit(self, mono: float) -> bool:
         """Count a request against the limit over the last second; False when it is over."""

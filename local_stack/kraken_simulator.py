@@ -6,29 +6,29 @@ whole request), and about one public request a second before ``EGeneral:Too many
 and the end-to-end tests can then exercise Kraken's wire format offline. Stdlib only: the offline demo
 stack runs it too.
 
-Each market keeps 720 hourly candles (what OHLC returns) whose last one is the hour in progress; the
-ticker's today and last-24-hours figures are computed from those candles, so the ticker, the candles and a
-rolling open read from them always agree.
+Each market's candles come from local_stack.simulated_candles: a history around its starting price, the
+interval in progress closing at its last price. The ticker's today and last-24-hours figures are computed
+from its hourly candles, so the ticker, the candles and a rolling open read from them always agree.
 """
 
 import json
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from local_stack.simulated_candles import Candle, CandleSeries
 from local_stack.simulator_http import Fault, LoggedRequest, Reply, SimulatorBase, json_reply
 
 HOUR_S = 3600
 DAY_S = 24 * HOUR_S
-CANDLES_KEPT = 720  # OHLC answers at most 720 candles, oldest first
+CANDLES_KEPT = 720  # OHLC answers the last 720 candles of an interval at most, oldest first
+TRADES_PER_DAY = 5_000  # a market's typical day
 STEP_S = 0.25  # at most one random-walk step per market per 250 ms, however often it is read
 STEP_SIGMA = 0.0005  # relative size of one step
-HOURLY_SIGMA = 0.006  # relative size of one hour's move in the generated history
 MAX_CATCHUP_STEPS = 240  # after an idle gap, move like at most a minute of steps (one draw, bounded work)
 REVERSION = 0.002  # per-step pull towards the starting price, so 24 h changes stay plausible
 LOG_LIMIT = 10_000  # request records kept
@@ -47,7 +47,7 @@ DEFAULT_PAIRS = [  # key, altname, wsname, base, quote, status, price
 ]
 # Kraken's names for assets the service (and every other exchange) calls otherwise.
 SERVICE_NAMES = {"XBT": "BTC", "XDG": "DOGE"}
-OHLC_INTERVALS = {1, 5, 15, 30, 60, 240, 1440, 10080, 21600}  # what Kraken accepts; only 60 is simulated
+OHLC_INTERVALS = {1, 5, 15, 30, 60, 240, 1440, 10080, 21600}  # minutes, what Kraken accepts (epoch-aligned)
 
 UNKNOWN_PAIR = "EQuery:Unknown asset pair"
 INVALID_ARGUMENTS = "EGeneral:Invalid arguments"
@@ -78,25 +78,8 @@ class RequestRecord(LoggedRequest):
 
 
 @dataclass
-class Candle:
-    start: int  # s since epoch, on the hour
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    quote_volume: float  # sum of qty * price, so vwap = quote_volume / volume lies within [low, high]
-    count: int
-
-    def row(self) -> list[Any]:
-        vwap = self.quote_volume / self.volume if self.volume > 0 else self.close
-        prices = (self.open, self.high, self.low, self.close, vwap)
-        return [self.start, *map(_price, prices), _amount(self.volume), self.count]
-
-
-@dataclass
 class PairState:
-    """One market: a random walk of the last price, recorded in hourly candles."""
+    """One market: a random walk of the last price, and its candles."""
 
     key: str
     altname: str
@@ -105,78 +88,60 @@ class PairState:
     quote: str
     status: str
     anchor: float  # the starting price; the walk is pulled gently back towards it
-    now: InitVar[float]
+    seed: InitVar[int]
     rng: InitVar[random.Random]
     tick: float = field(init=False)
-    candles: deque[Candle] = field(init=False)
+    last: float = field(init=False)
+    series: CandleSeries = field(init=False)  # its candles, named by the seed and the pair's key
     avg_trade_qty: float = field(init=False)
     last_qty: float = field(init=False)
     stepped_at: float = field(init=False)
 
-    def __post_init__(self, now: float, rng: random.Random) -> None:
+    def __post_init__(self, seed: int, rng: random.Random) -> None:
         self.tick = max(1e-5, min(0.1, 10 ** (math.floor(math.log10(self.anchor)) - 5)))
+        self.last = self._on_tick(self.anchor)
         self.avg_trade_qty = self.last_qty = rng.uniform(2_000, 20_000) / self.anchor
-        self.candles = deque(maxlen=CANDLES_KEPT)
-        current_hour = int(now) // HOUR_S * HOUR_S
-        price = self._on_tick(self.anchor * (1 + rng.uniform(-0.03, 0.03)))
-        for start in range(current_hour - (CANDLES_KEPT - 1) * HOUR_S, current_hour + HOUR_S, HOUR_S):
-            drift = -0.05 * math.log(price / self.anchor)
-            close = self._on_tick(price * math.exp(rng.gauss(drift, HOURLY_SIGMA)))
-            self.candles.append(self._candle(start, price, close, rng))
-            price = close
+        daily_volume = self.avg_trade_qty * TRADES_PER_DAY
+        self.series = CandleSeries(f"{seed}/{self.key}", self.anchor, daily_volume, TRADES_PER_DAY)
         self.stepped_at = time.monotonic()
 
     def _on_tick(self, x: float) -> float:
         return max(self.tick, round(round(x / self.tick) * self.tick, 5))
 
-    def _candle(self, start: int, open_: float, close: float, rng: random.Random) -> Candle:
-        high = self._on_tick(max(open_, close) * (1 + rng.uniform(0, 0.004)))
-        low = self._on_tick(min(open_, close) * (1 - rng.uniform(0, 0.004)))
-        count = rng.randint(20, 400)
-        volume = self.avg_trade_qty * count * rng.uniform(0.5, 1.5)
-        return Candle(start, open_, high, low, close, volume, volume * rng.uniform(low, high), count)
-
-    @property
-    def last(self) -> float:
-        return self.candles[-1].close
+    def price_text(self, x: float) -> str:
+        return _price(self._on_tick(x))
 
     def advance(self, rng: random.Random, now: float, mono: float) -> None:
-        """Roll the candles over to the current hour, then take the walk's steps since the last read."""
-        current_hour = int(now) // HOUR_S * HOUR_S
-        while self.candles[-1].start < current_hour:  # quiet hours: flat candles without trades
-            last = self.last
-            start = self.candles[-1].start + HOUR_S
-            self.candles.append(Candle(start, last, last, last, last, 0.0, 0.0, 0))
+        """Take the walk's steps since the last read; the candle in progress closes at the price."""
         elapsed = mono - self.stepped_at
-        if elapsed < STEP_S:
-            return
-        self.stepped_at = mono
-        if self.status in HALTED_STATUSES:
-            return
-        steps = min(elapsed / STEP_S, MAX_CATCHUP_STEPS)
-        drift = -REVERSION * steps * math.log(self.last / self.anchor)
-        price = self._on_tick(self.last * math.exp(rng.gauss(drift, STEP_SIGMA * math.sqrt(steps))))
-        trades = rng.randint(1, 20)
-        qty = self.avg_trade_qty * trades * rng.uniform(0.5, 1.5)
-        candle = self.candles[-1]
-        candle.close, candle.high, candle.low = price, max(candle.high, price), min(candle.low, price)
-        candle.volume += qty
-        candle.quote_volume += qty * price
-        candle.count += trades
-        self.last_qty = qty / trades
+        if elapsed >= STEP_S:
+            self.stepped_at = mono
+            if self.status not in HALTED_STATUSES:
+                steps = min(elapsed / STEP_S, MAX_CATCHUP_STEPS)
+                drift = -REVERSION * steps * math.log(self.last / self.anchor)
+                moved = self.last * math.exp(rng.gauss(drift, STEP_SIGMA * math.sqrt(steps)))
+                self.last = self._on_tick(moved)
+                self.last_qty = self.avg_trade_qty * rng.uniform(0.5, 1.5)
+        self.series.observe(now, self.last)
+
+    def row(self, start: int, interval: int, now: float) -> list[Any]:
+        """An OHLC entry: [time, open, high, low, close, vwap, volume, count], prices at the tick."""
+        candle = self.series.candle(start, interval, now)
+        prices = (candle.open, candle.high, candle.low, candle.close, candle.vwap)
+        return [start, *map(self.price_text, prices), _amount(candle.volume), candle.trades]
 
     def ticker(self, now: float) -> dict[str, Any]:
-        """Kraken's ticker entry: [today, last 24 h] figures from the candles, in the fixture's key order."""
-        midnight = int(now) // DAY_S * DAY_S
-        window_start = int(now) // HOUR_S * HOUR_S - DAY_S
-        today = [c for c in self.candles if c.start >= midnight]
-        last_day = [c for c in self.candles if c.start >= window_start]
+        """Kraken's ticker entry: [today, last 24 h] figures from the hourly candles (the last 24 h: the
+        hours since the one 24 h before this one), in the fixture's key order."""
+        hour, midnight = int(now) // HOUR_S * HOUR_S, int(now) // DAY_S * DAY_S
+        last_day = [self.series.candle(start, HOUR_S, now) for start in range(hour - DAY_S, hour + 1, HOUR_S)]
+        today = [c for c in last_day if c.start >= midnight]
 
         def stats(candles: list[Candle]) -> tuple[float, float, int, float, float]:
-            volume = sum(c.volume for c in candles)
-            vwap = sum(c.quote_volume for c in candles) / volume if volume > 0 else self.last
+            volume = sum(c.volume for c in candles)  # never 0: every minute has a trade
+            vwap = sum(c.vwap * c.volume for c in candles) / volume
             high, low = max(c.high for c in candles), min(c.low for c in candles)
-            return volume, vwap, sum(c.count for c in candles), low, high
+            return volume, vwap, sum(c.trades for c in candles), low, high
 
         (v0, p0, t0, l0, h0), (v1, p1, t1, l1, h1) = stats(today), stats(last_day)
         last = self.last
@@ -185,11 +150,11 @@ class PairState:
             "b": [_price(last), "1", "1.000"],
             "c": [_price(last), _amount(self.last_qty)],
             "v": [_amount(v0), _amount(v1)],
-            "p": [_price(p0), _price(p1)],
+            "p": [self.price_text(p0), self.price_text(p1)],
             "t": [t0, t1],
-            "l": [_price(l0), _price(l1)],
-            "h": [_price(h0), _price(h1)],
-            "o": _price(today[0].open),
+            "l": [self.price_text(l0), self.price_text(l1)],
+            "h": [self.price_text(h0), self.price_text(h1)],
+            "o": self.price_text(today[0].open),
         }
 
     def info(self) -> dict[str, Any]:
@@ -238,7 +203,7 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
             raise ValueError("rate_limit_per_s must be positive (or None) and burst at least 1")
         super().__init__(host, port, log_limit=LOG_LIMIT)
         self.rate_limit_per_s, self.burst = rate_limit_per_s, burst
-        self._rng = random.Random(seed)
+        self.seed, self._rng = seed, random.Random(seed)
         self._pairs: dict[str, PairState] = {}
         # A token bucket: one token per public call, refilled at rate_limit_per_s up to `burst`.
         self._tokens, self._refilled_at = float(burst), time.monotonic()
@@ -292,7 +257,7 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         with self._lock:
             if self._find(key) or self._find(altname):
                 raise ValueError(f"{key} or {altname} is listed already")
-            state = PairState(key, altname, wsname, base, quote, status, float(price), time.time(), self._rng)
+            state = PairState(key, altname, wsname, base, quote, status, float(price), self.seed, self._rng)
             self._pairs[key] = state
 
     def traded_pairs(self) -> list[str]:
@@ -402,21 +367,27 @@ class KrakenSimulator(SimulatorBase[RequestRecord]):
         return json_reply(200, {"error": [], "result": {s.key: s.ticker(now) for s in states}})
 
     def _ohlc(self, params: dict[str, str], now: float) -> Reply:
-        interval = params.get("interval", "1")
-        if not params.get("pair") or "," in params["pair"] or not interval.isdigit():
+        """The last 720 candles of ``interval`` minutes (1 by default) at most, oldest first, the last one
+        in progress; only those after ``since`` (s) when given. ``last`` is the newest closed one's time,
+        the cursor for ``since``."""
+        interval, since = params.get("interval", "1"), params.get("since") or "0"
+        if (
+            not params.get("pair")
+            or "," in params["pair"]
+            or not interval.isdigit()
+            or int(interval) not in OHLC_INTERVALS
+            or not since.isdigit()
+        ):
             return json_reply(200, {"error": [INVALID_ARGUMENTS], "result": {}})
-        if int(interval) not in OHLC_INTERVALS:
-            return json_reply(200, {"error": [INVALID_ARGUMENTS + ":interval"], "result": {}})
         state = self._find(params["pair"])
         if state is None:
             return json_reply(200, {"error": [UNKNOWN_PAIR], "result": {}})
-        if int(interval) != 60:  # a limitation of the simulator, not Kraken's behaviour
-            return json_reply(200, {"error": [INVALID_ARGUMENTS + ":interval"], "result": {}})
         self._advance([state], now)
-        rows = [candle.row() for candle in state.candles]
-        # `last` is the newest committed candle's time: the one in progress still changes.
-        last = state.candles[-2].start if len(state.candles) > 1 else state.candles[-1].start
-        return json_reply(200, {"error": [], "result": {state.key: rows, "last": last}})
+        step = int(interval) * 60
+        current = int(now) // step * step
+        first = max(current - (CANDLES_KEPT - 1) * step, (int(since) // step + 1) * step)
+        rows = [state.row(start, step, now) for start in range(first, current + step, step)]
+        return json_reply(200, {"error": [], "result": {state.key: rows, "last": current - step}})
 
     # --- control routes (see SimulatorBase) -----------------------------------------------------------
     markets_route = "pairs"

@@ -85,6 +85,9 @@ def service_env(
         "FETCH_INTERVAL_MS": "2000",
         "MARKET_DATA_CACHE_STALE_TTL_MS": "5000",
         "TRADING_PAIRS": '["BTC/USDT","ETH/USDT"]',
+        # Backfill asks the exchange for history in a thread of its own: its tests turn it on, so
+        # that the other tests' exchange requests are the tick's alone.
+        "CANDLE_BACKFILL": "false",
         # Binance alone unless a test says otherwise; no base URL ever leaves this machine (a test
         # that needs an exchange points its URL at a simulator).
         "EXCHANGES": '["binance"]',

@@ -26,6 +26,8 @@ ILLEGAL_SYMBOLS_MSG = (
     """'^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'."""
 )
 BANNED_RE = re.compile(r"Way too much request weight used; IP banned until (\d+)\.")
+LIMIT_MSG = "Data sent for parameter 'limit' is not valid."
+MANDATORY_MSG = "Mandatory parameter '{}' was not sent, was empty/null, or malformed."
 # Loading CA certificates costs ~0.15 s per httpx client; the simulator is plain HTTP, so share one context.
 SSL_CONTEXT = httpx.create_ssl_context()
 
@@ -526,3 +528,169 @@ def test_binance_us_is_the_same_protocol_under_its_own_name_and_smaller_weight_b
     assert info.weight_limit_1m == BINANCE_US_WEIGHT_LIMIT_1M  # the listing's own figure
     ticker = parse_ticker(raw, "BTC/USDT", fetched_at=raw["closeTime"], exchange=client.name)
     assert (ticker.exchange, ticker.symbol) == ("binance_us", "BTCUSDT")
+
+
+# --- klines ----------------------------------------------------------------------------------------------
+KLINES = "/api/v3/klines"
+KLINE_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "1d": 86_400_000}
+KLINE_DECIMALS = (1, 2, 3, 4, 5, 7, 9, 10)  # the fields that are decimals in strings
+
+
+def klines(client, **params) -> list[list]:
+    response = client.get(KLINES, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_consistent_klines(rows: list[list], step_ms: int) -> None:
+    for row in rows:
+        open_, high, low, close, volume, quote, bought, _ = (Decimal(row[i]) for i in KLINE_DECIMALS)
+        assert 0 < low <= min(open_, close) <= max(open_, close) <= high, row
+        assert volume > 0 and row[8] > 0 and 0 <= bought <= volume, row
+        assert low - Decimal("0.01") <= quote / volume <= high + Decimal("0.01"), row  # a price in range
+        assert row[6] == row[0] + step_ms - 1  # the close time: the interval's last ms
+
+
+def test_klines_have_exactly_the_fixture_shape(client):
+    [documented] = fixture("klines_example.json")
+    rows = klines(client, symbol="BTCUSDT", interval="1m")
+    assert len(rows) == 500  # the default limit
+    for row in rows:
+        assert [type(value) for value in row] == [type(value) for value in documented]
+        assert all(re.fullmatch(r"\d+\.\d{8}", row[i]) for i in KLINE_DECIMALS), row
+        assert row[11] == "0"
+
+
+@pytest.mark.parametrize("interval", list(KLINE_MS))
+def test_klines_are_aligned_oldest_first_and_end_with_the_one_in_progress(client, interval):
+    step = KLINE_MS[interval]
+    before = int(time.time() * 1000)
+    rows = klines(client, symbol="BTCUSDT", interval=interval, limit=1000)
+    after = int(time.time() * 1000)
+    opens = [row[0] for row in rows]
+    assert len(rows) == 1000 and opens[0] % step == 0
+    assert opens == list(range(opens[0], opens[0] + 1000 * step, step))
+    assert opens[-1] <= after and rows[-1][6] >= before  # opened by now, closing after it: in progress
+    assert_consistent_klines(rows, step)
+
+
+def test_the_newest_kline_closes_at_the_ticker_price_and_all_stay_near_it(sim, client):
+    sim.set_status("BTCUSDT", "BREAK")  # no trade between the reads
+    last = client.get(TICKER, params={"symbol": "BTCUSDT"}).json()["lastPrice"]
+    for interval in KLINE_MS:
+        assert klines(client, symbol="BTCUSDT", interval=interval, limit=2)[-1][4] == last
+    for symbol in ("SOLUSDT", "DOGEUSDT", "ETHBTC"):
+        price = Decimal(client.get(TICKER, params={"symbol": symbol}).json()["lastPrice"])
+        for interval in ("1m", "1h", "1d"):
+            rows = klines(client, symbol=symbol, interval=interval, limit=1000)
+            assert all(price * Decimal("0.85") < Decimal(row[4]) < price * Decimal("1.15") for row in rows)
+
+
+def test_klines_honour_start_time_end_time_and_limit(client):
+    step = KLINE_MS["1m"]
+    current = int(time.time() * 1000) // step * step
+    start = current - 100 * step
+
+    def opens(**params) -> list[int]:
+        return [row[0] for row in klines(client, symbol="BTCUSDT", interval="1m", **params)]
+
+    assert opens(startTime=start, limit=10) == list(range(start, start + 10 * step, step))
+    assert opens(startTime=start + 1, limit=3)[0] == start + step  # the first opening at or after it
+    assert opens(startTime=start, endTime=start + 5 * step) == list(range(start, start + 6 * step, step))
+    # Without startTime: the newest `limit` opening by endTime.
+    assert opens(endTime=start + 5 * step + 59_999, limit=4) == list(
+        range(start + 2 * step, start + 6 * step, step)
+    )
+    # Never past now: from startTime up to the kline in progress, fewer than the default 500.
+    up_to_now = opens(startTime=start)
+    assert up_to_now[0] == start and up_to_now[-1] <= time.time() * 1000 and len(up_to_now) in (101, 102)
+    assert opens(startTime=current + 10 * step) == []
+    assert len(opens(startTime=start - 5_000 * step, limit=1000)) == 1000
+
+
+def test_an_hour_is_exactly_its_minutes(client):
+    hour = klines(client, symbol="BTCUSDT", interval="1h", limit=3)[0]  # closed
+    minutes = klines(client, symbol="BTCUSDT", interval="1m", startTime=hour[0], endTime=hour[6])
+    assert [row[0] for row in minutes] == list(range(hour[0], hour[6], 60_000))
+    assert (hour[1], hour[4]) == (minutes[0][1], minutes[-1][4])
+    assert Decimal(hour[2]) == max(Decimal(row[2]) for row in minutes)
+    assert Decimal(hour[3]) == min(Decimal(row[3]) for row in minutes)
+    assert hour[8] == sum(row[8] for row in minutes)
+    assert float(hour[5]) == pytest.approx(sum(float(row[5]) for row in minutes), rel=1e-6)
+
+
+def test_closed_klines_agree_between_requests_and_come_from_the_seed(client):
+    def closed(rows: list[list]) -> dict[int, list]:
+        now_ms = time.time() * 1000
+        return {row[0]: row for row in rows if row[6] < now_ms - 1_000}
+
+    first = closed(klines(client, symbol="ETHUSDT", interval="5m", limit=300))
+    time.sleep(0.3)
+    again = closed(klines(client, symbol="ETHUSDT", interval="5m", limit=300))
+    assert len(first) >= 298 and all(again[t] == row for t, row in first.items() if t in again)
+    for seed, same in ((7, True), (8, False)):
+        with BinanceSimulator(seed=seed) as other:
+            rows = httpx.get(
+                other.base_url + KLINES,
+                params={"symbol": "ETHUSDT", "interval": "5m", "limit": 300},
+                verify=SSL_CONTEXT,
+            ).json()
+        theirs = closed(rows)
+        assert all((theirs[t] == row) == same for t, row in first.items() if t in theirs)
+
+
+def test_a_jump_moves_the_klines_from_its_minute_on(sim, client):
+    sim.set_status("BTCUSDT", "BREAK")  # only the jump moves its price
+    read_at = int(time.time() * 1000)
+    before = klines(client, symbol="BTCUSDT", interval="1m", limit=10)
+    sim.jump("BTCUSDT", 2.0)
+    after = klines(client, symbol="BTCUSDT", interval="1m", limit=10)
+    last = client.get(TICKER, params={"symbol": "BTCUSDT"}).json()["lastPrice"]
+    assert after[-1][4] == last and Decimal(last) > Decimal(before[-1][4]) * Decimal("1.9")
+    earlier = {row[0]: row for row in before if row[6] < read_at}  # closed before the jump's minute
+    assert earlier and all(row == earlier[row[0]] for row in after if row[0] in earlier)
+
+
+@pytest.mark.parametrize(
+    ("params", "body"),
+    [
+        ({"symbol": "BTCUSD", "interval": "1m"}, {"code": -1121, "msg": "Invalid symbol."}),
+        ({"symbol": "BTCUSDT", "interval": "2m"}, {"code": -1120, "msg": "Invalid interval."}),
+        ({"symbol": "BTCUSDT", "interval": "1m", "limit": "1001"}, {"code": -1130, "msg": LIMIT_MSG}),
+        ({"symbol": "BTCUSDT", "interval": "1m", "limit": "0"}, {"code": -1130, "msg": LIMIT_MSG}),
+        ({"interval": "1m"}, {"code": -1102, "msg": MANDATORY_MSG.format("symbol")}),
+        ({"symbol": "BTCUSDT"}, {"code": -1102, "msg": MANDATORY_MSG.format("interval")}),
+        (
+            {"symbol": "BTCUSDT", "interval": "1m", "startTime": "soon"},
+            {
+                "code": -1100,
+                "msg": "Illegal characters found in parameter 'startTime'; legal range is '^[0-9]{1,20}$'.",
+            },
+        ),
+        (
+            {"symbol": "BTCUSDT", "interval": "1m", "startTime": "2000", "endTime": "1000"},
+            {"code": -1023, "msg": "Start time is greater than end time."},
+        ),
+    ],
+)
+def test_klines_errors(client, params, body):
+    response = client.get(KLINES, params=params)
+    assert (response.status_code, response.json()) == (400, body)
+    if body["code"] == -1121:
+        assert response.json() == fixture("error_invalid_symbol.json")
+
+
+def test_each_klines_request_weighs_2_and_meets_429_then_418():
+    with (
+        BinanceSimulator(weight_limit=7, ban_seconds=30, weight_window_s=1.0) as simulator,
+        httpx.Client(verify=SSL_CONTEXT, base_url=simulator.base_url, timeout=5) as client,
+    ):
+        wait_for_window_start(1.0, needed_s=1.0)
+        params = {"symbol": "BTCUSDT", "interval": "1m", "limit": "5"}
+        answers = [client.get(KLINES, params=params) for _ in range(2)]
+        answers.append(client.get(KLINES, params={**params, "interval": "7m"}))  # charged though refused
+        answers += [client.get(KLINES, params=params) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200, 400, 429, 418]
+        assert [used(a) for a in answers] == [2, 4, 6, 6, 6]
+        assert answers[3].json()["code"] == answers[4].json()["code"] == -1003
+        assert [record.weight for record in simulator.requests] == [2, 2, 2, 0, 0]

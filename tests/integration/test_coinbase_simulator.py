@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -341,3 +341,144 @@ def test_the_adapter_reads_the_documented_products() -> None:
         pair = f"{entry['base_currency']}/{entry['quote_currency']}"
         assert listing[pair].symbol == entry["id"]
         assert listing[pair].trading == (entry["status"] == "online" and entry["trading_disabled"] is False)
+
+
+# --- candles -----------------------------------------------------------------------------------------------
+GRANULARITIES = [60, 300, 900, 3600, 21600, 86400]
+TOO_MANY_CANDLES = {
+    "message": "granularity too small for the requested time range. Count of aggregations requested "
+    "exceeds 300"
+}
+
+
+def candles(http: httpx.Client, product_id: str = "BTC-USD", **params: str) -> list[list[Any]]:
+    response = http.get(f"/products/{product_id}/candles", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_candles_have_exactly_the_fixture_shape(http: httpx.Client) -> None:
+    documented = fixture("candles_example.json")
+    assert documented[0][0] > documented[1][0]  # newest first, as the fixture shows
+    for product_id in ONLINE:
+        rows = candles(http, product_id)
+        assert len(rows) == 300  # without start and end: the newest 300
+        for row in rows:  # [time, low, high, open, close, volume]: an int, then numbers
+            assert [type(value) for value in row] == [type(value) for value in documented[0]], row
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_candles_are_aligned_newest_first_and_begin_with_the_bucket_in_progress(
+    http: httpx.Client, granularity: int
+) -> None:
+    before = time.time()
+    rows = candles(http, granularity=str(granularity))
+    after = time.time()
+    times = [row[0] for row in rows]
+    assert len(rows) == 300 and times[0] % granularity == 0
+    assert times == list(range(times[0], times[0] - 300 * granularity, -granularity))
+    assert times[0] <= after and times[0] + granularity > before  # in progress: nothing after now
+    for _time, low, high, open_, close, volume in rows:
+        assert 0 < low <= min(open_, close) <= max(open_, close) <= high
+        assert volume > 0
+
+
+def test_the_newest_candle_closes_at_the_ticker_price_and_all_stay_near_it(
+    sim: CoinbaseSimulator, http: httpx.Client
+) -> None:
+    sim.set_status("BTC-USD", "online", trading_disabled=True)  # no trade between the reads
+    price = float(http.get("/products/BTC-USD/ticker").json()["price"])
+    for granularity in GRANULARITIES:
+        assert candles(http, granularity=str(granularity))[0][4] == price
+    for product_id in ("ETH-USD", "SOL-USD", "ADA-BTC"):
+        price = float(http.get(f"/products/{product_id}/ticker").json()["price"])
+        for granularity in ("60", "3600", "86400"):
+            rows = candles(http, product_id, granularity=granularity)
+            assert all(price * 0.85 < row[4] < price * 1.15 for row in rows)
+
+
+def test_candles_honour_start_and_end(http: httpx.Client) -> None:
+    step = 60
+    current = int(time.time()) // step * step
+    start = current - 400 * step
+
+    def times(**params: str) -> list[int]:
+        return [row[0] for row in candles(http, granularity=str(step), **params)]
+
+    # 300 buckets exactly: the most one request may span.
+    assert times(start=iso(start), end=iso(start + 300 * step)) == list(
+        range(start + 299 * step, start - 1, -step)
+    )
+    # The bucket holding an unaligned start comes first: it may begin before start.
+    assert times(start=iso(start + 30), end=iso(start + 5 * step - 1)) == list(
+        range(start + 4 * step, start - 1, -step)
+    )
+    # ISO 8601 with a zone and a fraction; epoch seconds too.
+    assert times(start="1970-01-01T01:00:00.5+01:00", end="1970-01-01T00:02:30Z") == [120, 60, 0]
+    assert times(start=str(start), end=str(start + 2 * step)) == [start + step, start]
+    # Nothing after the bucket in progress.
+    newest = times(start=iso(current - 10 * step), end=iso(current + 100 * step))
+    assert newest[0] <= time.time() and len(newest) in (11, 12)
+    # One of start and end alone is ignored, as documented: the newest 300.
+    for alone in ({"start": iso(start)}, {"end": iso(start)}):
+        assert len(latest := times(**alone)) == 300 and latest[0] >= current
+
+
+@pytest.mark.parametrize(("granularity", "span"), [(60, 301), (3600, 301), (86400, 1000)])
+def test_a_range_of_more_than_300_buckets_is_refused(http: httpx.Client, granularity: int, span: int) -> None:
+    start = (int(time.time()) // granularity - 400) * granularity
+    params = {"granularity": str(granularity), "start": iso(start), "end": iso(start + span * granularity)}
+    response = http.get("/products/BTC-USD/candles", params=params)
+    assert (response.status_code, response.json()) == (400, TOO_MANY_CANDLES)
+
+
+@pytest.mark.parametrize("granularity", ["61", "120", "7200", "abc", "-60", ""])
+def test_an_unsupported_granularity_is_refused(http: httpx.Client, granularity: str) -> None:
+    response = http.get("/products/BTC-USD/candles", params={"granularity": granularity})
+    assert (response.status_code, response.json()) == (400, {"message": "Unsupported granularity"})
+
+
+def test_candles_of_an_unknown_product_answer_the_fixture_404(http: httpx.Client) -> None:
+    response = http.get("/products/NOPE-USD/candles", params={"granularity": "60"})
+    assert (response.status_code, response.json()) == (404, fixture("error_not_found.json"))
+
+
+def test_an_hour_is_exactly_its_minutes_on_every_request(http: httpx.Client) -> None:
+    hour_start, low, high, open_, close, volume = candles(http, granularity="3600")[2]  # closed
+    span = {"start": iso(hour_start), "end": iso(hour_start + 3600)}
+    minutes = candles(http, granularity="60", **span)
+    assert [row[0] for row in minutes] == list(range(hour_start + 3540, hour_start - 1, -60))
+    assert (open_, close) == (minutes[-1][3], minutes[0][4])
+    assert (low, high) == (min(row[1] for row in minutes), max(row[2] for row in minutes))
+    assert volume == pytest.approx(sum(row[5] for row in minutes), rel=1e-6)
+    time.sleep(0.3)
+    assert candles(http, granularity="60", **span) == minutes  # closed buckets do not change
+
+
+def test_closed_candles_come_from_the_seed(http: httpx.Client) -> None:
+    hour = int(time.time()) // 3600 * 3600
+    span = {"granularity": "300", "start": iso(hour - 7200), "end": iso(hour)}
+    ours = candles(http, "ETH-USD", **span)
+    for seed, same in ((7, True), (8, False)):
+        with CoinbaseSimulator(seed=seed, rate_limit_per_s=None) as other:
+            url = f"{other.base_url}/products/ETH-USD/candles"
+            theirs = httpx.get(url, params=span, verify=SSL_CONTEXT).json()
+        assert (theirs == ours) == same
+
+
+def test_candles_count_against_the_public_rate_limit() -> None:
+    with (
+        CoinbaseSimulator(seed=1, rate_limit_per_s=3) as simulator,
+        httpx.Client(verify=SSL_CONTEXT, base_url=simulator.base_url, timeout=5) as http,
+    ):
+        for _attempt in range(3):  # four requests within one window; a loaded machine may need another go
+            time.sleep(1.05)
+            started = time.monotonic()
+            statuses = [http.get("/products/BTC-USD/candles").status_code for _ in range(4)]
+            if time.monotonic() - started < 0.9:
+                break
+        assert statuses == [200, 200, 200, 429]

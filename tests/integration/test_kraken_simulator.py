@@ -87,11 +87,14 @@ def test_one_unknown_name_fails_the_whole_request_in_the_body(client: httpx.Clie
 def test_ticker_figures_agree_with_the_hourly_candles(sim: KrakenSimulator, client: httpx.Client) -> None:
     # Given a market that does not trade (so nothing moves between the two reads)
     sim.set_status("XBTUSD", "maintenance")
-    # When its candles and its ticker are read
-    before = int(time.time())
-    body = client.get(OHLC, params={"pair": "XBTUSD", "interval": "60"}).json()
-    entry = client.get(TICKER, params={"pair": "XXBTZUSD"}).json()["result"]["XXBTZUSD"]
-    candles, after = body["result"]["XXBTZUSD"], int(time.time())
+    # When its candles and its ticker are read within one minute (the hour in progress grows by the minute)
+    for _attempt in range(3):
+        before = int(time.time())
+        body = client.get(OHLC, params={"pair": "XBTUSD", "interval": "60"}).json()
+        entry = client.get(TICKER, params={"pair": "XXBTZUSD"}).json()["result"]["XXBTZUSD"]
+        candles, after = body["result"]["XXBTZUSD"], int(time.time())
+        if before // 60 == after // 60:
+            break
     # Then there are 720 hourly candles ending with the hour in progress, each consistent
     assert len(candles) == 720 and list(body["result"]) == ["XXBTZUSD", "last"]
     starts = [row[0] for row in candles]
@@ -131,8 +134,13 @@ def test_ohlc_argument_errors(client: httpx.Client) -> None:
         return response.json()["error"]
 
     assert errors(pair="NOPEUSD", interval="60") == ["EQuery:Unknown asset pair"]
+    assert client.get(OHLC, params={"pair": "NOPEUSD"}).json() == fixture("error_unknown_pair.json")
     assert errors(interval="60") == ["EGeneral:Invalid arguments"]
-    assert errors(pair="XBTUSD", interval="7") == ["EGeneral:Invalid arguments:interval"]
+    assert errors(pair="XBTUSD,XETHZUSD", interval="60") == ["EGeneral:Invalid arguments"]
+    for interval in ("7", "0", "120", "2880", "1h"):
+        response = client.get(OHLC, params={"pair": "XBTUSD", "interval": interval})
+        assert response.json() == {"error": ["EGeneral:Invalid arguments"], "result": {}}, interval
+    assert errors(pair="XBTUSD", interval="60", since="yesterday") == ["EGeneral:Invalid arguments"]
 
 
 # --- rate limit, faults, control ------------------------------------------------------------------------
@@ -390,3 +398,112 @@ def test_the_adapter_reads_the_documented_listing_and_candles() -> None:
         Client(http, "https://api.kraken.test").rolling_open("XBTUSD", now_ms=first_hour_ms + 86_400_000)
         == 30306.1
     )
+
+
+# --- OHLC at every interval -------------------------------------------------------------------------------
+INTERVALS = [1, 5, 15, 30, 60, 240, 1440]  # minutes
+
+
+def ohlc(client: httpx.Client, **params: str) -> dict[str, Any]:
+    response = client.get(OHLC, params=params)
+    assert response.status_code == 200 and response.json()["error"] == [], response.text
+    return response.json()["result"]
+
+
+def test_ohlc_rows_match_the_fixture_field_by_field(client: httpx.Client) -> None:
+    expected = fixture("ohlc_XBTUSD.json")["result"]
+    documented = expected["XXBTZUSD"][0]
+    result = ohlc(client, pair="XBTUSD")  # 1 minute by default, as the fixture's
+    assert list(result) == list(expected)  # the pair's key, then `last`
+    assert type(result["last"]) is type(expected["last"])
+    rows = result["XXBTZUSD"]
+    assert rows[1][0] - rows[0][0] == 60
+    for row in rows:  # [time, open, high, low, close, vwap, volume, count]
+        assert [type(value) for value in row] == [type(value) for value in documented], row
+        assert all(re.fullmatch(r"\d+\.\d{5}", price) for price in row[1:6]), row
+        assert re.fullmatch(r"\d+\.\d{8}", row[6]), row
+
+
+@pytest.mark.parametrize("interval", INTERVALS)
+def test_ohlc_answers_the_last_720_oldest_first_ending_with_the_one_in_progress(
+    client: httpx.Client, interval: int
+) -> None:
+    step = interval * 60
+    before = time.time()
+    result = ohlc(client, pair="XXBTZUSD", interval=str(interval), since="0")  # 720 at most, whatever since
+    after = time.time()
+    rows = result["XXBTZUSD"]
+    starts = [row[0] for row in rows]
+    assert len(rows) == 720 and starts[0] % step == 0
+    assert starts == list(range(starts[0], starts[0] + 720 * step, step))
+    assert starts[-1] <= after and starts[-1] + step > before  # in progress: nothing after now
+    assert result["last"] == starts[-2]  # the cursor: the newest closed one
+    for _start, open_, high, low, close, vwap, volume, count in rows:
+        o, h, lo, c, vw = map(Decimal, (open_, high, low, close, vwap))
+        assert 0 < lo <= min(o, c) <= max(o, c) <= h and lo <= vw <= h
+        assert Decimal(volume) > 0 and count > 0
+
+
+def test_ohlc_answers_only_what_follows_since(client: httpx.Client) -> None:
+    step = 300
+    rows = ohlc(client, pair="XBTUSD", interval="5")["XXBTZUSD"]
+    since = rows[-10][0]
+    later = ohlc(client, pair="XBTUSD", interval="5", since=str(since))
+    starts = [row[0] for row in later["XXBTZUSD"]]
+    assert starts == list(range(since + step, since + step * (len(starts) + 1), step))
+    assert len(starts) in (9, 10)  # 10 when five minutes turned in between
+    polled = ohlc(client, pair="XBTUSD", interval="5", since=str(later["last"]))
+    assert [row[0] for row in polled["XXBTZUSD"]][:1] == [later["last"] + step]  # the one in progress
+    future = ohlc(client, pair="XBTUSD", interval="5", since=str(int(time.time()) + 3600))
+    assert future["XXBTZUSD"] == [] and future["last"] >= later["last"]
+
+
+def test_the_newest_candle_closes_at_the_last_price_and_all_stay_near_it(
+    sim: KrakenSimulator, client: httpx.Client
+) -> None:
+    sim.set_status("XBTUSD", "maintenance")  # no trade between the reads
+    last = client.get(TICKER, params={"pair": "XBTUSD"}).json()["result"]["XXBTZUSD"]["c"][0]
+    for interval in INTERVALS:
+        assert ohlc(client, pair="XBTUSD", interval=str(interval))["XXBTZUSD"][-1][4] == last
+    for key in ("XETHZUSD", "XDGUSD", "XETHXXBT"):
+        price = Decimal(client.get(TICKER, params={"pair": key}).json()["result"][key]["c"][0])
+        for interval in ("1", "60", "1440"):
+            rows = ohlc(client, pair=key, interval=interval)[key]
+            low, high = price * Decimal("0.85"), price * Decimal("1.15")
+            assert all(low < Decimal(row[4]) < high for row in rows), (key, interval)
+
+
+def test_an_hour_is_exactly_its_minutes_on_every_request(client: httpx.Client) -> None:
+    hour = ohlc(client, pair="XBTUSD", interval="60")["XXBTZUSD"][-3]  # closed, within 720 minutes
+    minutes = [
+        row
+        for row in ohlc(client, pair="XBTUSD", interval="1")["XXBTZUSD"]
+        if hour[0] <= row[0] < hour[0] + HOUR_S
+    ]
+    assert len(minutes) == 60
+    assert (hour[1], hour[4]) == (minutes[0][1], minutes[-1][4])
+    assert Decimal(hour[2]) == max(Decimal(row[2]) for row in minutes)
+    assert Decimal(hour[3]) == min(Decimal(row[3]) for row in minutes)
+    assert hour[7] == sum(row[7] for row in minutes)
+    assert float(hour[6]) == pytest.approx(sum(float(row[6]) for row in minutes), rel=1e-6)
+    time.sleep(0.3)
+    again = ohlc(client, pair="XBTUSD", interval="1", since=str(hour[0] - 60))["XXBTZUSD"]
+    assert again[:60] == minutes  # closed candles do not change
+
+
+def test_closed_candles_come_from_the_seed(client: httpx.Client) -> None:
+    hour = int(time.time()) // HOUR_S * HOUR_S
+    ours = ohlc(client, pair="XETHZUSD", interval="15")["XETHZUSD"]
+    closed = [row for row in ours if row[0] < hour - HOUR_S]
+    for seed, same in ((7, True), (8, False)):
+        with KrakenSimulator(seed=seed, rate_limit_per_s=None) as other:
+            url = other.base_url + OHLC
+            theirs = httpx.get(url, params={"pair": "XETHZUSD", "interval": "15"}, verify=SSL_CONTEXT).json()
+        assert ([row for row in theirs["result"]["XETHZUSD"] if row[0] < hour - HOUR_S] == closed) == same
+
+
+def test_ohlc_calls_count_against_the_rate_limit() -> None:
+    with KrakenSimulator(rate_limit_per_s=1, burst=2) as sim, httpx.Client(base_url=sim.base_url) as http:
+        answers = [http.get(OHLC, params={"pair": "XBTUSD", "interval": "1"}).json() for _ in range(3)]
+        assert [answer["error"] for answer in answers[:2]] == [[], []]
+        assert answers[2] == TOO_MANY_REQUESTS

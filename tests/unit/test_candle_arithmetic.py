@@ -12,6 +12,7 @@ from market_data.candles import (
     gaps,
     roll_up,
     sparkline,
+    stored_times,
     time_of,
 )
 
@@ -75,3 +76,14 @@ def test_a_sparkline_is_96_places_in_time_ending_now_with_none_where_nothing_clo
     assert len(line) == SPARKLINE_POINTS
     assert line[-1] == 3.0 and line[-2] == 2.0 and line[-41] == 1.0
     assert sum(point is not None for point in line) == 3
+
+
+def test_gaps_are_the_same_whether_times_are_listed_or_known_to_follow_one_another() -> None:
+    stored = [minute(i, 1.0).encode() for i in range(3, 9)]
+    times = stored_times(stored, MINUTE_MS)
+    assert isinstance(times, range) and list(times) == [T0 + i * MINUTE_MS for i in range(3, 9)]
+    for start, end in [(0, 12), (3, 9), (5, 7), (0, 2), (10, 12), (4, 12)]:
+        window = (T0 + start * MINUTE_MS, T0 + end * MINUTE_MS)
+        assert gaps(times, MINUTE_MS, *window) == gaps(list(times), MINUTE_MS, *window)
+    holed = stored[:2] + stored[3:]
+    assert stored_times(holed, MINUTE_MS) == [time_of(raw) for raw in holed]

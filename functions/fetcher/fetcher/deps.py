@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from fetcher.backfill import Backfill, candle_sources
 from fetcher.broadcasting import SlotBroadcast
 from fetcher.candles import CandleRecorder
 from fetcher.exchanges.base import BuildContext, Exchange
@@ -123,10 +124,17 @@ def build_fetcher(settings: Settings, *, consumers: list[TickConsumer] | None = 
         closers=[batches.shutdown, http.close],
     )
     # First, so that a slot's candles have closed before the broadcaster reads them.
-    candles = CandleRecorder(settings, deps.redis, deps.table, owner=uuid.uuid4().hex)
+    owner = uuid.uuid4().hex
+    candles = CandleRecorder(settings, deps.redis, deps.table, owner=owner)
     deps.consumers += [candles, *(consumers or [])]
     deps.flushers.append(candles.flush)
     deps.closers.append(candles.close)
+    sources = candle_sources(exchanges)
+    if settings.candle_backfill and sources:
+        backfill = Backfill(deps.redis, deps.table, sources, owner)
+        deps.consumers.append(backfill)
+        deps.flushers.append(backfill.flush)
+        deps.closers.append(backfill.close)
     starter = push.get_broadcast_starter(settings)
     if starter is not None:  # a WebSocket API to push to: every slot this container owns goes out
         broadcast = SlotBroadcast(settings, starter)

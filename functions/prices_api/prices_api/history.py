@@ -8,6 +8,7 @@ encoded again: the read costs little more than the cache read itself (``make ben
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -17,13 +18,14 @@ from market_data.candles import (
     HOUR_MS,
     HOURLY_RETENTION_MS,
     INTERVALS_MS,
+    MINUTE_MS,
     MINUTE_RETENTION_MS,
     Candle,
     bucket,
     decode,
     gaps,
     roll_up,
-    time_of,
+    stored_times,
 )
 from market_data.config import Settings
 from market_data.errors import InvalidPairError, InvalidRequestError
@@ -117,7 +119,7 @@ def read_history(query: HistoryQuery, *, settings: Settings, now: int) -> bytes:
     if query.interval == "1m":
         stored = list(closed) + ([still_open.encode()] if still_open else [])
         stored = stored[-query.limit :] if query.newest else stored[: query.limit]
-        times = [time_of(raw) for raw in stored]
+        times = stored_times(stored, MINUTE_MS)
         return _answer(query, times, b",".join(stored), settings=settings, now=now, listed=listed)
     minutes = [decode(raw) for raw in closed] + ([still_open] if still_open else [])
     candles = {c.time: c for c in roll_up(minutes, step)}
@@ -160,7 +162,7 @@ def _candles_answer(
 
 def _answer(
     query: HistoryQuery,
-    times: list[int],
+    times: Sequence[int],
     joined: bytes,
     *,
     settings: Settings,

@@ -107,12 +107,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The broadcaster the fetcher hands each slot to; unset: nothing is pushed (no WebSocket API).
     broadcaster_function_name: str | None = None
     # Posts in flight per broadcaster invocation, and connections one invocation serves before the
-    # fan-out is split over more of itself. Posting is CPU-bound (about 2.4 ms a post in the SDK):
-    # at the broadcaster's 1,769 MB (one vCPU) an invocation posts about 400 a second, so 500 end
-    # within a third of a 4 s slot; 16 in flight cover a 20 ms round trip at that rate
+    # fan-out is split over more of itself. Posting is CPU-bound (about 0.43 ms a post): at the
+    # broadcaster's 1,769 MB (one vCPU) an invocation posts about 2,400 a second, so 500 end within
+    # about 250 ms; 48 in flight cover a 20 ms round trip at that rate
     # (docs/benchmarks.md#push-over-websocket).
     broadcast_concurrency: Annotated[int, Meta(ge=1, le=256)] = 48
     broadcast_connections_per_invocation: Annotated[int, Meta(ge=10, le=100_000)] = 500
+
+    # --- price history ---
+    # A newly active pair's last day of 1-minute candles and 90 days of hourly ones, once, from its
+    # exchange's candle endpoint, paced within what the tick leaves of the exchange's rate.
+    candle_backfill: bool = True
 
     def __post_init__(self) -> None:
         if not self.fetch_interval_ms < self.market_data_cache_stale_ttl_ms < self.market_data_cache_ttl_ms:

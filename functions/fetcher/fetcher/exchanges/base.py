@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
+from market_data.candles import EXCHANGE as EXCHANGE_SOURCE
+from market_data.candles import Candle
 from market_data.models import Ticker
 
 if TYPE_CHECKING:
@@ -204,6 +206,49 @@ class ExchangeSpec:
     name: str
     base_url: str  # its public API; <NAME>_API_BASE_URL points the fetcher elsewhere
     build: Callable[[BuildContext], Exchange]
+
+
+class CandleSource(Protocol):
+    """An exchange that serves its own candles (backfill asks it for a new pair's history)."""
+
+    name: str
+    max_candles: int  # candles one request answers at most
+    backfill_gap_s: float  # between two backfill requests: a share of the exchange's rate left over
+
+    def candles(self, symbol: str, interval_ms: int, start_ms: int, end_ms: int) -> list[Candle]:
+        """Closed candles of ``symbol`` with times in ``[start_ms, end_ms)``, oldest first, in one
+        request; raises ExchangeError."""
+        ...
+
+    def candle_reach_ms(self, interval_ms: int) -> int | None:
+        """How far back the exchange serves candles of ``interval_ms`` (None: as far as asked)."""
+        ...
+
+
+def exchange_candle(
+    time_ms: int,
+    open_: object,
+    high: object,
+    low: object,
+    close: object,
+    volume: object,
+    *,
+    interval_ms: int,
+    now: int,
+) -> Candle | None:
+    """One of an exchange's candles as this service keeps it (``source: exchange``, the exchange's
+    own volume); None for the interval still open. Raises TypeError or ValueError for a malformed one."""
+    if time_ms + interval_ms > now:
+        return None
+    prices = [number(value) for value in (open_, high, low, close)]
+    if (
+        not all(math.isfinite(price) and price > 0 for price in prices)
+        or min(prices) != prices[2]
+        or max(prices) != prices[1]
+    ):
+        raise ValueError(f"not a candle: open, high, low, close {prices}")
+    open_price, high_price, low_price, close_price = prices
+    return Candle(time_ms, open_price, high_price, low_price, close_price, number(volume), 0, EXCHANGE_SOURCE)
 
 
 def change_24h(price: float, open_price: float) -> float:

@@ -31,11 +31,13 @@ from fetcher.exchanges.base import (
     ListingEntry,
     RateLimitedError,
     change_24h,
+    exchange_candle,
     number,
     short_reason,
 )
 from fetcher.exchanges.pacing import RATE_SHARE, Kept, PacedExchange
 from fetcher.exchanges.transport import Transport
+from market_data.candles import Candle
 from market_data.clock import now_ms
 from market_data.models import Ticker
 
@@ -50,6 +52,10 @@ DEFAULT_RETRY_AFTER_S = 1
 SERVABLE_STATUS = "online"
 TRADING_DISABLED_STATUS = "trading_disabled"
 STATS_REFRESH_MS = 300_000
+MAX_CANDLES = 300  # per request, as Coinbase documents it
+CANDLE_GRANULARITIES = {60_000: "60", 300_000: "300", 900_000: "900", 3_600_000: "3600"}
+# Backfill's share of the public rate: the tick takes RATE_SHARE of it, backfill one a second.
+BACKFILL_GAP_S = 1.0
 IN_FLIGHT = 3
 # A ticker request per pair at the paced rate; a quarter of the slot is left for the 24 h stats
 # refreshes and the answers' time.
@@ -109,7 +115,31 @@ class CoinbaseClient:
         """The raw rolling 24 h statistics of one product: open, high, low, last, volume."""
         return self._get_product(product_id, "stats")
 
-    def _get_product(self, product_id: str, endpoint: str) -> dict[str, Any]:
+    def candles(self, product_id: str, interval_ms: int, start_ms: int, end_ms: int) -> list[Candle]:
+        """Closed candles of one product in ``[start_ms, end_ms)``, oldest first: one request, at
+        most MAX_CANDLES. Coinbase answers [time (s), low, high, open, close, volume], newest first."""
+        params = {
+            "granularity": CANDLE_GRANULARITIES[interval_ms],
+            "start": _iso(start_ms),
+            "end": _iso(end_ms - 1),
+        }
+        body = self._get_product(product_id, "candles", params, expected=list)
+        now, found = now_ms(), []
+        try:
+            for row in body:
+                time_ms = int(row[0]) * 1000
+                candle = exchange_candle(
+                    time_ms, row[3], row[2], row[1], row[4], row[5], interval_ms=interval_ms, now=now
+                )
+                if candle is not None and start_ms <= time_ms < end_ms:
+                    found.append(candle)
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ExchangeError("bad_body", f"candles: malformed candle for {product_id}: {exc}") from None
+        return sorted(found, key=lambda candle: candle.time)
+
+    def _get_product(
+        self, product_id: str, endpoint: str, params: dict[str, str] | None = None, *, expected: type = dict
+    ) -> Any:
         # Quoted whole, so a product id can never reach another path.
         path = f"{PRODUCTS_PATH}/{quote(product_id, safe='')}/{endpoint}"
 
@@ -122,10 +152,16 @@ class CoinbaseClient:
             )
             return ExchangeError("not_found", message, status=404)
 
-        body = self._transport.get(path, refine=not_listed)
-        if not isinstance(body, dict):
-            raise ExchangeError("bad_body", f"{path} answered {type(body).__name__}, expected an object")
+        body = self._transport.get(path, params, refine=not_listed)
+        if not isinstance(body, expected):
+            raise ExchangeError(
+                "bad_body", f"{path} answered {type(body).__name__}, expected {expected.__name__}"
+            )
         return body
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch_ms(iso_time: str) -> int:
@@ -203,6 +239,15 @@ class CoinbaseExchange(PacedExchange):
         self.slot_ms = slot_ms
         self.stats_refresh_ms = stats_refresh_ms
         self.served_at: dict[str, int] = {}  # product id -> when its last ticker came back
+
+    max_candles = MAX_CANDLES
+    backfill_gap_s = BACKFILL_GAP_S
+
+    def candles(self, symbol: str, interval_ms: int, start_ms: int, end_ms: int) -> list[Candle]:
+        return self.client.candles(symbol, interval_ms, start_ms, end_ms)
+
+    def candle_reach_ms(self, interval_ms: int) -> int | None:
+        return None
 
     def _read_listing(self) -> dict[str, ListingEntry]:
         return self.client.products()

@@ -36,11 +36,13 @@ from fetcher.exchanges.base import (
     ListingEntry,
     RateLimitedError,
     change_24h,
+    exchange_candle,
     number,
     short_reason,
 )
 from fetcher.exchanges.pacing import RATE_SHARE, Kept, PacedExchange, Pacer
 from fetcher.exchanges.transport import Transport
+from market_data.candles import Candle
 from market_data.clock import now_ms
 from market_data.models import Ticker
 
@@ -49,6 +51,10 @@ BASE_URL = "https://api.kraken.com"
 ASSET_PAIRS_PATH = "/0/public/AssetPairs"
 TICKER_PATH = "/0/public/Ticker"
 OHLC_PATH = "/0/public/OHLC"
+MAX_CANDLES = 720  # Kraken keeps the last 720 of each interval, whatever ``since`` asks
+OHLC_INTERVALS = {60_000: "1", 300_000: "5", 900_000: "15", 3_600_000: "60"}
+# Backfill's share of the public rate: the tick takes RATE_SHARE of one a second; this is a fifth.
+BACKFILL_GAP_S = 5.0
 
 # Kraken's documented allowance for public endpoints is about one request a second per IP.
 PUBLIC_REQUESTS_PER_S = 1.0
@@ -165,6 +171,28 @@ class KrakenClient:
             raise ExchangeError("bad_body", f"{OHLC_PATH}: open {price} for {name} is not a price")
         return price
 
+    def candles(self, name: str, interval_ms: int, start_ms: int, end_ms: int) -> list[Candle]:
+        """Closed candles of one pair in ``[start_ms, end_ms)`` (of the last MAX_CANDLES), oldest
+        first. Kraken answers [time (s), open, high, low, close, vwap, volume, count], the last one
+        the interval still open."""
+        since = str(max(start_ms - interval_ms, 0) // 1000)  # ``since`` is exclusive
+        result = self._get(OHLC_PATH, {"pair": name, "interval": OHLC_INTERVALS[interval_ms], "since": since})
+        rows = next((value for key, value in result.items() if key != "last"), None)
+        if not isinstance(rows, list):
+            raise ExchangeError("bad_body", f"{OHLC_PATH}: no candles for {name}")
+        now, found = now_ms(), []
+        try:
+            for row in rows:
+                time_ms = int(row[0]) * 1000
+                candle = exchange_candle(
+                    time_ms, row[1], row[2], row[3], row[4], row[6], interval_ms=interval_ms, now=now
+                )
+                if candle is not None and start_ms <= time_ms < end_ms:
+                    found.append(candle)
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ExchangeError("bad_body", f"{OHLC_PATH}: malformed candle for {name}: {exc}") from None
+        return found
+
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         """The ``result`` object of one call, or the ExchangeError its status or error list means."""
         body = self._transport.get(path, params, refine=_body_errors(path))
@@ -256,6 +284,15 @@ class KrakenExchange(PacedExchange):
         self.client = client
         self.opens = self.kept
         self.open_failures: dict[str, tuple[int, str]] = {}  # key -> when its open last failed, why
+
+    max_candles = MAX_CANDLES
+    backfill_gap_s = BACKFILL_GAP_S
+
+    def candles(self, symbol: str, interval_ms: int, start_ms: int, end_ms: int) -> list[Candle]:
+        return self.client.candles(symbol, interval_ms, start_ms, end_ms)
+
+    def candle_reach_ms(self, interval_ms: int) -> int | None:
+        return MAX_CANDLES * interval_ms
 
     def _read_listing(self) -> dict[str, ListingEntry]:
         return self.client.asset_pairs()

@@ -8,7 +8,17 @@
 - ``candles``: 1-minute candles from the ticks' prices, the sparklines' closes.
 """
 
-from market_data.cache.candles import add_samples, claim_hour, read_minutes, read_sparklines, release_hour
+from market_data.cache.candles import (
+    add_exchange_candles,
+    add_samples,
+    backfilled,
+    claim_backfill,
+    claim_hour,
+    finish_backfill,
+    read_minutes,
+    read_sparklines,
+    release_hour,
+)
 from market_data.cache.connection import CacheUnavailableError, get_client, reset_client
 from market_data.cache.keys import (
     FAILURE_HOLDS,
@@ -68,13 +78,17 @@ __all__ = [
     "SharedStateDiff",
     "SlotStart",
     "TickWrite",
+    "add_exchange_candles",
     "add_samples",
     "advance_candle_minute",
+    "backfilled",
     "ban_key",
     "changed_since_pushed",
     "circuit_key",
+    "claim_backfill",
     "claim_hour",
     "claim_key",
+    "finish_backfill",
     "get_client",
     "kept_key",
     "open_slot",

@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import orjson
+
 from market_data.cache.connection import translated
 from market_data.cache.keys import (
+    BACKFILLED,
     CANDLES_TTL_MS,
     OPEN_CANDLES,
     SPARKLINES,
     WRITTEN_SLOT,
+    backfill_claim_key,
     hour_rolled_key,
     minute_candles_key,
 )
@@ -187,3 +191,66 @@ def decode_sparkline(raw: bytes) -> dict[int, float]:
     first, _, closes = raw.decode().partition("|")
     start = int(first)
     return {start + i * SPARKLINE_STEP_MS: float(close) for i, close in enumerate(closes.split(",")) if close}
+
+
+# An exchange's closed candles join the pair's day of minutes where nothing was sampled (a
+# minute this service served keeps its own candle) and before the minute now open.
+_ADD_EXCHANGE = """
+local open = redis.call('HGET', KEYS[2], ARGV[1])
+local open_minute = open and tonumber(string.match(open, '^[^|]+')) or math.huge
+local added = 0
+for i = 4, #ARGV, 2 do
+  local time = tonumber(ARGV[i])
+  if time < open_minute and time >= tonumber(ARGV[2]) and redis.call('ZCOUNT', KEYS[1], time, time) == 0 then
+    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+    added = added + 1
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return added
+"""
+
+
+@translated
+def add_exchange_candles(client: Redis, pair: str, candles: Sequence[Candle], *, now_ms: int) -> int:
+    """Backfilled 1-minute candles into the pair's day, then its sparkline drawn again from every
+    minute it now holds. Returns how many were added."""
+    if not candles:
+        return 0
+    arguments: list[object] = [pair, bucket(now_ms, MINUTE_MS) - MINUTE_RETENTION_MS, CANDLES_TTL_MS]
+    for candle in candles:
+        arguments += [candle.time, candle.encode()]
+    key = minute_candles_key(pair)
+    added = int(client.eval(_ADD_EXCHANGE, 2, key, OPEN_CANDLES, *arguments))  # type: ignore[arg-type]
+    closes: dict[int, tuple[int, str]] = {}
+    for raw, score in client.zrange(key, 0, -1, withscores=True):  # type: ignore[union-attr]
+        time = int(score)
+        at = bucket(time, SPARKLINE_STEP_MS)
+        if time >= closes.get(at, (-1, ""))[0]:
+            closes[at] = (time, repr(orjson.loads(raw)["close"]))
+    first = bucket(now_ms, SPARKLINE_STEP_MS) - (SPARKLINE_POINTS - 1) * SPARKLINE_STEP_MS
+    line = [closes.get(first + i * SPARKLINE_STEP_MS, (0, ""))[1] for i in range(SPARKLINE_POINTS)]
+    while line and not line[-1]:
+        line.pop()
+    client.hset(SPARKLINES, pair, f"{first}|{','.join(line)}")
+    return added
+
+
+@translated
+def backfilled(client: Redis, pairs: Sequence[str]) -> set[str]:
+    """Of ``pairs``, those already backfilled."""
+    found: list[bytes | None] = client.hmget(BACKFILLED, list(pairs))  # type: ignore[assignment]
+    return {pair for pair, at in zip(pairs, found, strict=True) if at is not None}
+
+
+@translated
+def claim_backfill(client: Redis, pair: str, owner: str) -> bool:
+    return bool(client.set(backfill_claim_key(pair), owner, nx=True, px=10 * 60_000))
+
+
+@translated
+def finish_backfill(client: Redis, pair: str, owner: str, *, done_at: int | None) -> None:
+    """Give the pair's claim back; with ``done_at``, mark it backfilled (else it is tried again)."""
+    if done_at is not None:
+        client.hset(BACKFILLED, pair, str(done_at))
+    client.eval(_RELEASE, 1, backfill_claim_key(pair), owner)

@@ -52,6 +52,17 @@ def minute_candles_key(pair: str) -> str:
     return f"{TAG}:candles:1m:{pair}"
 
 
+# HASH pair -> ms: pairs whose history was backfilled from their exchange (once; a flushed cache
+# forgets, and the history it lost is backfilled again). Writer and reader: the fetcher's backfill.
+BACKFILLED = f"{TAG}:backfilled"
+
+
+def backfill_claim_key(pair: str) -> str:
+    """The invocation backfilling ``pair`` (``SET NX``), so two never ask the exchange for the same
+    history. Released when the backfill fails; lives ten minutes."""
+    return f"{TAG}:backfill:{pair}"
+
+
 def hour_rolled_key(hour: int) -> str:
     """The invocation that rolls ``hour``'s 1-minute candles up into DynamoDB (``SET NX``): one
     write per pair per hour. Lives two hours."""

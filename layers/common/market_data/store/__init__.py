@@ -8,7 +8,7 @@
 - ``candles``: the hourly candles history falls back on.
 """
 
-from market_data.store.candles import read_hourly_candles, write_hourly_candles
+from market_data.store.candles import read_hourly_candles, write_hourly_candles, write_hourly_history
 from market_data.store.connection import StoreUnavailableError, get_table, reset_table
 from market_data.store.connections import (
     Connection,
@@ -65,5 +65,6 @@ __all__ = [
     "subscribe",
     "unsubscribe",
     "write_hourly_candles",
+    "write_hourly_history",
     "write_last_known_good",
 ]

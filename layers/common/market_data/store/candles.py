@@ -3,7 +3,7 @@ hour, expired by DynamoDB's TTL 90 days after the hour."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +24,22 @@ def _sort_key(time: int) -> str:
 @translated
 def write_hourly_candles(table: Any, candles: Mapping[str, Candle]) -> int:
     """One item per pair (BatchWriteItem, 25 per request, unprocessed ones retried)."""
+    return _write(table, list(candles.items()))
+
+
+@translated
+def write_hourly_history(table: Any, pair: str, candles: Sequence[Candle]) -> int:
+    """A pair's backfilled hours, each written only where no hour is kept yet (one Query first):
+    an hour this service sampled keeps its own candle."""
+    if not candles:
+        return 0
+    kept = {c.time for c in read_hourly_candles(table, pair, candles[0].time, candles[-1].time + 1)}
+    return _write(table, [(pair, candle) for candle in candles if candle.time not in kept])
+
+
+def _write(table: Any, candles: Sequence[tuple[str, Candle]]) -> int:
     with table.batch_writer() as batch:
-        for pair, candle in candles.items():
+        for pair, candle in candles:
             item: dict[str, Any] = {
                 "pk": hourly_pk(pair),
                 "sk": _sort_key(candle.time),
