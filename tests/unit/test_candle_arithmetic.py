@@ -72,10 +72,16 @@ def test_a_stored_candle_is_the_apis_json_and_its_time_reads_without_parsing() -
 def test_a_sparkline_is_96_places_in_time_ending_now_with_none_where_nothing_closed() -> None:
     now = T0 + 5 * HOUR_MS + 7 * MINUTE_MS
     last = now - now % SPARKLINE_STEP_MS
-    line = sparkline({last: 3.0, last - SPARKLINE_STEP_MS: 2.0, last - 40 * SPARKLINE_STEP_MS: 1.0}, now)
+    # Stored from 100 intervals back (the oldest four out of the day now), with holes.
+    first = last - 99 * SPARKLINE_STEP_MS
+    closes = ["9"] * 4 + ["1.5"] + [""] * 93 + ["2.0", "2.5"]
+    line = sparkline(first, closes, now, 3.0)
     assert len(line) == SPARKLINE_POINTS
-    assert line[-1] == 3.0 and line[-2] == 2.0 and line[-41] == 1.0
+    assert line[0] == 1.5 and line[-2] == 2.0 and line[-1] == 3.0  # the open interval: the price
     assert sum(point is not None for point in line) == 3
+    # Stored only up to an hour ago: the last hour is empty but for the price.
+    assert sparkline(first, closes[:-4], now, 3.0)[-5:] == [None, None, None, None, 3.0]
+    assert sparkline(0, [], now, 3.0) == [None] * 95 + [3.0]  # nothing stored yet
 
 
 def test_gaps_are_the_same_whether_times_are_listed_or_known_to_follow_one_another() -> None:

@@ -48,9 +48,11 @@ class Backfill:
         if not written.cache_written or self.stopping.is_set():
             return
         candidates = [pair for pair in written.tickers if pair not in self.in_flight]
-        if not candidates:
-            return
         try:
+            if written.activated:  # restored, or verified again: a hole where it was not served
+                cache.forget_backfilled(self.redis, written.activated)
+            if not candidates:
+                return
             finished = cache.backfilled(self.redis, candidates)
         except cache.CacheUnavailableError:
             return  # the next tick asks again

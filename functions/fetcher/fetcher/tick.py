@@ -35,7 +35,7 @@ from market_data.clock import now_ms
 from market_data.contracts import TickStats
 from market_data.models import Ticker
 from market_data.observability import logger
-from market_data.statuses import SUSPENDED
+from market_data.statuses import ACTIVE, SUSPENDED
 
 # Why a pair has no source while no exchange's listing has been read: the exchanges' errors (and
 # health's advice, when none could be reached) say why.
@@ -53,6 +53,7 @@ class WrittenTick:
     cache_written: bool  # False: the cache write failed (readers see the previous tick)
     failed_over: dict[str, str] = field(default_factory=dict)  # pair -> the later exchange serving it
     paused: str = ""  # a paused slot (nothing fetched): why; its consumers are told too
+    activated: tuple[str, ...] = ()  # pairs made active this tick (verified, or restored)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,13 @@ def run_tick(fetcher: Fetcher, opened: OpenedSlot, *, deadline: float) -> TickRe
     notify_consumers(
         fetcher,
         WrittenTick(
-            opened.slot, dict(judged.tickers), judged.listed, judged.missing, written is not None, failed_over
+            opened.slot,
+            dict(judged.tickers),
+            judged.listed,
+            judged.missing,
+            written is not None,
+            failed_over,
+            activated=tuple(t.pair for t in applied if t.to == ACTIVE),
         ),
     )
     return TickResult(

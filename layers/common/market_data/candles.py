@@ -141,9 +141,15 @@ def gaps(times: Iterable[int], interval_ms: int, start: int, end: int) -> list[l
     return found
 
 
-def sparkline(closes: dict[int, float], now_ms: int) -> list[float | None]:
-    """24 h of 15-minute closes ending with the interval now open (``closes``: interval start ->
-    its last close); an interval without one is None, so every point keeps its place in time."""
+def sparkline(first: int, closes: Sequence[str], now_ms: int, price: float) -> list[float | None]:
+    """24 h of 15-minute closes ending with ``price`` in the interval now open (``closes``: from the
+    interval starting at ``first`` on, "" where one had none); an interval without a close is None,
+    so every point keeps its place in time."""
     last = bucket(now_ms, SPARKLINE_STEP_MS)
-    first = last - (SPARKLINE_POINTS - 1) * SPARKLINE_STEP_MS
-    return [closes.get(first + i * SPARKLINE_STEP_MS) for i in range(SPARKLINE_POINTS)]
+    offset = (first - (last - (SPARKLINE_POINTS - 1) * SPARKLINE_STEP_MS)) // SPARKLINE_STEP_MS
+    line: list[float | None] = [None] * SPARKLINE_POINTS
+    for index in range(max(0, -offset), min(len(closes), SPARKLINE_POINTS - offset)):
+        if closes[index]:
+            line[offset + index] = float(closes[index])
+    line[-1] = price
+    return line

@@ -91,20 +91,18 @@ SPARKLINE = "sparkline"  # the prices route's include value
 def add_sparklines(entries: dict[str, dict[str, object]], *, settings: Settings, now: int) -> None:
     """Each entry gains ``sparkline``: 96 closes of 15 minutes from its candles, the interval now
     open closing at the entry's own price. None for every entry when the cache cannot say."""
-    from market_data.candles import SPARKLINE_STEP_MS, bucket, sparkline
+    from market_data.candles import sparkline
 
     try:
-        closes = cache.read_sparklines(cache.get_client(settings), list(entries))
+        stored = cache.read_sparklines(cache.get_client(settings), list(entries))
     except cache.CacheUnavailableError as exc:
         logger.warning("sparklines unavailable", error=exc.cause)
-        closes = {}
-    for pair, entry in entries.items():
-        known = closes.get(pair)
-        if known is None:
+        for entry in entries.values():
             entry[SPARKLINE] = None
-            continue
-        known[bucket(now, SPARKLINE_STEP_MS)] = float(entry["price"])  # type: ignore[arg-type]
-        entry[SPARKLINE] = sparkline(known, now)
+        return
+    for pair, entry in entries.items():
+        first, closes = stored.get(pair, (0, []))
+        entry[SPARKLINE] = sparkline(first, closes, now, float(entry["price"]))  # type: ignore[arg-type]
 
 
 def _from_last_known_good(

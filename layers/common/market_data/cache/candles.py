@@ -178,19 +178,16 @@ def release_hour(client: Redis, hour: int, owner: str) -> None:
 
 
 @translated
-def read_sparklines(client: Redis, pairs: Sequence[str]) -> dict[str, dict[int, float]]:
-    """Each pair's 15-minute closes of the last day: interval start -> close."""
-    found: dict[str, dict[int, float]] = {}
+def read_sparklines(client: Redis, pairs: Sequence[str]) -> dict[str, tuple[int, list[str]]]:
+    """Each pair's 15-minute closes of the last day as stored: the first interval's start and the
+    closes from it on ("" where an interval had none); a pair with none is left out."""
     stored: list[bytes | None] = client.hmget(SPARKLINES, list(pairs))  # type: ignore[assignment]
+    found: dict[str, tuple[int, list[str]]] = {}
     for pair, raw in zip(pairs, stored, strict=True):
-        found[pair] = decode_sparkline(raw) if raw else {}
+        if raw:
+            first, _, closes = raw.decode().partition("|")
+            found[pair] = (int(first), closes.split(","))
     return found
-
-
-def decode_sparkline(raw: bytes) -> dict[int, float]:
-    first, _, closes = raw.decode().partition("|")
-    start = int(first)
-    return {start + i * SPARKLINE_STEP_MS: float(close) for i, close in enumerate(closes.split(",")) if close}
 
 
 # An exchange's closed candles join the pair's day of minutes where nothing was sampled (a
@@ -241,6 +238,12 @@ def backfilled(client: Redis, pairs: Sequence[str]) -> set[str]:
     """Of ``pairs``, those already backfilled."""
     found: list[bytes | None] = client.hmget(BACKFILLED, list(pairs))  # type: ignore[assignment]
     return {pair for pair, at in zip(pairs, found, strict=True) if at is not None}
+
+
+@translated
+def forget_backfilled(client: Redis, pairs: Sequence[str]) -> None:
+    """These pairs' history is to be backfilled again (they were not served for a while)."""
+    client.hdel(BACKFILLED, *pairs)
 
 
 @translated
