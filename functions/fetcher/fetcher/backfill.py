@@ -112,6 +112,12 @@ class Backfill:
             except RateLimitedError as exc:
                 self.next_request_at[source.name] = time.monotonic() + exc.retry_after_s
                 raise
+            finally:
+                # Counted from the answer: the exchange then sees requests at least the gap apart.
+                self.next_request_at.setdefault(source.name, 0.0)
+                self.next_request_at[source.name] = max(
+                    self.next_request_at[source.name], time.monotonic() + source.backfill_gap_s
+                )
         return found
 
     def _wait_turn(self, source: CandleSource) -> None:
@@ -120,7 +126,6 @@ class Backfill:
             raise _OutOfTime
         if self.stopping.is_set():
             raise _OutOfTime
-        self.next_request_at[source.name] = time.monotonic() + source.backfill_gap_s
 
     def flush(self, timeout_s: float) -> None:
         """The invocation is ending: no new request, and the pair under way is left for a later
