@@ -62,7 +62,7 @@ def container_for(make_container: Callable[..., Fetcher]) -> Fetcher:
     """A container whose backfill asks faster than the real gap, within the simulators' limits."""
     container = make_container()
     for source in backfill_of(container).sources.values():
-        source.backfill_gap_s = min(source.backfill_gap_s, max(source.backfill_gap_s / 5, 0.3))  # type: ignore[misc]
+        source.backfill_gap_s = min(source.backfill_gap_s, max(source.backfill_gap_s / 5, 0.5))  # type: ignore[misc]
     return container
 
 

@@ -11,12 +11,13 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from market_data.candles import EXCHANGE as EXCHANGE_SOURCE
 from market_data.candles import Candle
+from market_data.clock import now_ms
 from market_data.models import Ticker
 
 if TYPE_CHECKING:
@@ -249,6 +250,32 @@ def exchange_candle(
         raise ValueError(f"not a candle: open, high, low, close {prices}")
     open_price, high_price, low_price, close_price = prices
     return Candle(time_ms, open_price, high_price, low_price, close_price, number(volume), 0, EXCHANGE_SOURCE)
+
+
+def read_candle_rows(
+    rows: Iterable[Any],
+    columns: tuple[int, int, int, int, int],
+    *,
+    time_unit_ms: int,
+    interval_ms: int,
+    start_ms: int,
+    end_ms: int,
+    where: str,
+) -> list[Candle]:
+    """An exchange's candle rows (its time first, in ``time_unit_ms``; ``columns``: where open,
+    high, low, close and volume are) as closed candles in ``[start_ms, end_ms)``, oldest first.
+    A malformed row fails the whole answer, naming ``where``."""
+    now, found = now_ms(), []
+    try:
+        for row in rows:
+            time_ms = int(row[0]) * time_unit_ms
+            values = [row[index] for index in columns]
+            candle = exchange_candle(time_ms, *values, interval_ms=interval_ms, now=now)
+            if candle is not None and start_ms <= time_ms < end_ms:
+                found.append(candle)
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ExchangeError("bad_body", f"{where}: malformed candle: {exc}") from None
+    return sorted(found, key=lambda candle: candle.time)
 
 
 def change_24h(price: float, open_price: float) -> float:

@@ -30,8 +30,8 @@ from fetcher.exchanges.base import (
     RateLimitedError,
     WeightBudget,
     change_24h,
-    exchange_candle,
     number,
+    read_candle_rows,
     short_reason,
 )
 from fetcher.exchanges.transport import Transport
@@ -198,15 +198,10 @@ class BinanceClient:
         body = self._transport.get(KLINES_PATH, params, refine=_invalid_symbol)
         if not isinstance(body, list):
             raise ExchangeError("bad_body", f"{KLINES_PATH} answered {type(body).__name__}, expected a list")
-        now, found = now_ms(), []
-        try:
-            for row in body:
-                candle = exchange_candle(int(row[0]), *row[1:6], interval_ms=interval_ms, now=now)
-                if candle is not None and start_ms <= candle.time < end_ms:
-                    found.append(candle)
-        except (IndexError, TypeError, ValueError) as exc:
-            raise ExchangeError("bad_body", f"{KLINES_PATH}: malformed kline for {symbol}: {exc}") from None
-        return found
+        return read_candle_rows(
+            body, (1, 2, 3, 4, 5), time_unit_ms=1, interval_ms=interval_ms, start_ms=start_ms,
+            end_ms=end_ms, where=f"{KLINES_PATH} for {symbol}",
+        )  # fmt: skip
 
     def tickers(self, symbols: Sequence[str]) -> list[dict[str, Any]]:
         """Raw 24 h tickers for ``symbols`` in one request."""

@@ -31,8 +31,8 @@ from fetcher.exchanges.base import (
     ListingEntry,
     RateLimitedError,
     change_24h,
-    exchange_candle,
     number,
+    read_candle_rows,
     short_reason,
 )
 from fetcher.exchanges.pacing import RATE_SHARE, Kept, PacedExchange
@@ -124,18 +124,10 @@ class CoinbaseClient:
             "end": _iso(end_ms - 1),
         }
         body = self._get_product(product_id, "candles", params, expected=list)
-        now, found = now_ms(), []
-        try:
-            for row in body:
-                time_ms = int(row[0]) * 1000
-                candle = exchange_candle(
-                    time_ms, row[3], row[2], row[1], row[4], row[5], interval_ms=interval_ms, now=now
-                )
-                if candle is not None and start_ms <= time_ms < end_ms:
-                    found.append(candle)
-        except (IndexError, TypeError, ValueError) as exc:
-            raise ExchangeError("bad_body", f"candles: malformed candle for {product_id}: {exc}") from None
-        return sorted(found, key=lambda candle: candle.time)
+        return read_candle_rows(
+            body, (3, 2, 1, 4, 5), time_unit_ms=1000, interval_ms=interval_ms, start_ms=start_ms,
+            end_ms=end_ms, where=f"candles of {product_id}",
+        )  # fmt: skip
 
     def _get_product(
         self, product_id: str, endpoint: str, params: dict[str, str] | None = None, *, expected: type = dict

@@ -36,8 +36,8 @@ from fetcher.exchanges.base import (
     ListingEntry,
     RateLimitedError,
     change_24h,
-    exchange_candle,
     number,
+    read_candle_rows,
     short_reason,
 )
 from fetcher.exchanges.pacing import RATE_SHARE, Kept, PacedExchange, Pacer
@@ -180,18 +180,10 @@ class KrakenClient:
         rows = next((value for key, value in result.items() if key != "last"), None)
         if not isinstance(rows, list):
             raise ExchangeError("bad_body", f"{OHLC_PATH}: no candles for {name}")
-        now, found = now_ms(), []
-        try:
-            for row in rows:
-                time_ms = int(row[0]) * 1000
-                candle = exchange_candle(
-                    time_ms, row[1], row[2], row[3], row[4], row[6], interval_ms=interval_ms, now=now
-                )
-                if candle is not None and start_ms <= time_ms < end_ms:
-                    found.append(candle)
-        except (IndexError, TypeError, ValueError) as exc:
-            raise ExchangeError("bad_body", f"{OHLC_PATH}: malformed candle for {name}: {exc}") from None
-        return found
+        return read_candle_rows(
+            rows, (1, 2, 3, 4, 6), time_unit_ms=1000, interval_ms=interval_ms, start_ms=start_ms,
+            end_ms=end_ms, where=f"{OHLC_PATH} for {name}",
+        )  # fmt: skip
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         """The ``result`` object of one call, or the ExchangeError its status or error list means."""

@@ -92,27 +92,21 @@ class Poster:
         request = AWSRequest(method=method, url=self._origin + path, data=body, headers=dict(HEADERS))
         SigV4Auth(self._credentials(), SIGNING_NAME, self._region).add_auth(request)
         headers = dict(request.headers.items())
-        connection = getattr(self._local, "connection", None)
-        reused = connection is not None
-        if connection is None:
-            connection = self._local.connection = self._connect()
-        try:
-            return self._exchange(connection, method, path, body, headers)
-        except (http.client.HTTPException, OSError):
-            connection.close()
-            self._local.connection = None
-            if not reused:
-                raise
-        # The kept-alive connection had been closed by the other end while idle, before it read
-        # this request: sent again once on a new one (a rare duplicate is harmless: a client
-        # holds the latest entry per pair, and an update names its slot).
-        connection = self._local.connection = self._connect()
-        try:
-            return self._exchange(connection, method, path, body, headers)
-        except (http.client.HTTPException, OSError):
-            connection.close()
-            self._local.connection = None
-            raise
+        while True:
+            connection = getattr(self._local, "connection", None)
+            reused = connection is not None
+            if connection is None:
+                connection = self._local.connection = self._connect()
+            try:
+                return self._exchange(connection, method, path, body, headers)
+            except (http.client.HTTPException, OSError):
+                connection.close()
+                self._local.connection = None
+                if not reused:
+                    raise
+            # The kept-alive connection had been closed by the other end while idle, before it
+            # read this request: sent again once, on a new one (a rare duplicate is harmless: a
+            # client holds the latest entry per pair, and an update names its slot).
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
