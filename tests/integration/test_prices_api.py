@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -96,7 +99,9 @@ def test_all_pairs_present_is_200_with_every_contract_field(put_in_cache: Callab
     response = invoke(load_event("prices_get.json"))
 
     assert response["statusCode"] == 200
-    assert response["headers"]["Cache-Control"] == "public, max-age=1"
+    # Kept no longer than the slot it belongs to (2 s slots here).
+    max_age = int(response["headers"]["Cache-Control"].removeprefix("public, max-age="))
+    assert 0 <= max_age < 2 and response["headers"]["Vary"] == "Accept-Encoding"
     body = json.loads(response["body"])
     assert list(body) == ["BTC/USDT", "ETH/USDT"]
     entry = body["BTC/USDT"]
@@ -275,7 +280,8 @@ def test_openapi_is_generated_from_the_code_and_describes_the_contract(service_e
         "additionalProperties"
     ]
     assert set(reasons["enum"]) == {NOT_LISTED, NEVER_SUBMITTED, *NOT_LISTED_BY_STATUS.values()}
-    assert [p["name"] for p in prices["parameters"]] == ["pairs", "include"]
+    assert [p["name"] for p in prices["parameters"]] == ["pairs", "include", "If-None-Match"]
+    assert "ETag" in prices["responses"]["200"]["headers"] and "304" in prices["responses"]
     entry = spec["components"]["schemas"]["PriceEntry"]
     assert set(entry["properties"]) == CONTRACT_FIELDS | {"sparkline"}  # only with include=sparkline
     assert "sparkline" not in entry["required"]
@@ -530,3 +536,34 @@ def test_a_trailing_comma_is_ignored(put_in_cache: Callable[..., None]) -> None:
     response = invoke(prices_event("BTC/USDT,"))
 
     assert (response["statusCode"], list(json.loads(response["body"]))) == (200, ["BTC/USDT"])
+
+
+def test_the_etag_changes_when_a_price_turns_stale_though_no_tick_came(
+    put_in_cache: Callable[..., None],
+) -> None:
+    stale_after = get_settings().market_data_cache_stale_ttl_ms
+    put_in_cache([make_ticker("BTC/USDT", age_ms=stale_after - 600)], ["BTC/USDT"])
+    event = prices_event("BTC/USDT")
+    first = invoke(event)
+    assert first["statusCode"] == 200 and json.loads(first["body"])["BTC/USDT"]["stale"] is False
+    event["headers"] = {**event["headers"], "if-none-match": first["headers"]["ETag"]}
+    assert invoke(event)["statusCode"] == 304  # the same slot, nothing changed
+    time.sleep(0.8)  # no new tick, but the price is now older than the stale threshold
+    later = invoke(event)
+    assert later["statusCode"] == 200 and json.loads(later["body"])["BTC/USDT"]["stale"] is True
+    assert later["headers"]["ETag"] != first["headers"]["ETag"]
+
+
+def test_a_304_has_no_body_and_the_validators_of_the_200(put_in_cache: Callable[..., None]) -> None:
+    pairs = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT"]  # over gzip's 1 KB floor
+    put_in_cache([make_ticker(pair) for pair in pairs], pairs)
+    event = prices_event(",".join(pairs))
+    event["headers"] = {**event["headers"], "accept-encoding": "gzip"}
+    first = invoke(event)
+    assert first["isBase64Encoded"] is True and first["headers"]["Content-Encoding"] == "gzip"
+    assert set(json.loads(gzip.decompress(base64.b64decode(first["body"])))) == set(pairs)
+    event["headers"]["if-none-match"] = f'W/"00000000", {first["headers"]["ETag"]}'
+    again = invoke(event)
+    assert (again["statusCode"], again["body"], again["isBase64Encoded"]) == (304, "", False)
+    assert again["headers"]["ETag"] == first["headers"]["ETag"]
+    assert again["headers"]["Cache-Control"].startswith("public, max-age=")

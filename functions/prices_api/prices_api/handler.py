@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import time
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from market_data.candles import SPARKLINE_STEP_MS
 from market_data.clock import now_ms
 from market_data.config import Settings, get_settings
 from market_data.errors import InvalidPairError
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-CACHE_CONTROL = "public, max-age=1"
 HEALTH_PATH, INIT_PATH, OPENAPI_PATH = f"{BASE}/health", f"{BASE}/init", f"{BASE}/openapi.json"
 HISTORY_PATH = f"{BASE}/history"
 # The query parameters each GET route of this function takes. Any other is refused, named, rather
@@ -65,15 +66,31 @@ def unknown_parameters(path: str, unknown: set[str], known: frozenset[str]) -> A
     return error_response(400, "unknown_parameters", message)
 
 
-def prices_response(answer: PricesAnswer, settings: Settings) -> ApiResponse:
+def validators(answer: PricesAnswer, settings: Settings, now: int) -> dict[str, str]:
+    """What lets a cache or a client keep the answer: never past the slot it belongs to (the next
+    slot's tick replaces it), revalidated with its ETag (a 304 costs less than the 200)."""
+    slot_end = (now // settings.fetch_interval_ms + 1) * settings.fetch_interval_ms
+    headers = {"Cache-Control": f"public, max-age={(slot_end - now) // 1000}", "Vary": "Accept-Encoding"}
+    if answer.etag is not None:
+        headers["ETag"] = answer.etag
+    modified = [int(entry["fetchedAt"]) for entry in answer.entries.values()]  # type: ignore[call-overload]
+    if modified:
+        headers["Last-Modified"] = formatdate(max(modified) / 1000, usegmt=True)
+    return headers
+
+
+def prices_response(answer: PricesAnswer, settings: Settings, now: int) -> ApiResponse:
     """200 when every wanted pair is present, 206 naming the missing ones, 404 when every pair asked
-    for is one that is not listed, else 503: nothing yet, and some of it will come."""
+    for is one that is not listed, else 503: nothing yet, and some of it will come; 304 when the
+    client's ``If-None-Match`` holds the answer's validator."""
+    if answer.not_modified:
+        return ApiResponse(304, "", validators(answer, settings, now))
     if not answer.missing:
         # Every listed pair asked for while none is listed is a complete answer too: ``{}``.
         if answer.entries or answer.listing_known:
-            return json_response(200, answer.entries, {"Cache-Control": CACHE_CONTROL})
+            return json_response(200, answer.entries, validators(answer, settings, now))
     elif answer.entries:
-        headers = {"Cache-Control": CACHE_CONTROL, "X-Missing-Pairs": ",".join(answer.missing)}
+        headers = {**validators(answer, settings, now), "X-Missing-Pairs": ",".join(answer.missing)}
         if answer.not_listed:
             headers["X-Not-Listed-Pairs"] = ",".join(answer.not_listed)
         return json_response(206, answer.entries, headers)
@@ -112,31 +129,42 @@ def invalid_pairs(exc: InvalidPairError) -> ApiResponse:
     return error_response(400, "invalid_pairs", str(exc))
 
 
-def answer_prices(raw_pairs: str | None, include: str | None = None) -> ApiResponse:
+def answer_prices(
+    raw_pairs: str | None, include: str | None = None, if_none_match: str | None = None
+) -> ApiResponse:
     """GET /prices, for both paths: the answer, or the error answer of a bad ``pairs`` or
     ``include`` value."""
     settings = get_settings()
     if include is not None and include != SPARKLINE:
         return error_response(400, "invalid_include", f"invalid include {include!r}: expected {SPARKLINE}")
+    now = now_ms()
+    # Sparklines move every 15 minutes: their interval is part of what the validator covers.
+    variant = f"{SPARKLINE}{now // SPARKLINE_STEP_MS}" if include == SPARKLINE else ""
     try:
-        now = now_ms()
-        answer = get_prices(raw_pairs, settings=settings, now=now, metrics=read_metrics)
+        answer = get_prices(
+            raw_pairs, settings=settings, now=now, metrics=read_metrics, if_none_match=if_none_match,
+            variant=variant,
+        )  # fmt: skip
     except InvalidPairError as exc:
         return invalid_pairs(exc)
     if include == SPARKLINE:
         add_sparklines(answer.entries, settings=settings, now=now)
-    return prices_response(answer, settings)
+    return prices_response(answer, settings, now)
 
 
 def serve_prices(event: dict[str, Any]) -> dict[str, Any]:
-    """GET /prices: the same logic and error answers as a routed request, without the router."""
+    """GET /prices: the same logic and error answers as a routed request, without the router;
+    gzip when the client accepts it."""
     parameters = event.get("queryStringParameters") or {}
+    headers = event.get("headers") or {}  # API Gateway hands them over in lower case
     try:
-        answer = answer_prices(parameters.get("pairs"), parameters.get("include"))
+        answer = answer_prices(
+            parameters.get("pairs"), parameters.get("include"), headers.get("if-none-match")
+        )
     except Exception:
         logger.exception("unexpected error")
         answer = unexpected_error()
-    return to_http_api_result(answer)
+    return to_http_api_result(answer, headers.get("accept-encoding"))
 
 
 def serve_routed(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

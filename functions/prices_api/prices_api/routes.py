@@ -140,6 +140,21 @@ INCLUDE_PARAMETER = {
     "ending with the current price; null where an interval had none). Left out, entries are unchanged.",
     "schema": {"type": "string", "enum": ["sparkline"]},
 }
+IF_NONE_MATCH_PARAMETER = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "An ETag of an earlier answer: 304 with no body while it still holds",
+    "schema": {"type": "string"},
+}
+VALIDATOR_HEADERS = {
+    "ETag": {"description": "Weak validator of the answer (the pairs, their tickers, their freshness)",
+             "schema": {"type": "string"}},
+    "Cache-Control": {"description": "public, max-age = the whole seconds left in the fetch slot",
+                      "schema": {"type": "string"}},
+    "Last-Modified": {"description": "The newest entry's fetchedAt", "schema": {"type": "string"}},
+    "Vary": {"description": "Accept-Encoding: gzip above 1 KB when asked", "schema": {"type": "string"}},
+}  # fmt: skip
 HISTORY_PARAMETERS = [
     {"name": "pair", "in": "query", "required": True, "description": "One BASE/QUOTE pair",
      "schema": {"type": "string", "pattern": f"^{_PAIR}$", "example": "BTC/USDT"}},
@@ -191,7 +206,13 @@ def describe_api() -> str:
     operation["responses"]["503"]["headers"] = {
         "Retry-After": {"description": "Seconds until the next fetch", "schema": {"type": "integer"}}
     }
-    operation["parameters"].append(INCLUDE_PARAMETER)
+    operation["parameters"] += [INCLUDE_PARAMETER, IF_NONE_MATCH_PARAMETER]
+    for status in ("200", "206"):
+        operation["responses"][status].setdefault("headers", {}).update(VALIDATOR_HEADERS)
+    operation["responses"]["304"] = {
+        "description": "If-None-Match holds the answer's ETag: nothing changed; no body",
+        "headers": {name: VALIDATOR_HEADERS[name] for name in ("ETag", "Cache-Control", "Vary")},
+    }
     schema["paths"][HISTORY_PATH]["get"]["parameters"] = HISTORY_PARAMETERS
     # The whitelist function's routes, as it describes them (generated from its code: make openapi).
     whitelist = orjson.loads(WHITELIST_DESCRIPTION.read_bytes())

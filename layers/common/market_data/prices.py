@@ -7,8 +7,9 @@ Returns what is served and what is missing; each caller decides its own answer.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -43,10 +44,20 @@ class PricesAnswer:
     # Of ``missing``, the pairs that are not listed, with the reason: no price will come for them
     # until they are (submitted, verified, approved again), so retrying is pointless.
     not_listed: dict[str, str] = field(default_factory=dict)
+    # A validator of the answer read from the cache (None from last known good): it changes
+    # whenever the body would, and matched ``If-None-Match`` the entries were not even decoded.
+    etag: str | None = None
+    not_modified: bool = False
 
 
 def get_prices(
-    raw_pairs: str | None, *, settings: Settings, now: int, metrics: RequestMetrics | None = None
+    raw_pairs: str | None,
+    *,
+    settings: Settings,
+    now: int,
+    metrics: RequestMetrics | None = None,
+    if_none_match: str | None = None,
+    variant: str = "",
 ) -> PricesAnswer:
     """Read the requested pairs; raises ``InvalidPairError`` for a bad ``pairs`` value.
 
@@ -55,13 +66,23 @@ def get_prices(
     refreshed it for that long): it is served as ``last_known_good``, like DynamoDB's copy.
     ``metrics`` counts the pairs served fresh, stale, from last known good and missing.
     """
-    return read_prices(parse_pairs_param(raw_pairs), settings=settings, now=now, metrics=metrics)
+    pairs = parse_pairs_param(raw_pairs)
+    return read_prices(
+        pairs, settings=settings, now=now, metrics=metrics, if_none_match=if_none_match, variant=variant
+    )
 
 
 def read_prices(
-    pairs: Sequence[str] | None, *, settings: Settings, now: int, metrics: RequestMetrics | None = None
+    pairs: Sequence[str] | None,
+    *,
+    settings: Settings,
+    now: int,
+    metrics: RequestMetrics | None = None,
+    if_none_match: str | None = None,
+    variant: str = "",
 ) -> PricesAnswer:
-    """``get_prices`` for pairs already parsed (None: every listed pair)."""
+    """``get_prices`` for pairs already parsed (None: every listed pair). ``variant`` names what
+    else the body holds (sparklines), so that its validator differs."""
     try:
         found = cache.read_prices(cache.get_client(settings), pairs)
     except cache.CacheUnavailableError as exc:
@@ -72,6 +93,12 @@ def read_prices(
         # better than nothing until the next tick refills the cache.
         return _from_last_known_good(pairs, settings=settings, now=now, metrics=metrics)
     stale_after, expired_after = settings.market_data_cache_stale_ttl_ms, settings.market_data_cache_ttl_ms
+    wanted = pairs if pairs is not None else sorted(found.listed)
+    etag = validator(
+        found, wanted, now=now, stale_after=stale_after, expired_after=expired_after, variant=variant
+    )
+    if if_none_match is not None and (etag in if_none_match or if_none_match.strip() == "*"):
+        return PricesAnswer({}, [], listing_known=True, etag=etag, not_modified=True)
     entries: dict[str, dict[str, object]] = {}
     for pair, raw in found.tickers.items():
         entry = orjson.loads(raw)
@@ -81,8 +108,39 @@ def read_prices(
         else:
             entry["stale"], entry["source"] = age > stale_after, "cache"
         entries[pair] = entry
-    wanted = pairs if pairs is not None else sorted(found.listed)
-    return _answer(wanted, entries, metrics, listed=found.listed)
+    answer = _answer(wanted, entries, metrics, listed=found.listed)
+    return replace(answer, etag=etag)
+
+
+_TIMESTAMP = b'"timestamp":'
+
+
+def validator(
+    found: cache.CachedPrices,
+    wanted: Sequence[str],
+    *,
+    now: int,
+    stale_after: int,
+    expired_after: int,
+    variant: str = "",
+) -> str:
+    """A weak ETag of the answer from what the cache returned, without decoding it: the pairs
+    asked for, each one's stored bytes and the freshness its age gives now (so a price turning
+    stale changes it too). A new tick, a pair appearing or going, a flag flipping: a new tag."""
+    digest = zlib.crc32(f"{variant}|{','.join(wanted)}".encode())
+    flags = bytearray()
+    for pair in wanted:
+        raw = found.tickers.get(pair)
+        if raw is None:
+            flags += b"m"
+            continue
+        digest = zlib.crc32(raw, digest)
+        start = raw.find(_TIMESTAMP) + len(_TIMESTAMP)
+        age = now - int(raw[start : raw.find(b",", start)])
+        flags += (
+            b"s" if pair in found.suspended or age > expired_after else b"t" if age > stale_after else b"f"
+        )
+    return f'W/"{zlib.crc32(bytes(flags), digest):08x}"'
 
 
 SPARKLINE = "sparkline"  # the prices route's include value
