@@ -23,11 +23,22 @@ RESULTS = REPO_ROOT / "bench" / "results.json"
 
 def scenarios() -> dict[str, Callable[[list[Row]], list[Row]]]:
     """Each takes the rows measured before it in the same run (the cost model prices them)."""
-    from bench import cold_start, cost, fetch_cycle, freshness, history, read_path, stream, write_cost
+    from bench import (
+        cold_start,
+        conditional,
+        cost,
+        fetch_cycle,
+        freshness,
+        history,
+        read_path,
+        stream,
+        write_cost,
+    )
 
     return {
         "read": lambda _: read_path.run(),
         "cold": lambda _: cold_start.run(),
+        "conditional": lambda _: conditional.run(),
         "fetch": lambda _: fetch_cycle.run(),
         "freshness": lambda _: freshness.run(),
         "writes": lambda _: write_cost.run(),
