@@ -488,3 +488,29 @@ def test_the_layers_copy_of_the_whitelist_description_is_the_codes() -> None:
 
     committed = json.loads(Path(market_data.__file__).with_name("whitelist_openapi.json").read_text())
     assert committed == describe(), "the whitelist routes changed: run make openapi"
+
+
+def test_behind_the_distribution_each_client_keeps_its_own_limit_and_cannot_name_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the CDN on: every request connects from an edge address, the client's in CloudFront's header
+    set_env(monkeypatch, WHITELIST_MAX_PER_SOURCE_PER_HOUR="2", CDN_ORIGIN_SECRET="0f5c2a4e-stack-id")
+    edge = "130.176.0.1"
+
+    def through_cdn(pair: str, client: str, secret: str = "0f5c2a4e-stack-id") -> int:
+        event = submit_event(json.dumps({"pair": pair}), source_ip=edge)
+        event["headers"] = {
+            **event["headers"],
+            "cloudfront-viewer-address": f"{client}:46532",
+            "x-origin-verify": secret,
+        }
+        return invoke(event)[0]
+
+    # Two clients behind one edge each get their own two submissions an hour
+    assert [through_cdn(p, "198.51.100.10") for p in ("A1/USDT", "A2/USDT", "A3/USDT")] == [202, 202, 429]
+    assert [through_cdn(p, "2001:db8::7") for p in ("B1/USDT", "B2/USDT")] == [202, 202]
+    # and a request without the distribution's secret is limited by its own connecting address,
+    # whatever address it names: naming the client whose hour is spent changes nothing.
+    assert through_cdn("C1/USDT", "198.51.100.10", secret="guessed") == 202
+    assert through_cdn("C2/USDT", "198.51.100.10", secret="") == 202
+    assert through_cdn("C3/USDT", "198.51.100.10", secret="guessed") == 429  # the edge's own two

@@ -49,7 +49,11 @@ class Deployed:
             for name, resource in template["Resources"].items()
             if "Condition" not in resource or self.conditions[resource["Condition"]]
         }
-        self.outputs = template.get("Outputs", {})
+        self.outputs = {
+            name: output
+            for name, output in template.get("Outputs", {}).items()
+            if "Condition" not in output or self.conditions[output["Condition"]]
+        }
 
     def value(self, expression: Any) -> Any:
         """Evaluate the intrinsics conditions use; a reference to a resource stays as it is."""
@@ -311,3 +315,47 @@ def test_the_settings_table_says_where_each_deployed_value_comes_from() -> None:
                     assert isinstance(value, str) and value in fixed, (name, value)
             elif on_aws in ("default", "unset", "follows `FetchIntervalMs`"):
                 assert value is None, (name, value)
+
+
+# --- the optional CDN (issue: cheaper reads) ---------------------------------------------------------
+
+
+def test_no_distribution_unless_asked_for() -> None:
+    deployed = Deployed()
+    assert deployed.of_type("AWS::CloudFront::Distribution") == {}
+    assert "CdnUrl" not in deployed.outputs
+    assert deployed.environment("WhitelistFunction")["CDN_ORIGIN_SECRET"] == ""
+
+
+def test_the_distribution_caches_prices_by_their_parameters_and_nothing_else() -> None:
+    deployed = Deployed(Cdn="Enabled")
+    (distribution,) = deployed.of_type("AWS::CloudFront::Distribution").values()
+    config = distribution["Properties"]["DistributionConfig"]
+    (prices,) = config["CacheBehaviors"]
+    assert prices["PathPattern"] == "/api/market-data/prices"
+    (policy,) = deployed.of_type("AWS::CloudFront::CachePolicy").values()
+    keyed = policy["Properties"]["CachePolicyConfig"]
+    assert keyed["ParametersInCacheKeyAndForwardedToOrigin"]["QueryStringsConfig"]["QueryStrings"] == [
+        "pairs",
+        "include",
+    ]
+    assert (
+        keyed["MaxTTL"] <= 4 and keyed["DefaultTTL"] == 0
+    )  # never past the slot; the origin's max-age rules
+    # Everything else (health, the whitelist, admin) under AWS's managed CachingDisabled policy.
+    assert config["DefaultCacheBehavior"]["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+    assert "POST" in config["DefaultCacheBehavior"]["AllowedMethods"]
+    assert "CdnUrl" in deployed.outputs and not _dangling(deployed)
+
+
+def test_the_whitelist_trusts_the_client_address_only_from_the_distribution() -> None:
+    deployed = Deployed(Cdn="Enabled")
+    (distribution,) = deployed.of_type("AWS::CloudFront::Distribution").values()
+    (origin,) = distribution["Properties"]["DistributionConfig"]["Origins"]
+    (header,) = origin["OriginCustomHeaders"]
+    assert header["HeaderName"] == "X-Origin-Verify"
+    # The same value the function compares against, and the address header it then reads.
+    assert header["HeaderValue"] == deployed.environment("WhitelistFunction")["CDN_ORIGIN_SECRET"]
+    (forwarding,) = deployed.of_type("AWS::CloudFront::OriginRequestPolicy").values()
+    headers = forwarding["Properties"]["OriginRequestPolicyConfig"]["HeadersConfig"]["Headers"]
+    assert "CloudFront-Viewer-Address" in headers and "Host" not in headers

@@ -104,8 +104,12 @@ _ERRORS = {
 )
 def submit() -> Response[str]:
     _require_json()
-    source_ip = app.current_event.request_context.http.source_ip
-    submission = submissions.submit(_raw_body(), source_ip=source_ip, settings=get_settings(), now=now_ms())
+    settings = get_settings()
+    event = app.current_event
+    source_ip = submissions.client_address(
+        event.request_context.http.source_ip, event.headers or {}, cdn_secret=settings.cdn_origin_secret
+    )
+    submission = submissions.submit(_raw_body(), source_ip=source_ip, settings=settings, now=now_ms())
     if not submission.created:  # a retry, or a pair known already: its record as it stands
         return record_response(submission.record)
     request_metrics.add("WhitelistSubmissions")

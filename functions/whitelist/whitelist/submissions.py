@@ -8,7 +8,9 @@ errors, and results returned as records: the handler decides every HTTP answer i
 from __future__ import annotations
 
 import base64
+import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -86,6 +88,17 @@ def _describe(exc: ValidationError) -> str:
     if kind == "missing":
         return 'field "pair" is required, e.g. {"pair": "SOL/USDT"}'
     return f"invalid {field} {error['input']!r}: {error['msg']}"
+
+
+def client_address(source_ip: str, headers: Mapping[str, str], *, cdn_secret: str) -> str:
+    """Who is submitting, for the per-address limit. Behind the CloudFront distribution every
+    request connects from an edge, so the address CloudFront saw is taken, but only from a request
+    carrying the distribution's secret: a client cannot name its own address to dodge the limit."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    viewer = lowered.get("cloudfront-viewer-address", "")
+    if cdn_secret and viewer and hmac.compare_digest(lowered.get("x-origin-verify", ""), cdn_secret):
+        return viewer.rsplit(":", 1)[0].strip("[]")  # "198.51.100.10:46532", IPv6 without brackets
+    return source_ip
 
 
 def submit(body: bytes, *, source_ip: str, settings: Settings, now: int) -> Submission:

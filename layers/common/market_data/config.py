@@ -97,6 +97,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_principals: tuple[str, ...] = ()
     # Local stack only: the admin routes' bearer token.
     admin_token: Annotated[str, Meta(min_length=16)] | None = None
+    # Set by the template when the CloudFront distribution is on: a request carrying it in
+    # X-Origin-Verify came through the distribution, so its CloudFront-Viewer-Address is the client's.
+    cdn_origin_secret: str = ""
 
     # --- fetcher invocation: how long one scheduled invocation keeps ticking ---
     fetcher_run_seconds: Annotated[int, Meta(ge=10, le=900)] = 130
