@@ -57,6 +57,11 @@ DEFAULT_PAIRS, DEFAULT_CLIENTS, DEFAULT_POLL_INTERVAL_S = 20, 1_000, 2.0
 
 # Assumptions, each stated in the rows' notes.
 LAMBDA_PLATFORM_LOG_BYTES = 320  # Lambda's START, END and REPORT lines in text format, per invocation
+# ETag, Vary and Last-Modified on an answer (their names, values and line ends), beside the headers
+# measured before the answers carried them; a 304 is these headers alone.
+VALIDATOR_HEADER_BYTES = len(
+    'ETag: W/"0f1e2d3c"\r\nVary: Accept-Encoding\r\nLast-Modified: Sun, 29 Nov 2026 21:00:00 GMT\r\n'
+)
 LOG_COMPRESSED_SHARE = 0.15  # CloudWatch Logs stores compressed data: about 0.15 of the raw bytes
 CDN_EDGE_LOCATIONS = 20  # edge locations serving the clients
 CDN_DISTINCT_URLS = 1  # every client asks for the same URL (all pairs)
@@ -204,12 +209,21 @@ def _http_api_usd(requests: float) -> float:
 
 
 def monthly_cost(
-    pairs: int, clients: int, poll_interval_s: float, measured: MeasuredFigures, *, cdn: bool = False
+    pairs: int,
+    clients: int,
+    poll_interval_s: float,
+    measured: MeasuredFigures,
+    *,
+    cdn: bool = False,
+    gzip: bool = False,
+    revalidate: bool = False,
 ) -> list[LineItem]:
     """Every line of the month's bill for ``clients`` polling all ``pairs`` every ``poll_interval_s``.
 
     With ``cdn``, CloudFront answers the clients and the origin sees at most one request per
-    second per edge location per URL (Cache-Control: public, max-age=1).
+    second per edge location per URL (Cache-Control: public, max-age=1). With ``gzip`` the clients
+    ask for gzip and bodies leave compressed; with ``revalidate`` they send back the ETag, and
+    every poll after the first in a slot is a 304 with no body.
     """
     figures, deployment, price = measured.at(pairs), measured.deployment, PRICES_USD
     client_rps = clients / poll_interval_s
@@ -396,15 +410,22 @@ def monthly_cost(
             )
         )
     else:
-        out_bytes = requests * figures.response_bytes
+        headers = figures.response_bytes - figures.body_bytes + VALIDATOR_HEADER_BYTES
+        full = headers + (figures.gzip_body_bytes if gzip else figures.body_bytes)
+        share_304 = max(0.0, 1 - poll_interval_s / deployment.fetch_interval_s) if revalidate else 0.0
+        per_response = share_304 * headers + (1 - share_304) * full
+        out_bytes = requests * per_response
         items.append(
             LineItem(
                 "Data transfer out to the internet",
-                {"gb_month": out_bytes / GB, "bytes_per_response": figures.response_bytes},
+                {"gb_month": out_bytes / GB, "bytes_per_response": per_response, "share_304": share_304},
                 out_bytes / GB * price["data_transfer_out_per_gb"],
-                ("HTTP APIs do not compress: the body leaves as the handler wrote it",),
+                (
+                    ("gzip bodies (the handler compresses what the client accepts)" if gzip else
+                     "bodies as the handler wrote them: clients that do not ask for gzip"),
+                ),
             )
-        )
+        )  # fmt: skip
     return items
 
 

@@ -280,12 +280,48 @@ def stream_rows(m: PushMeasurement) -> list[Row]:
 
 
 # --- the cost scenario's rows ---------------------------------------------------------------------
-def polling_per_client(measured: MeasuredFigures, clients: int, poll_interval_s: float) -> float:
+def polling_per_client(
+    measured: MeasuredFigures, clients: int, poll_interval_s: float, *, pairs: int = POLL_PAIRS, **mode: bool
+) -> float:
     """What one polling client adds to the month: the bill with ``clients`` less the bill with
-    none (the fetcher, NAT hours, cache minimum, metrics and the rest are there either way)."""
-    with_clients = total_usd(monthly_cost(POLL_PAIRS, clients, poll_interval_s, measured))
-    without = total_usd(monthly_cost(POLL_PAIRS, 0, poll_interval_s, measured))
+    none (the fetcher, NAT hours, cache minimum, metrics and the rest are there either way).
+    ``mode``: monthly_cost's cdn, gzip and revalidate."""
+    with_clients = total_usd(monthly_cost(pairs, clients, poll_interval_s, measured, **mode))
+    without = total_usd(monthly_cost(pairs, 0, poll_interval_s, measured, **mode))
     return (with_clients - without) / clients
+
+
+# The ways a client can follow prices, as the comparison prices them (docs/cost-model.md).
+MODES: dict[str, tuple[float, dict[str, bool]]] = {
+    "polling_2s": (2.0, {}),
+    "polling_4s": (4.0, {}),
+    "polling_2s_gzip": (2.0, {"gzip": True}),
+    "polling_2s_304": (2.0, {"gzip": True, "revalidate": True}),
+    "polling_2s_cdn": (2.0, {"cdn": True}),
+}
+MODE_PAIRS = (20, 100)
+
+
+def modes_rows(measured: MeasuredFigures, push_per_client: dict[int, float], floor: float) -> list[Row]:
+    """Cost per client-month of each way to follow prices, at each client and pair count."""
+    rows = []
+    for clients in PUSH_CLIENT_COUNTS:
+        for pairs in MODE_PAIRS:
+            figures = {
+                name: round(polling_per_client(measured, clients, poll, pairs=pairs, **mode), 4)
+                for name, (poll, mode) in MODES.items()
+            }
+            best = min(figures, key=lambda name: figures[name])
+            rows.append(
+                Row(
+                    COST,
+                    f"per client-month, {clients:,} clients reading {pairs} pairs: every mode",
+                    {**figures, "push": round(push_per_client[clients], 4), "floor": round(floor, 4),
+                     "best_polling": best, "best_polling_x_floor": round(figures[best] / floor, 2)},
+                    notes=["push: three pairs per client, whatever the pairs listed"],
+                )
+            )  # fmt: skip
+    return rows
 
 
 def cost_rows(m: PushMeasurement, measured: MeasuredFigures) -> list[Row]:
@@ -335,6 +371,7 @@ def cost_rows(m: PushMeasurement, measured: MeasuredFigures) -> list[Row]:
                 ],
             )
         )
+    rows += modes_rows(measured, totals, floor)
     for clients in PUSH_CLIENT_COUNTS:
         polling = {
             f"polling_{poll:g}s": round(polling_per_client(measured, clients, poll), 4)
