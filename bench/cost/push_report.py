@@ -298,6 +298,8 @@ MODES: dict[str, tuple[float, dict[str, bool]]] = {
     "polling_2s_gzip": (2.0, {"gzip": True}),
     "polling_2s_304": (2.0, {"gzip": True, "revalidate": True}),
     "polling_2s_cdn": (2.0, {"cdn": True}),
+    "polling_4s_gzip": (4.0, {"gzip": True}),
+    "polling_4s_cdn": (4.0, {"cdn": True}),
 }
 MODE_PAIRS = (20, 100)
 
