@@ -208,3 +208,26 @@ def test_a_restored_pair_is_backfilled_again_for_the_time_it_was_not_served(
     settle(container)
     assert len(candle_requests(simulator)) == 2 * asked
     container.close()
+
+
+@pytest.mark.parametrize("exchange", ["binance"], indirect=True)
+def test_an_ending_invocation_asks_nothing_more_and_the_next_tick_resumes(
+    exchange: tuple[str, Any], make_container: Callable[..., Fetcher]
+) -> None:
+    _, simulator = exchange
+    container = container_for(make_container)
+    backfill = backfill_of(container)
+    backfill.flush(1.0)  # the handler returns: Lambda would freeze the container now
+    served: list[Any] = []
+    container.deps.consumers.insert(0, served.append)
+    slot = int(time.time() * 1000) // INTERVAL_MS
+    run_slot(container, slot, "backfill", LoopSummary())  # a tick of the next invocation
+    settle(container)
+    assert len(candle_requests(simulator)) == 5  # resumed: the whole history asked for
+    backfill.flush(1.0)
+    client = cache.get_client(get_settings())
+    client.hdel("{md}:backfilled", "BTC/USDT")
+    backfill.worker.submit(backfill.backfill, "BTC/USDT", backfill.sources["binance"], "BTCUSDT").result(10)
+    assert len(candle_requests(simulator)) == 5  # nothing asked while stopping
+    assert cache.backfilled(client, ["BTC/USDT"]) == set()  # and it is left for a later tick
+    container.close()

@@ -41,11 +41,15 @@ class Backfill:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill")
         self.in_flight: set[str] = set()  # handed to the worker and not finished: not queued twice
         self.next_request_at: dict[str, float] = {}  # exchange -> monotonic time of its next request
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # set from an invocation's end until the next tick
+        self.closed = False
         self.done: list[str] = []  # pairs this container backfilled, for its logs and tests
 
     def __call__(self, written: WrittenTick) -> None:
-        if not written.cache_written or self.stopping.is_set():
+        if self.closed:
+            return
+        self.stopping.clear()  # a tick: the container runs again (after an invocation's flush)
+        if not written.cache_written:
             return
         candidates = [pair for pair in written.tickers if pair not in self.in_flight]
         try:
@@ -79,6 +83,8 @@ class Backfill:
             minutes = self._history(source, symbol, MINUTE_MS, MINUTE_RETENTION_MS, now)
             cache.add_exchange_candles(self.redis, pair, minutes, now_ms=now)
             hours = self._history(source, symbol, HOUR_MS, HOURLY_RETENTION_MS, now)
+            if self.stopping.is_set():  # the container is stopping: left whole for a later one
+                raise _OutOfTime
             store.write_hourly_history(self.table, pair, hours)
             done_at = now
             self.done.append(pair)
@@ -88,7 +94,10 @@ class Backfill:
         except _OutOfTime:
             pass
         except (ExchangeError, cache.CacheUnavailableError, store.StoreUnavailableError) as exc:
-            logger.warning("backfill failed; the pair is tried again", pair=pair, error=str(exc))
+            if self.stopping.is_set():  # what it spoke to may be going too: expected, not a fault
+                logger.info("backfill left for a later invocation", pair=pair, error=str(exc))
+            else:
+                logger.warning("backfill failed; the pair is tried again", pair=pair, error=str(exc))
         finally:
             with contextlib.suppress(cache.CacheUnavailableError):  # else the claim lapses in 10 min
                 cache.finish_backfill(self.redis, pair, self.owner, done_at=done_at)
@@ -133,9 +142,9 @@ class Backfill:
         self.stopping.set()
         with contextlib.suppress(TimeoutError):
             self.worker.submit(lambda: None).result(timeout=timeout_s)
-        self.stopping.clear()
 
     def close(self) -> None:
+        self.closed = True
         self.stopping.set()
         self.worker.shutdown(wait=True, cancel_futures=True)
 
