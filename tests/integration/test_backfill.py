@@ -231,3 +231,27 @@ def test_an_ending_invocation_asks_nothing_more_and_the_next_tick_resumes(
     assert len(candle_requests(simulator)) == 5  # nothing asked while stopping
     assert cache.backfilled(client, ["BTC/USDT"]) == set()  # and it is left for a later tick
     container.close()
+
+
+@pytest.mark.parametrize("exchange", ["binance"], indirect=True)
+def test_two_containers_backfilling_share_one_pace(
+    exchange: tuple[str, Any], make_container: Callable[..., Fetcher]
+) -> None:
+    """Overlapping invocations each backfill their own pairs: together they still ask the exchange
+    no faster than one would."""
+    _, simulator = exchange
+    one, other = make_container(), make_container()  # the real gap
+    source_one, source_other = backfill_of(one).sources["binance"], backfill_of(other).sources["binance"]
+    gap = source_one.backfill_gap_s
+    jobs = [
+        backfill_of(one).worker.submit(backfill_of(one).backfill, "BTC/USDT", source_one, "BTCUSDT"),
+        backfill_of(other).worker.submit(backfill_of(other).backfill, "ETH/USDT", source_other, "ETHUSDT"),
+    ]
+    assert [job.result(60) for job in jobs] == [True, True]
+    times = sorted(r.monotonic for r in candle_requests(simulator))
+    assert len(times) == 10
+    # The rate one backfill keeps (nine gaps for ten requests), not twice it.
+    assert times[-1] - times[0] >= 9 * gap * 0.95
+    assert all(times[i + 2] - times[i] >= gap for i in range(len(times) - 2))  # never three in a gap
+    one.close()
+    other.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,6 @@ class Backfill:
         self.redis, self.table, self.sources, self.owner = redis, table, sources, owner
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill")
         self.in_flight: set[str] = set()  # handed to the worker and not finished: not queued twice
-        self.next_request_at: dict[str, float] = {}  # exchange -> monotonic time of its next request
         self.stopping = threading.Event()  # set from an invocation's end until the next tick
         self.closed = False
         self.done: list[str] = []  # pairs this container backfilled, for its logs and tests
@@ -119,22 +117,25 @@ class Backfill:
             try:
                 found += source.candles(symbol, interval_ms, window_start, min(window_start + window, end))
             except RateLimitedError as exc:
-                self.next_request_at[source.name] = time.monotonic() + exc.retry_after_s
+                self._not_before(source, now_ms() + exc.retry_after_s * 1000)
                 raise
             finally:
-                # Counted from the answer: the exchange then sees requests at least the gap apart.
-                self.next_request_at.setdefault(source.name, 0.0)
-                self.next_request_at[source.name] = max(
-                    self.next_request_at[source.name], time.monotonic() + source.backfill_gap_s
-                )
+                # Counted from the answer too: the exchange then sees requests at least a gap apart.
+                self._not_before(source, now_ms() + int(source.backfill_gap_s * 1000))
         return found
 
     def _wait_turn(self, source: CandleSource) -> None:
-        wait = self.next_request_at.get(source.name, 0.0) - time.monotonic()
-        if wait > 0 and self.stopping.wait(wait):
+        """Wait for this request's turn, reserved in the cache: every invocation's backfill of one
+        exchange shares one pace (overlapping invocations would otherwise each ask at it)."""
+        gap_ms = int(source.backfill_gap_s * 1000)
+        at = cache.reserve_backfill_request(self.redis, source.name, gap_ms=gap_ms, now_ms=now_ms())
+        wait_s = (at - now_ms()) / 1000
+        if (wait_s > 0 and self.stopping.wait(wait_s)) or self.stopping.is_set():
             raise _OutOfTime
-        if self.stopping.is_set():
-            raise _OutOfTime
+
+    def _not_before(self, source: CandleSource, at_ms: int) -> None:
+        with contextlib.suppress(cache.CacheUnavailableError):  # the reservation still spaces them
+            cache.backfill_not_before(self.redis, source.name, at_ms, now_ms=now_ms())
 
     def flush(self, timeout_s: float) -> None:
         """The invocation is ending: no new request, and the pair under way is left for a later

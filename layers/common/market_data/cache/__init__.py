@@ -11,6 +11,7 @@
 from market_data.cache.candles import (
     add_exchange_candles,
     add_samples,
+    backfill_not_before,
     backfilled,
     claim_backfill,
     claim_hour,
@@ -19,6 +20,7 @@ from market_data.cache.candles import (
     read_minutes,
     read_sparklines,
     release_hour,
+    reserve_backfill_request,
 )
 from market_data.cache.connection import CacheUnavailableError, get_client, reset_client
 from market_data.cache.keys import (
@@ -82,6 +84,7 @@ __all__ = [
     "add_exchange_candles",
     "add_samples",
     "advance_candle_minute",
+    "backfill_not_before",
     "backfilled",
     "ban_key",
     "changed_since_pushed",
@@ -106,6 +109,7 @@ __all__ = [
     "record_reads",
     "record_write_timings",
     "release_hour",
+    "reserve_backfill_request",
     "reset_client",
     "set_ban",
     "share_health",

@@ -16,6 +16,7 @@ from market_data.cache.keys import (
     SPARKLINES,
     WRITTEN_SLOT,
     backfill_claim_key,
+    backfill_pace_key,
     hour_rolled_key,
     minute_candles_key,
 )
@@ -257,3 +258,32 @@ def finish_backfill(client: Redis, pair: str, owner: str, *, done_at: int | None
     if done_at is not None:
         client.hset(BACKFILLED, pair, str(done_at))
     client.eval(_RELEASE, 1, backfill_claim_key(pair), owner)
+
+
+# The next request time for one exchange's backfill, for every invocation at once: the later of
+# now and the stored time, and the stored time moved a gap past it.
+_RESERVE = """
+local at = math.max(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], string.format('%.0f', at + tonumber(ARGV[2])), 'PX', ARGV[3])
+return string.format('%.0f', at)
+"""
+_NOT_BEFORE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+PACE_TTL_MS = 60_000
+
+
+@translated
+def reserve_backfill_request(client: Redis, exchange: str, *, gap_ms: int, now_ms: int) -> int:
+    """When this invocation's next backfill request to ``exchange`` may go (epoch ms)."""
+    at = client.eval(_RESERVE, 1, backfill_pace_key(exchange), now_ms, gap_ms, PACE_TTL_MS)
+    return int(at)  # type: ignore[arg-type]
+
+
+@translated
+def backfill_not_before(client: Redis, exchange: str, at_ms: int, *, now_ms: int) -> None:
+    """No backfill request to ``exchange`` before ``at_ms`` (a gap from an answer, a Retry-After)."""
+    client.eval(_NOT_BEFORE, 1, backfill_pace_key(exchange), at_ms, max(at_ms - now_ms, 0) + PACE_TTL_MS)

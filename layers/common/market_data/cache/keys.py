@@ -63,6 +63,13 @@ def backfill_claim_key(pair: str) -> str:
     return f"{TAG}:backfill:{pair}"
 
 
+def backfill_pace_key(exchange: str) -> str:
+    """Epoch ms before which no backfill request goes to ``exchange``, shared by every invocation
+    (overlapping ones would otherwise each ask at the full backfill pace). Writer and reader: the
+    fetcher's backfill, one server-side step a request. Lives a minute past its last use."""
+    return f"{TAG}:backfill-pace:{exchange}"
+
+
 def hour_rolled_key(hour: int) -> str:
     """The invocation that rolls ``hour``'s 1-minute candles up into DynamoDB (``SET NX``): one
     write per pair per hour. Lives two hours."""
