@@ -95,6 +95,7 @@ def _f8(x: float) -> str:
 
 @dataclass(frozen=True)
 class RequestRecord(LoggedRequest):
+    params: dict[str, str]  # query parameters
     status: int
 
 
@@ -313,7 +314,7 @@ class CoinbaseSimulator(SimulatorBase[RequestRecord]):
         wall_time, mono = time.time(), time.monotonic()
         with self._lock:
             reply = self._decide(method, path, params, wall_time, mono)
-            self._log.append(RequestRecord(mono, wall_time, method, path, reply.status))
+            self._log.append(RequestRecord(mono, wall_time, method, path, params, reply.status))
         return reply
 
     def _decide(self, method: str, path: str, params: dict[str, str], wall_time: float, mono: float) -> Reply:

@@ -72,16 +72,16 @@ def test_a_day_of_minutes_as_the_ticks_built_them_with_gaps_and_the_open_minute(
     make_container: Callable[..., Fetcher],
 ) -> None:
     container = make_container()
-    first = now() // MINUTE_MS * MINUTE_MS - 3 * MINUTE_MS
-    # Two whole minutes, then nothing for the third, then the minute now open.
-    slots = [*range(first // INTERVAL_MS, first // INTERVAL_MS + 2 * PER_MINUTE), now() // INTERVAL_MS]
+    open_minute = now() // MINUTE_MS * MINUTE_MS
+    first = open_minute - 3 * MINUTE_MS
+    # Two whole minutes, then nothing for the third, then the minute now open (its first slot).
+    slots = [*range(first // INTERVAL_MS, first // INTERVAL_MS + 2 * PER_MINUTE), open_minute // INTERVAL_MS]
     for slot in slots:
         run_slot(container, slot, "history", LoopSummary())
 
     status, body = get("history", pair="btc/usdt", interval="1m", **{"from": str(first - 5 * MINUTE_MS)})
     assert status == 200 and (body["pair"], body["interval"]) == ("BTC/USDT", "1m")
     times = [c["time"] for c in body["candles"]]
-    open_minute = now() // MINUTE_MS * MINUTE_MS
     assert times == [first, first + MINUTE_MS, open_minute]
     assert [list(c) for c in body["candles"]] == [CANDLE_FIELDS] * 3
     assert [c["samples"] for c in body["candles"][:2]] == [PER_MINUTE, PER_MINUTE]
