@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -249,6 +250,42 @@ def test_cache_loss_falls_back_to_last_known_good_flagged_stale(
     btc = json.loads(response["body"])["BTC/USDT"]
     assert (btc["source"], btc["stale"], btc["price"]) == ("last_known_good", True, 9000.5)
     assert set(btc) == CONTRACT_FIELDS
+
+
+@pytest.mark.parametrize("first_read", ["before the loss", "during the loss"])
+def test_reads_come_back_from_the_cache_when_it_returns_without_a_restart(
+    put_in_cache: Callable[..., None], redis_server: RedisServer, first_read: str
+) -> None:
+    # Price reads go through one connection per container, built on first use: a connection the
+    # loss broke, or one that could not be built during it, is made again once the cache is back.
+    put_in_cache([make_ticker("BTC/USDT"), make_ticker("ETH/USDT")], ["BTC/USDT", "ETH/USDT"])
+    if first_read == "before the loss":
+        assert invoke(load_event("prices_get.json"))["statusCode"] == 200
+    redis_server.stop()
+    assert invoke(load_event("prices_get.json"))["statusCode"] == 503  # nothing in DynamoDB
+
+    redis_server.start()
+    put_in_cache([make_ticker("BTC/USDT"), make_ticker("ETH/USDT")], ["BTC/USDT", "ETH/USDT"])
+    response = invoke(load_event("prices_get.json"))
+    assert response["statusCode"] == 200
+    assert {entry["source"] for entry in json.loads(response["body"]).values()} == {"cache"}
+
+
+def test_parallel_reads_in_one_container_each_get_their_own_answer(put_in_cache: Callable[..., None]) -> None:
+    # Threads share the container's one read connection (the local stack serves requests so): each
+    # request gets the pairs it asked for, none another's.
+    pairs = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
+    put_in_cache([make_ticker(pair, price=100.0 + i) for i, pair in enumerate(pairs)], pairs)
+
+    def read(pair: str) -> tuple[str, dict[str, Any]]:
+        response = invoke(prices_event(pair))
+        assert response["statusCode"] == 200
+        return pair, json.loads(response["body"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(read, pairs * 25))
+    assert all(list(body) == [pair] for pair, body in answers)
+    assert {pair: body[pair]["price"] for pair, body in answers} == {p: 100.0 + i for i, p in enumerate(pairs)}
 
 
 def test_cache_loss_with_nothing_stored_is_503_not_500(

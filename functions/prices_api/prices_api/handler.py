@@ -20,7 +20,7 @@ from market_data.clock import now_ms
 from market_data.config import Settings, get_settings
 from market_data.errors import InvalidPairError
 from market_data.http import ApiResponse, error_response, json_response, to_http_api_result, unexpected_error
-from market_data.observability import logger, traced
+from market_data.observability import debug_enabled, logger, traced, with_request_context
 from market_data.prices import SPARKLINE, add_sparklines
 from prices_api.prices import BASE, PRICES_PATH, PricesAnswer, get_prices, read_metrics, share_read_window
 
@@ -174,12 +174,9 @@ def serve_routed(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 
 
 @traced
-@logger.inject_lambda_context  # context keys and the cold-start flag
+@with_request_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.perf_counter()
-    # The request id as correlation id, read directly: a JMESPath search per request costs more
-    # on this path than the rest of the logging set-up.
-    logger.set_correlation_id(event.get("requestContext", {}).get("requestId"))
     is_read = event.get("rawPath") == PRICES_PATH and event["requestContext"]["http"]["method"] == "GET"
     refused = refuse_unknown_parameters(event)
     if refused is not None:
@@ -192,5 +189,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # No info line per request (the read path's log bill would grow with its traffic). The debug
     # line shows locally at POWERTOOLS_LOG_LEVEL=DEBUG; deployed, Lambda filters this function's
     # logs at INFO (template.yaml), so it never reaches CloudWatch.
-    logger.debug("request served", path=event.get("rawPath"), status=status, latency_ms=round(latency_ms, 3))
+    if debug_enabled():
+        latency = round(latency_ms, 3)
+        logger.debug("request served", path=event.get("rawPath"), status=status, latency_ms=latency)
     return response

@@ -84,7 +84,7 @@ def read_prices(
     """``get_prices`` for pairs already parsed (None: every listed pair). ``variant`` names what
     else the body holds (sparklines), so that its validator differs."""
     try:
-        found = cache.read_prices(cache.get_client(settings), pairs)
+        found = cache.read_prices(cache.get_read_client(settings), pairs)
     except cache.CacheUnavailableError as exc:
         logger.warning("cache unreachable; serving last known good", error=exc.cause)
         return _from_last_known_good(pairs, settings=settings, now=now, metrics=metrics)

@@ -22,7 +22,7 @@ from market_data.cache.candles import (
     release_hour,
     reserve_backfill_request,
 )
-from market_data.cache.connection import CacheUnavailableError, get_client, reset_client
+from market_data.cache.connection import CacheUnavailableError, get_client, get_read_client, reset_client
 from market_data.cache.keys import (
     FAILURE_HOLDS,
     HEARTBEAT,
@@ -95,6 +95,7 @@ __all__ = [
     "finish_backfill",
     "forget_backfilled",
     "get_client",
+    "get_read_client",
     "kept_key",
     "open_slot",
     "read_fetcher_record",

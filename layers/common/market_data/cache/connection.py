@@ -28,6 +28,17 @@ translated = translating(lambda: _REDIS_FAILURES, CacheUnavailableError)
 
 
 _client: Redis | None = None
+_read_client: Redis | None = None
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+    }
+    if settings.redis_tls_ca_file:
+        options["ssl_ca_certs"] = settings.redis_tls_ca_file
+    return options
 
 
 @translated
@@ -39,12 +50,7 @@ def get_client(settings: Settings) -> Redis:
     """
     global _client
     if _client is None:
-        options: dict[str, Any] = {
-            "socket_timeout": settings.redis_timeout_s,
-            "socket_connect_timeout": settings.redis_timeout_s,
-        }
-        if settings.redis_tls_ca_file:
-            options["ssl_ca_certs"] = settings.redis_tls_ca_file
+        options = _options(settings)
         if settings.redis_cluster:
             from redis.cluster import RedisCluster
 
@@ -55,6 +61,28 @@ def get_client(settings: Settings) -> Redis:
 
             _client = Redis.from_url(settings.redis_url, health_check_interval=30, **options)
     return _client  # type: ignore[return-value]  # set above; mypy cannot see through the global
+
+
+@translated
+def get_read_client(settings: Settings) -> Redis:
+    """The client of the price reads: one connection, no pool.
+
+    A Lambda container serves one request at a time, so a pool's checkout and return around every
+    command (a tenth of a read's time on loopback) buys nothing; threads that share it (the local
+    stack's) take turns on its lock. It connects when built: a failure is the caller's
+    CacheUnavailableError, and the next read builds it again. The cluster client keeps a connection
+    per node of its own, so in cluster mode this is the process-wide client.
+    """
+    global _read_client
+    if settings.redis_cluster:
+        return get_client(settings)
+    if _read_client is None:
+        from redis import Redis
+
+        _read_client = Redis.from_url(
+            settings.redis_url, single_connection_client=True, health_check_interval=30, **_options(settings)
+        )
+    return _read_client
 
 
 class DeferredClient:
@@ -82,6 +110,6 @@ class DeferredClient:
 
 
 def reset_client() -> None:
-    """Forget the process-wide client (tests and the local stack point it elsewhere)."""
-    global _client
-    _client = None
+    """Forget the process-wide clients (tests and the local stack point them elsewhere)."""
+    global _client, _read_client
+    _client = _read_client = None
