@@ -65,7 +65,10 @@ VALIDATOR_HEADER_BYTES = len(
 LOG_COMPRESSED_SHARE = 0.15  # CloudWatch Logs stores compressed data: about 0.15 of the raw bytes
 CDN_EDGE_LOCATIONS = 20  # edge locations serving the clients
 CDN_DISTINCT_URLS = 1  # every client asks for the same URL (all pairs)
-CACHE_MAX_AGE_S = 1.0  # the response's Cache-Control: public, max-age=1
+# Of each slot, the time no cache may keep an answer (max-age=0): until the slot's tick has written,
+# and the slot's last part-second (max-age is whole seconds, never past the slot). Together one
+# second when the tick writes within its slot's first second (bench/freshness measures it).
+CDN_PASS_THROUGH_S = 1.0
 REJECTION_REASONS_ASSUMED = 4  # PairsRejectedByReason kinds are validation messages: not enumerable
 ACCESS_LOG_LATENCY_MS = 12  # API Gateway's own latency in the access log line: two digits
 WHITELIST_FUNCTION_NOTE = "whitelist function: a few requests a day, negligible"
@@ -208,6 +211,12 @@ def _http_api_usd(requests: float) -> float:
     )
 
 
+def cdn_origin_rps(client_rps: float, slot_s: float) -> float:
+    """What reaches the origin behind CloudFront: the requests of each slot's pass-through second,
+    and one a slot per edge location per URL to fill its cache for the rest of the slot."""
+    return client_rps * CDN_PASS_THROUGH_S / slot_s + CDN_EDGE_LOCATIONS * CDN_DISTINCT_URLS / slot_s
+
+
 def monthly_cost(
     pairs: int,
     clients: int,
@@ -220,8 +229,8 @@ def monthly_cost(
 ) -> list[LineItem]:
     """Every line of the month's bill for ``clients`` polling all ``pairs`` every ``poll_interval_s``.
 
-    With ``cdn``, CloudFront answers the clients and the origin sees at most one request per
-    second per edge location per URL (Cache-Control: public, max-age=1). With ``gzip`` the clients
+    With ``cdn``, CloudFront answers the clients: the origin sees one request per slot per edge
+    location per URL, and every request of the slot's second that no cache may keep an answer. With ``gzip`` the clients
     ask for gzip and bodies leave compressed; with ``revalidate`` they send back the ETag, and
     every poll after the first in a slot is a 304 with no body.
     """
@@ -229,7 +238,7 @@ def monthly_cost(
     client_rps = clients / poll_interval_s
     origin_rps = client_rps
     if cdn:
-        origin_rps = min(client_rps, CDN_EDGE_LOCATIONS * CDN_DISTINCT_URLS / CACHE_MAX_AGE_S)
+        origin_rps = min(client_rps, cdn_origin_rps(client_rps, deployment.fetch_interval_s))
     requests = origin_rps * SECONDS_PER_MONTH
     client_requests = client_rps * SECONDS_PER_MONTH
     slots = SECONDS_PER_MONTH / deployment.fetch_interval_s

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from bench.common import Row
 from bench.cost.model import (
-    CACHE_MAX_AGE_S,
     CDN_DISTINCT_URLS,
     CDN_EDGE_LOCATIONS,
+    CDN_PASS_THROUGH_S,
     DATA_TRANSFER_FIRST_TIER_GB,
     DEFAULT_CLIENTS,
     DEFAULT_PAIRS,
@@ -22,6 +22,7 @@ from bench.cost.model import (
     WHITELIST_FUNCTION_NOTE,
     LineItem,
     MeasuredFigures,
+    cdn_origin_rps,
     limits_exceeded,
     monthly_cost,
     total_usd,
@@ -181,12 +182,12 @@ def _cdn_rows(measured: MeasuredFigures) -> list[Row]:
     case = _case(DEFAULT_PAIRS, DEFAULT_CLIENTS, DEFAULT_POLL_INTERVAL_S)
     without = monthly_cost(DEFAULT_PAIRS, DEFAULT_CLIENTS, DEFAULT_POLL_INTERVAL_S, measured)
     with_cdn = monthly_cost(DEFAULT_PAIRS, DEFAULT_CLIENTS, DEFAULT_POLL_INTERVAL_S, measured, cdn=True)
-    origin_rps = min(
-        DEFAULT_CLIENTS / DEFAULT_POLL_INTERVAL_S, CDN_EDGE_LOCATIONS * CDN_DISTINCT_URLS / CACHE_MAX_AGE_S
-    )
+    client_rps = DEFAULT_CLIENTS / DEFAULT_POLL_INTERVAL_S
+    origin_rps = min(client_rps, cdn_origin_rps(client_rps, measured.deployment.fetch_interval_s))
     assumption = (
-        f"{CDN_EDGE_LOCATIONS} edge locations, {CDN_DISTINCT_URLS} URL, max-age {CACHE_MAX_AGE_S:g} s: "
-        f"the origin sees at most {origin_rps:.0f} req/s; origin to CloudFront transfer is free"
+        f"{CDN_EDGE_LOCATIONS} edge locations, {CDN_DISTINCT_URLS} URL, max-age the rest of the slot "
+        f"once its tick has written, {CDN_PASS_THROUGH_S:g} s of each slot passed through: "
+        f"the origin sees {origin_rps:.0f} req/s; origin to CloudFront transfer is free"
     )
     saving = total_usd(without) - total_usd(with_cdn)
     return [

@@ -67,11 +67,12 @@ def make_ticker(pair: str, *, age_ms: int = 0, price: float = 100.0) -> Ticker:
 def put_in_cache(service_env: dict[str, str]) -> Callable[..., None]:
     """Write tickers through the fetcher's own write path (cache.write_tick)."""
 
-    def put(tickers: list[Ticker], listed: list[str]) -> None:
+    def put(tickers: list[Ticker], listed: list[str], slot: int | None = None) -> None:
         cache.write_tick(
             cache.get_client(get_settings()),
             cache.TickWrite(
-                slot=now_ms() // 2000,  # the slot being written, as the fetcher numbers them
+                # the slot being written, as the fetcher numbers them (2 s slots here)
+                slot=now_ms() // 2000 if slot is None else slot,
                 tickers={t.pair: orjson.dumps(t.model_dump()) for t in tickers},
                 listed=listed,
                 unlisted_copies=[],
@@ -111,6 +112,23 @@ def test_all_pairs_present_is_200_with_every_contract_field(put_in_cache: Callab
     assert entry["timestamp"] == btc.timestamp  # the exchange's own time
     assert entry["fetchedAt"] == btc.fetchedAt
     assert (entry["stale"], entry["source"], entry["symbol"]) == (False, "cache", "BTCUSDT")
+
+
+def test_no_cache_may_keep_an_answer_past_the_next_slots_tick(put_in_cache: Callable[..., None]) -> None:
+    def max_age() -> int:
+        response = invoke(load_event("prices_get.json"))
+        assert response["statusCode"] == 200
+        return int(response["headers"]["Cache-Control"].removeprefix("public, max-age="))
+
+    while now_ms() % 2000 > 400:  # a slot with more than 1.6 s left
+        time.sleep(0.05)
+    tickers = [make_ticker("BTC/USDT"), make_ticker("ETH/USDT")]
+    # This slot's tick has not written yet: what the last one wrote is replaced any moment.
+    put_in_cache(tickers, ["BTC/USDT", "ETH/USDT"], slot=now_ms() // 2000 - 1)
+    assert max_age() == 0
+    # Once it has: until the slot ends, in whole seconds.
+    put_in_cache(tickers, ["BTC/USDT", "ETH/USDT"])
+    assert max_age() == 1
 
 
 def test_some_pairs_missing_is_206_naming_them(put_in_cache: Callable[..., None]) -> None:
@@ -285,7 +303,9 @@ def test_parallel_reads_in_one_container_each_get_their_own_answer(put_in_cache:
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(read, pairs * 25))
     assert all(list(body) == [pair] for pair, body in answers)
-    assert {pair: body[pair]["price"] for pair, body in answers} == {p: 100.0 + i for i, p in enumerate(pairs)}
+    assert {pair: body[pair]["price"] for pair, body in answers} == {
+        p: 100.0 + i for i, p in enumerate(pairs)
+    }
 
 
 def test_cache_loss_with_nothing_stored_is_503_not_500(

@@ -67,10 +67,14 @@ def unknown_parameters(path: str, unknown: set[str], known: frozenset[str]) -> A
 
 
 def validators(answer: PricesAnswer, settings: Settings, now: int) -> dict[str, str]:
-    """What lets a cache or a client keep the answer: never past the slot it belongs to (the next
-    slot's tick replaces it), revalidated with its ETag (a 304 costs less than the 200)."""
-    slot_end = (now // settings.fetch_interval_ms + 1) * settings.fetch_interval_ms
-    headers = {"Cache-Control": f"public, max-age={(slot_end - now) // 1000}", "Vary": "Accept-Encoding"}
+    """What lets a cache or a client keep the answer: never past the slot after the tick that
+    wrote it (that slot's tick replaces it; 0 once it has begun, until it has written), then
+    revalidated with its ETag (a 304 costs less than the 200). From last known good, the rest of
+    the current slot."""
+    interval = settings.fetch_interval_ms
+    written = answer.written_slot if answer.written_slot is not None else now // interval
+    keep_ms = max(0, min(interval, (written + 1) * interval - now))
+    headers = {"Cache-Control": f"public, max-age={keep_ms // 1000}", "Vary": "Accept-Encoding"}
     if answer.etag is not None:
         headers["ETag"] = answer.etag
     modified = [int(entry["fetchedAt"]) for entry in answer.entries.values()]  # type: ignore[call-overload]

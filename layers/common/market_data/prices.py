@@ -48,6 +48,9 @@ class PricesAnswer:
     # whenever the body would, and matched ``If-None-Match`` the entries were not even decoded.
     etag: str | None = None
     not_modified: bool = False
+    # The slot of the tick that wrote what the cache answered (None from last known good): the
+    # answer stands until the next slot's tick may replace it.
+    written_slot: int | None = None
 
 
 def get_prices(
@@ -98,7 +101,9 @@ def read_prices(
         found, wanted, now=now, stale_after=stale_after, expired_after=expired_after, variant=variant
     )
     if if_none_match is not None and (etag in if_none_match or if_none_match.strip() == "*"):
-        return PricesAnswer({}, [], listing_known=True, etag=etag, not_modified=True)
+        return PricesAnswer(
+            {}, [], listing_known=True, etag=etag, not_modified=True, written_slot=found.slot
+        )  # fmt: skip
     entries: dict[str, dict[str, object]] = {}
     for pair, raw in found.tickers.items():
         entry = orjson.loads(raw)
@@ -109,7 +114,7 @@ def read_prices(
             entry["stale"], entry["source"] = age > stale_after, "cache"
         entries[pair] = entry
     answer = _answer(wanted, entries, metrics, listed=found.listed)
-    return replace(answer, etag=etag)
+    return replace(answer, etag=etag, written_slot=found.slot)
 
 
 _TIMESTAMP = b'"timestamp":'

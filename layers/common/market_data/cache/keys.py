@@ -15,10 +15,12 @@ TAG = "{md}"
 # the fetcher (jump guard, and which copies to drop). Lives 7 days from the last tick.
 STALE_COPIES = f"{TAG}:last"
 # Fields of STALE_COPIES, so one HMGET answers a prices request: the listed and the suspended pairs
-# as JSON lists. A field without "/" can never be a pair's.
+# as JSON lists, and the slot of the tick that wrote last (until when an answer may be kept). A
+# field without "/" can never be a pair's.
 LISTED_FIELD = "_listed"
 SUSPENDED_FIELD = "_suspended"
-META_FIELDS = frozenset({LISTED_FIELD, SUSPENDED_FIELD})
+SLOT_FIELD = "_slot"
+META_FIELDS = frozenset({LISTED_FIELD, SUSPENDED_FIELD, SLOT_FIELD})
 # The stale copy outlives any outage worth serving through; after a week a price is history.
 STALE_COPY_TTL_MS = 7 * 24 * 3_600_000
 

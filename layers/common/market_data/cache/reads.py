@@ -17,6 +17,7 @@ from market_data.cache.keys import (
     READS_WINDOW_MS,
     READS_WINDOW_TTL_MS,
     SHARED_HEALTH,
+    SLOT_FIELD,
     STALE_COPIES,
     STATS,
     SUSPENDED_FIELD,
@@ -39,6 +40,7 @@ class CachedPrices:
     listed: frozenset[str]
     tickers: dict[str, bytes]
     suspended: frozenset[str] = frozenset()  # served from their last copy, always flagged stale
+    slot: int | None = None  # of the tick that wrote last: its prices stand until the next slot's
 
 
 @lru_cache(maxsize=8)
@@ -59,13 +61,14 @@ def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
         everything: dict[bytes, bytes] = client.hgetall(STALE_COPIES)  # type: ignore[assignment]  # sync client
         found = {key.decode(): value for key, value in everything.items()}
         raw_listed, raw_suspended = found.pop(LISTED_FIELD, None), found.pop(SUSPENDED_FIELD, None)
+        raw_slot = found.pop(SLOT_FIELD, None)
         listed = _pair_set(raw_listed) if raw_listed else frozenset()
         tickers = {pair: value for pair, value in found.items() if pair in listed}
     else:
         answer: list[bytes | None] = client.hmget(  # type: ignore[assignment]  # sync client
-            STALE_COPIES, [*pairs, LISTED_FIELD, SUSPENDED_FIELD]
+            STALE_COPIES, [*pairs, LISTED_FIELD, SUSPENDED_FIELD, SLOT_FIELD]
         )
-        *copies, raw_listed, raw_suspended = answer
+        *copies, raw_listed, raw_suspended, raw_slot = answer
         listed_all = _pair_set(raw_listed) if raw_listed else frozenset()
         listed = frozenset(pair for pair in pairs if pair in listed_all)
         tickers = {
@@ -74,7 +77,8 @@ def read_prices(client: Redis, pairs: Sequence[str] | None) -> CachedPrices:
             if value is not None and pair in listed
         }
     suspended = _pair_set(raw_suspended) if raw_suspended else frozenset()
-    return CachedPrices(raw_listed is not None, listed, tickers, suspended)
+    slot = int(raw_slot) if raw_slot is not None else None
+    return CachedPrices(raw_listed is not None, listed, tickers, suspended, slot)
 
 
 @translated

@@ -21,6 +21,7 @@ from market_data.cache.keys import (
     META_FIELDS,
     PACE,
     SHARED_HEALTH,
+    SLOT_FIELD,
     STALE_COPIES,
     STALE_COPY_TTL_MS,
     STATS,
@@ -220,6 +221,7 @@ def write_tick(client: Redis, write: TickWrite) -> None:
         **write.tickers,
         LISTED_FIELD: orjson.dumps(sorted(write.listed)),
         SUSPENDED_FIELD: orjson.dumps(sorted(write.suspended)),
+        SLOT_FIELD: str(write.slot).encode(),
     }
     flat = [item for pair in fields.items() for item in pair]
     client.eval(_PRICES_UNLESS_NEWER, 2, STALE_COPIES, WRITTEN_SLOT, write.slot, STALE_COPY_TTL_MS, *flat)
