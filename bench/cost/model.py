@@ -231,8 +231,8 @@ def monthly_cost(
 
     With ``cdn``, CloudFront answers the clients: the origin sees one request per slot per edge
     location per URL, and every request of the slot's second that no cache may keep an answer.
-    With ``gzip`` the clients ask for gzip and bodies leave compressed; with ``revalidate`` they send back the ETag, and
-    every poll after the first in a slot is a 304 with no body.
+    With ``gzip`` the clients ask for gzip and bodies leave compressed; with ``revalidate`` they
+    send back the ETag, and every poll after the first in a slot is a 304 with no body.
     """
     figures, deployment, price = measured.at(pairs), measured.deployment, PRICES_USD
     client_rps = clients / poll_interval_s

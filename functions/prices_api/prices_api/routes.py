@@ -150,7 +150,7 @@ IF_NONE_MATCH_PARAMETER = {
 VALIDATOR_HEADERS = {
     "ETag": {"description": "Weak validator of the answer (the pairs, their tickers, their freshness)",
              "schema": {"type": "string"}},
-    "Cache-Control": {"description": "public, max-age = the whole seconds left in the slot whose tick wrote them",
+    "Cache-Control": {"description": "public, max-age = whole seconds left in the slot whose tick wrote them",
                       "schema": {"type": "string"}},
     "Last-Modified": {"description": "The newest entry's fetchedAt", "schema": {"type": "string"}},
     "Vary": {"description": "Accept-Encoding: gzip above 1 KB when asked", "schema": {"type": "string"}},
