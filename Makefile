@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM := tools/sam.sh
 
-.PHONY: help setup dev demo bench openapi test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
+.PHONY: help setup browser dev demo bench openapi test test-unit test-integration test-e2e lint format validate build deploy delete layer-requirements clean
 
 help:
 	@echo "Run it"
@@ -87,8 +87,12 @@ bench: $(VENV)/.synced
 	$(PY) -m bench $(SCENARIOS)
 
 # --- test ----------------------------------------------------------------------------------------
-test: setup lint validate build
+test: setup lint validate build browser
 	$(PY) -m pytest tests/unit tests/integration tests/e2e
+
+# Debian's Chromium and ChromeDriver (the page's tests) and libfaketime (a server clock set off).
+browser:
+	tools/browser.sh
 
 test-unit: $(VENV)/.synced
 	$(PY) -m pytest tests/unit
@@ -96,7 +100,7 @@ test-unit: $(VENV)/.synced
 test-integration: $(VENV)/.synced
 	$(PY) -m pytest tests/integration
 
-test-e2e: $(VENV)/.synced
+test-e2e: $(VENV)/.synced browser
 	$(PY) -m pytest tests/e2e
 
 lint: $(VENV)/.synced
@@ -104,6 +108,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/common functions/fetcher functions/prices_api functions/whitelist functions/stream \
 		functions/broadcaster local_stack
+	$(VENV)/bin/mypy clients/python/market_data_client
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .

@@ -57,6 +57,9 @@ from local_stack.websocket_connection import (
 )
 
 JSON = {"Content-Type": "application/json"}
+# Local only, for clients' tests: POST {"seconds": n} cuts every connection without a close frame
+# and refuses new ones (503) for n seconds, as an outage of the endpoint would; DELETE ends it.
+OUTAGE_PATH = "/_local/websocket/outage"
 NO_STATUS = "Client-side close frame status not set"  # API Gateway's reason for a close without a code
 
 
@@ -89,6 +92,7 @@ class LocalWebSocketApi:
         self._report = report
         self._connections: dict[str, Connection] = {}
         self._lock = threading.Lock()
+        self._down_until = 0.0  # monotonic: an outage (OUTAGE_PATH) refuses upgrades until then
 
     # --- the WebSocket endpoint --------------------------------------------------------------------
 
@@ -105,6 +109,9 @@ class LocalWebSocketApi:
             sock.sendall(ws.send(exc.event_hint or RejectConnection(status_code=400)))
             return
         list(ws.events())
+        if time.monotonic() < self._down_until:
+            sock.sendall(ws.send(RejectConnection(status_code=503)))
+            return
         peer = Peer(
             aws_id(), request.client_address[0], request.headers.get("User-Agent", ""),
             request.headers.get("Host", ""),
@@ -247,8 +254,11 @@ class LocalWebSocketApi:
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
     ) -> Reply | None:
-        """``/@connections/{id}`` (also under a stage, ``/live/@connections/{id}``, as on AWS)."""
+        """``/@connections/{id}`` (also under a stage, ``/live/@connections/{id}``, as on AWS), and
+        the local outage switch."""
         path = urlsplit(target).path
+        if path == OUTAGE_PATH:
+            return self._outage(method, body)
         before, marker, connection_id = path.partition("/@connections/")
         if not marker or before.count("/") > 1 or not connection_id or "/" in connection_id:
             return None
@@ -280,6 +290,22 @@ class LocalWebSocketApi:
                 "lastActiveAt": _iso(connection.last_active_at),
             }).encode()  # fmt: skip
         return 404, dict(JSON), b'{"message": "Not Found"}'
+
+    def _outage(self, method: str, body: bytes) -> Reply:
+        if method == "DELETE":
+            self._down_until = 0.0
+            return 200, dict(JSON), b'{"outage": false}'
+        try:
+            seconds = float(json.loads(body or b"{}").get("seconds", 30))
+        except (ValueError, AttributeError):
+            return 400, dict(JSON), b'{"message": "expected a JSON body {\\"seconds\\": <number>}"}'
+        with self._lock:
+            self._down_until = time.monotonic() + seconds
+            connections = list(self._connections.values())
+        for connection in connections:
+            connection.drop()
+        answer = {"outage": True, "seconds": seconds, "dropped": len(connections)}
+        return 200, dict(JSON), json.dumps(answer).encode()
 
     def close_all(self, wait_s: float = 5.0) -> None:
         """Stopping: every open connection is closed with 1001 (its ``$disconnect`` invoked), and

@@ -89,6 +89,10 @@ class Connection:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
+    def drop(self) -> None:
+        """Cut the connection without a close frame, as a network failure does."""
+        self._break()
+
     def accept(self, register: Callable[[], None]) -> None:
         """Answer the upgrade. ``register`` makes the id known to the management API inside the
         lock, so a post that comes at once waits for the 101 instead of finding no connection."""
