@@ -94,6 +94,20 @@ def test_a_cold_cache_answers_503_with_retry_after_never_500() -> None:
     assert body["unavailablePairs"] == ["BTC/USDT", "ETH/USDT"]
 
 
+@pytest.mark.usefixtures("service_env")
+def test_a_cold_cache_with_sparklines_asked_for_is_the_same_503_and_no_cache_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event = prices_event("BTC/USDT,ETH/USDT")
+    event["queryStringParameters"]["include"] = "sparkline"
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 503 and response["headers"]["Retry-After"] == "2"
+    assert json.loads(response["body"])["unavailablePairs"] == ["BTC/USDT", "ETH/USDT"]
+    assert "sparklines unavailable" not in caplog.text  # nothing asked of the cache for none
+
+
 def test_all_pairs_present_is_200_with_every_contract_field(put_in_cache: Callable[..., None]) -> None:
     btc, eth = make_ticker("BTC/USDT", price=9372.49), make_ticker("ETH/USDT", price=250.5)
     put_in_cache([btc, eth], ["BTC/USDT", "ETH/USDT"])

@@ -156,6 +156,8 @@ def add_sparklines(entries: dict[str, dict[str, object]], *, settings: Settings,
     open closing at the entry's own price. None for every entry when the cache cannot say."""
     from market_data.candles import sparkline
 
+    if not entries:  # a 503 or 304: nothing to add to (HMGET takes at least one field)
+        return
     try:
         stored = cache.read_sparklines(cache.get_client(settings), list(entries))
     except cache.CacheUnavailableError as exc:
