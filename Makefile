@@ -26,6 +26,7 @@ help:
 	@echo "  make deploy   build, then deploy ENV's stack (docs/operations.md#deploy);  make delete   delete it"
 	@echo "Maintain"
 	@echo "  make setup    install the virtualenv and the SAM CLI (every target installs what it needs)"
+	@echo "  make browser  Debian's Chromium, ChromeDriver and libfaketime for the end-to-end tests (make test does)"
 	@echo "  make openapi  regenerate the whitelist routes' description the prices function serves"
 	@echo "  make layer-requirements   the shared layer's requirements.txt, from the lock file"
 	@echo "  make clean    remove build output and caches"

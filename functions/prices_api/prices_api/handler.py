@@ -22,6 +22,7 @@ from market_data.errors import InvalidPairError
 from market_data.http import ApiResponse, error_response, json_response, to_http_api_result, unexpected_error
 from market_data.observability import debug_enabled, logger, traced, with_request_context
 from market_data.prices import SPARKLINE, add_sparklines
+from prices_api.page import page_file
 from prices_api.prices import BASE, PRICES_PATH, PricesAnswer, get_prices, read_metrics, share_read_window
 
 __all__ = ["lambda_handler", "read_metrics", "share_read_window"]
@@ -171,6 +172,21 @@ def serve_prices(event: dict[str, Any]) -> dict[str, Any]:
     return to_http_api_result(answer, headers.get("accept-encoding"))
 
 
+def serve_page_file(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The live page's files (``/``, its script and style), gzip when the client accepts it; None
+    for any other path. Query strings are ignored: the page keeps its pairs in the URL's fragment."""
+    if event["requestContext"]["http"]["method"] not in ("GET", "HEAD"):
+        return None
+    headers = event.get("headers") or {}
+    found = page_file(event.get("rawPath", ""), headers.get("host", ""))
+    if found is None:
+        return None
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None and found.etag in if_none_match:
+        return to_http_api_result(ApiResponse(304, "", found.headers))
+    return to_http_api_result(ApiResponse(200, found.body, found.headers), headers.get("accept-encoding"))
+
+
 def serve_routed(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from prices_api.routes import app  # first use only: see the module's docstring
 
@@ -185,8 +201,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     refused = refuse_unknown_parameters(event)
     if refused is not None:
         response = to_http_api_result(refused)
+    elif is_read:
+        response = serve_prices(event)
     else:
-        response = serve_prices(event) if is_read else serve_routed(event, context)
+        response = serve_page_file(event) or serve_routed(event, context)
     latency_ms = (time.perf_counter() - started) * 1000
     status = response["statusCode"]
     read_metrics.record_response(status, latency_ms if is_read else None)

@@ -107,6 +107,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- push over WebSocket (set by the template; the local stack points them at itself) ---
     # The WebSocket API's management endpoint (https://<api>.execute-api.<region>.amazonaws.com/<stage>).
     stream_management_url: str | None = None
+    # The WebSocket URL the live page connects to (the stack's wss://<api>.execute-api...); unset:
+    # the page's own host at /ws, as the local stack serves it.
+    stream_url: Annotated[str, Meta(pattern=r"^wss?://[^\s/]+(/\S*)?$")] | None = None
     # The broadcaster the fetcher hands each slot to; unset: nothing is pushed (no WebSocket API).
     broadcaster_function_name: str | None = None
     # Posts in flight per broadcaster invocation, and connections one invocation serves before the
