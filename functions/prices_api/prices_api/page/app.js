@@ -23,7 +23,6 @@ const state = {
   entries: new Map(), // pair -> the latest entry
   sparklines: new Map(), // pair -> closes
   answered: false, // a read or snapshot has answered (until then nothing is stale or unavailable)
-  unavailable: false, // the last read was a 503: nothing to show yet
   retryAt: 0,
   connection: "down",
   service: { status: "ok", reason: "" },
@@ -154,7 +153,7 @@ function renderCard(node, pair) {
   const status = pairStatus(pair);
   node.dataset.status = status;
   const field = (name) => node.querySelector(`[data-field="${name}"]`);
-  field("status").textContent = status === "unavailable" ? "unavailable" : status;
+  field("status").textContent = status;
   if (!entry) {
     field("price").textContent = status === "loading" ? "…" : "—";
     field("change24h").textContent = status === "loading" ? "" : "temporarily unavailable";
@@ -187,9 +186,12 @@ function renderNotice() {
   if (state.connection === "down" && state.answered) {
     text = "The service cannot be reached; retrying. The prices shown are the last received.";
     down = true;
-  } else if (state.unavailable) {
-    const seconds = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
-    text = `Prices are temporarily unavailable; retrying in ${seconds} s.`;
+  } else if (state.answered && state.pairs.length && state.pairs.every((pair) => !state.entries.has(pair))) {
+    // Nothing to show yet (a cold cache): design 002's "temporarily unavailable", and why if known.
+    const seconds = Math.ceil((state.retryAt - Date.now()) / 1000);
+    const when = state.subscribed || seconds < 1 ? "" : `; retrying in ${seconds} s`;
+    const why = state.service.status !== "ok" && state.service.reason ? ` (${state.service.reason})` : "";
+    text = `Prices are temporarily unavailable${when}.${why}`;
   } else if (state.service.status !== "ok" && state.service.reason) {
     text = `Service ${state.service.status}: ${state.service.reason}`;
     down = state.service.status === "down";
@@ -281,14 +283,12 @@ async function readPrices(withSparklines) {
   if (response.status === 200 || response.status === 206) {
     const prices = await response.json();
     applyPrices(prices, withSparklines);
-    state.unavailable = false;
     if (!state.pairs.length) {
       // Nothing picked and nothing was listed at the start (a cold cache): the first listed ones.
       state.listed = Object.keys(prices).sort();
       if (state.listed.length) choosePairs(state.listed.slice(0, DEFAULT_PAIRS));
     }
   } else if (response.status === 503) {
-    state.unavailable = state.entries.size === 0;
     const retry = Number(response.headers.get("Retry-After")) || SLOT_MS / 1000;
     state.retryAt = Date.now() + retry * 1000;
   }
@@ -383,7 +383,6 @@ function onStreamMessage(message) {
       state.service = { status: message.status || "ok", reason: message.reason || "" };
       state.subscribed = true;
       state.answered = true;
-      state.unavailable = false;
       state.connection = "stream";
       clearTimeout(state.pollTimer);
       break;
