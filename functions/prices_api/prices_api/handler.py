@@ -22,7 +22,6 @@ from market_data.errors import InvalidPairError
 from market_data.http import ApiResponse, error_response, json_response, to_http_api_result, unexpected_error
 from market_data.observability import debug_enabled, logger, traced, with_request_context
 from market_data.prices import SPARKLINE, add_sparklines
-from prices_api.page import page_file
 from prices_api.prices import BASE, PRICES_PATH, PricesAnswer, get_prices, read_metrics, share_read_window
 
 __all__ = ["lambda_handler", "read_metrics", "share_read_window"]
@@ -177,6 +176,8 @@ def serve_page_file(event: dict[str, Any]) -> dict[str, Any] | None:
     for any other path. Query strings are ignored: the page keeps its pairs in the URL's fragment."""
     if event["requestContext"]["http"]["method"] not in ("GET", "HEAD"):
         return None
+    from prices_api.page import page_file  # first use only, as the router: price reads never need it
+
     headers = event.get("headers") or {}
     found = page_file(event.get("rawPath", ""), headers.get("host", ""))
     if found is None:
