@@ -6,6 +6,7 @@ coming back, an exchange outage, a cold cache and a stopped service. Screenshots
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -264,6 +265,9 @@ def test_a_cold_cache_shows_unavailable_and_a_stopped_service_down(
         assert connection(browser) in ("stream", "polling")  # the service answers: it has no prices yet
         screenshot(browser, "cold-cache-unavailable")
     finally:
-        stop_stack(cold)
+        try:
+            stop_stack(cold)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the stack did not stop:\n" + "".join(cold.output[-40:])) from None
     until(browser, lambda: connection(browser) == "down", 20, "down once the service is gone")
     screenshot(browser, "service-down")
