@@ -36,6 +36,7 @@ EXPECTED: dict[str, int | str] = {
     "history_get.json": 404,  # a new table: BTC/USDT was never listed
     "init_get.json": 503,
     "openapi_get.json": 200,
+    "page_get.json": 200,  # the live page
     "prices_all.json": 503,  # a cold cache: nothing to serve yet
     "prices_bad_pairs.json": 400,
     "prices_get.json": 503,
