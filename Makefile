@@ -26,7 +26,7 @@ help:
 	@echo "  make deploy   build, then deploy ENV's stack (docs/operations.md#deploy);  make delete   delete it"
 	@echo "Maintain"
 	@echo "  make setup    install the virtualenv and the SAM CLI (every target installs what it needs)"
-	@echo "  make browser  Debian's Chromium, ChromeDriver and libfaketime for the end-to-end tests (make test does)"
+	@echo "  make browser  Debian's Chromium and ChromeDriver for the page's end-to-end tests (make test does)"
 	@echo "  make openapi  regenerate the whitelist routes' description the prices function serves"
 	@echo "  make layer-requirements   the shared layer's requirements.txt, from the lock file"
 	@echo "  make clean    remove build output and caches"
@@ -91,7 +91,7 @@ bench: $(VENV)/.synced
 test: setup lint validate build browser
 	$(PY) -m pytest tests/unit tests/integration tests/e2e
 
-# Debian's Chromium and ChromeDriver (the page's tests) and libfaketime (a server clock set off).
+# Debian's Chromium and ChromeDriver, for the live page's tests.
 browser:
 	tools/browser.sh
 

@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any
 
+from local_stack import skewed_clock
 from local_stack.admin_token import admin_token, token_file_problem
 from local_stack.banner import admin_banner, stream_banner
 from local_stack.environment import (
@@ -134,6 +135,9 @@ def start_up_problems(
     token_problem = token_file_problem()
     if token_problem:
         problems.append(token_problem)
+    clock_problem = skewed_clock.read_offset(os.environ.get(skewed_clock.NAME))[1]
+    if clock_problem:
+        problems.append(clock_problem)
     return port, simulator_port, problems
 
 
@@ -160,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         report_problems(problems, say)
         return 2
     token = admin_token()
+    offset_s = skewed_clock.read_offset(os.environ.get(skewed_clock.NAME))[0]
+    skewed_clock.apply(offset_s)
+    if offset_s:
+        say(f"clock: {offset_s:+g} s off this machine's ({skewed_clock.NAME}), as a server set wrong")
     # Where the functions reach the management API and Lambda's Invoke API: this stack's own port.
     api_url = f"http://{'127.0.0.1' if args.host in ('', '0.0.0.0') else args.host}:{port}"
 

@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# Debian's Chromium and ChromeDriver for the page's tests, and libfaketime for a server whose clock
-# is set off (the client's skew test): installed from Debian's packages when missing. Nothing is
-# downloaded at test time; a test tool's own browser download is never used.
+# Debian's Chromium and ChromeDriver for the live page's tests, installed from Debian's packages when
+# missing. Nothing is downloaded at test time; a test tool's own browser download is never used.
 set -euo pipefail
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
-compgen -G "/usr/lib/*/faketime/libfaketime.so.1" > /dev/null || missing+=(libfaketime)
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

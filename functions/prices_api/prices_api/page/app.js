@@ -7,7 +7,7 @@
 const API = "/api/market-data";
 const SLOT_MS = 4000; // the fetcher's slot: polling faster buys nothing
 const POLL_AFTER_SLOT_MS = 600; // poll just after a slot's tick has written
-const STALE_AFTER_MS = 15000; // a price this old is stale whatever the server said when it sent it
+const STALE_AFTER_MS = 12000; // the server flags at 5 s; one 4 s slot and margin later, stale whatever it said
 const SILENT_STREAM_MS = 45000; // heartbeats come at least every 30 s: silence this long is a dead socket
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 30000;
