@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             say(
                 "a pair submitted to the whitelist is verified if a simulator above trades it (docs/local.md)"
             )
-        say(f"serving on {base}  (Ctrl-C stops everything)")
+        say(f"serving on {base}  (Ctrl-C stops everything); the live page: {base}/")
         for route in api.routes:
             admin = "  (admin)" if route.route.iam else ""
             say(f"  {route.route.method} {base}{route.route.path}{admin}")
