@@ -210,7 +210,7 @@ def test_when_the_stream_drops_the_page_polls_and_goes_back_to_the_stream(
 ) -> None:
     open_page(browser, stack)
     until(browser, lambda: connection(browser) == "stream", 20, "the stream connected")
-    outage(stack, 12)
+    outage(stack, 25)
     try:
         until(browser, lambda: connection(browser) == "polling", 5, "polling once the stream dropped")
         screenshot(browser, "stream-dropped")
@@ -225,6 +225,24 @@ def test_when_the_stream_drops_the_page_polls_and_goes_back_to_the_stream(
     finally:
         outage(stack, None)
     until(browser, lambda: connection(browser) == "stream", 40, "the stream back after the outage")
+    # Back on the stream, the page stops polling: no price read for two slots and more.
+    browser.execute_script(
+        """window.pricesReads = 0; const fetchOriginal = window.fetch;
+           window.fetch = (url, options) => { if (String(url).includes('/prices')) window.pricesReads++;
+                                               return fetchOriginal(url, options); };"""
+    )
+    time.sleep(10)
+    assert browser.execute_script("return window.pricesReads") == 0
+    assert set(statuses(browser).values()) == {"live"}  # the stream brings the prices
+
+
+def test_a_malformed_pair_in_the_address_is_left_out_and_the_rest_served(
+    stack: Stack, browser: WebDriver
+) -> None:
+    browser.get(f"{stack.base}/#pairs=BTC/USDT,BTCUSDT,eth/usdt")
+    two = dict.fromkeys(("BTC/USDT", "ETH/USDT"), "live")
+    until(browser, lambda: statuses(browser) == two, 20, "the two well-formed pairs live")
+    assert browser.current_url.endswith("#pairs=BTC/USDT,ETH/USDT")
 
 
 def fault(stack: Stack, body: dict[str, Any] | None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import re
 from typing import Any
 
 import pytest
@@ -51,6 +52,11 @@ def test_the_page_names_no_stream_when_none_is_set_and_allows_its_own_hosts(
     host = page_event()["headers"]["host"]
     assert f"connect-src 'self' ws://{host} wss://{host};" in policy
     assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+    # The script and style are named by their content, so a new deployment's page never runs an
+    # old script a browser kept.
+    script = invoke(page_event("/app.js"))
+    version = re.search(r'src="/app\.js\?v=([0-9a-f]{12})"', html)
+    assert version is not None and script["headers"]["ETag"].strip('"').startswith(version.group(1))
 
 
 @pytest.mark.usefixtures("service_env")

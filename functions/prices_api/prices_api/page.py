@@ -24,14 +24,20 @@ PAGE_FILES: dict[str, tuple[str, str]] = {
     "/app.css": ("app.css", "text/css; charset=utf-8"),
 }
 STREAM_URL_MARKER = "{{STREAM_URL}}"
-# The assets change only with a deployment; the page itself is revalidated so a new deployment's
-# page is picked up at once (its ETag makes that a 304).
-MAX_AGE_S = {"/": 0, "/app.js": 300, "/app.css": 300}
+# The page names its script and style with their content's hash (?v=...), so they can be kept a
+# day: a new deployment's page names new ones. The page itself is revalidated every time (its ETag
+# makes that a 304), so a new deployment is picked up at once.
+ASSET_VERSION_MARKERS = {"{{APP_JS_VERSION}}": "app.js", "{{APP_CSS_VERSION}}": "app.css"}
+MAX_AGE_S = {"/": 0, "/app.js": 86_400, "/app.css": 86_400}
 
 
 @cache
 def _file(name: str) -> str:
     return (PAGE_DIR / name).read_text(encoding="utf-8")
+
+
+def _version(name: str) -> str:
+    return hashlib.sha256(_file(name).encode()).hexdigest()[:12]
 
 
 def _content_security_policy(stream_url: str | None, host: str) -> str:
@@ -41,7 +47,7 @@ def _content_security_policy(stream_url: str | None, host: str) -> str:
     else:  # the page's own host, in whichever scheme the page was loaded
         stream = f"ws://{host} wss://{host}" if host else "ws: wss:"
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         f"connect-src 'self' {stream}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 
@@ -69,6 +75,8 @@ def page_file(path: str, host: str) -> PageFile | None:
     if path == "/":
         stream_url = get_settings().stream_url
         body = body.replace(STREAM_URL_MARKER, html.escape(stream_url or "", quote=True))
+        for marker, asset in ASSET_VERSION_MARKERS.items():
+            body = body.replace(marker, _version(asset))
         headers["Content-Security-Policy"] = _content_security_policy(stream_url, host)
         headers["Referrer-Policy"] = "no-referrer"
     etag = f'"{hashlib.sha256(body.encode()).hexdigest()[:16]}"'

@@ -16,6 +16,8 @@ const SPARKLINE_EVERY_MS = 15 * 60 * 1000; // sparkline points are 15-minute clo
 const SPARKLINE_MISSING_RETRY_MS = 30000; // a new pair's day of candles arrives soon after it is listed
 const DEFAULT_PAIRS = 8; // shown when nothing was picked: the first listed ones
 const MAX_PAIRS = 100; // a subscription's limit
+const PAIR = /^[A-Z0-9]{1,20}\/[A-Z0-9]{1,20}$/; // the service's BASE/QUOTE (it would refuse the whole request)
+const STORED_PAIRS = "market-data-pairs";
 
 const state = {
   pairs: [], // the pairs shown, in order
@@ -28,7 +30,9 @@ const state = {
   service: { status: "ok", reason: "" },
   skew: { low: -Infinity, high: Infinity }, // server clock minus ours, in ms
   ws: null,
-  subscribed: false,
+  subscribed: false, // a snapshot came on this socket: the stream brings the prices
+  sent: new Set(), // the pairs this socket is subscribed to, as sent
+  refused: "", // the service refused what was asked (a 400, or a stream error), in its words
   attempts: 0,
   lastMessageAt: 0,
   httpOk: false,
@@ -183,7 +187,9 @@ function renderNotice() {
   const notice = document.getElementById("notice");
   let text = "";
   let down = false;
-  if (state.connection === "down" && state.answered) {
+  if (state.refused) {
+    text = `The service refused the request: ${state.refused}`;
+  } else if (state.connection === "down" && state.answered) {
     text = "The service cannot be reached; retrying. The prices shown are the last received.";
     down = true;
   } else if (state.answered && state.pairs.length && state.pairs.every((pair) => !state.entries.has(pair))) {
@@ -203,26 +209,48 @@ function renderNotice() {
 
 // --- which pairs ----------------------------------------------------------------------------------
 
+// Only well-formed pairs are kept: one malformed pair would have the service refuse the whole read.
+function cleanPairs(text) {
+  let decoded = text;
+  try {
+    decoded = decodeURIComponent(text);
+  } catch {
+    // a stray "%": the text as it is
+  }
+  const pairs = decoded.split(",").map((p) => p.trim().toUpperCase()).filter((p) => PAIR.test(p));
+  return [...new Set(pairs)].slice(0, MAX_PAIRS);
+}
+
 function pairsFromLocation() {
   const match = /(?:^|[#&])pairs=([^&]*)/.exec(location.hash);
-  if (!match) return null;
-  const pairs = decodeURIComponent(match[1]).split(",").map((p) => p.trim().toUpperCase()).filter(Boolean);
-  return [...new Set(pairs)].slice(0, MAX_PAIRS);
+  return match ? cleanPairs(match[1]) : null;
+}
+
+// Site data may be blocked: the page works without remembering.
+function remembered() {
+  try {
+    return cleanPairs(localStorage.getItem(STORED_PAIRS) || "");
+  } catch {
+    return [];
+  }
+}
+
+function remember(pairs) {
+  try {
+    localStorage.setItem(STORED_PAIRS, pairs.join(","));
+  } catch {
+    // not remembered: the address still holds the choice
+  }
 }
 
 function choosePairs(pairs) {
   const before = new Set(state.pairs);
   state.pairs = pairs.slice(0, MAX_PAIRS);
+  state.refused = "";
   history.replaceState(null, "", `#pairs=${state.pairs.join(",")}`);
-  localStorage.setItem("market-data-pairs", state.pairs.join(","));
+  remember(state.pairs);
   const added = state.pairs.filter((p) => !before.has(p));
-  const removed = [...before].filter((p) => !state.pairs.includes(p));
-  if (state.ws && state.subscribed) {
-    if (removed.length) state.ws.send(JSON.stringify({ action: "unsubscribe", pairs: removed }));
-    if (added.length) state.ws.send(JSON.stringify({ action: "subscribe", pairs: added }));
-  } else {
-    subscribe();
-  }
+  subscribe();
   render();
   renderPicker();
   if (added.length) readPrices(true); // their sparklines, and a price at once
@@ -291,6 +319,10 @@ async function readPrices(withSparklines) {
   } else if (response.status === 503) {
     const retry = Number(response.headers.get("Retry-After")) || SLOT_MS / 1000;
     state.retryAt = Date.now() + retry * 1000;
+  } else if (response.status === 400 || response.status === 404) {
+    // A pair the service refuses or does not list: say so in its words (the message names it).
+    const body = await response.json().catch(() => ({}));
+    state.refused = body.message || `HTTP ${response.status}`;
   }
   state.answered = state.answered || response.status < 500 || response.status === 503;
   render();
@@ -333,10 +365,12 @@ function connect() {
     reconnectLater();
     return;
   }
-  const openedAt = Date.now();
+  let openedAt = Infinity;
   state.ws = ws;
+  state.sent = new Set();
   ws.onopen = () => {
-    state.lastMessageAt = Date.now();
+    openedAt = Date.now();
+    state.lastMessageAt = openedAt;
     subscribe();
   };
   ws.onmessage = (event) => {
@@ -349,24 +383,33 @@ function connect() {
     }
     onStreamMessage(message);
   };
-  ws.onclose = () => {
-    if (state.ws !== ws) return;
-    state.ws = null;
-    state.subscribed = false;
-    if (Date.now() - openedAt > STEADY_CONNECTION_MS) state.attempts = 0;
-    state.connection = state.httpOk ? "polling" : "down";
-    render();
-    readPrices(false).then(schedulePoll); // prices keep coming while the stream is away
-    reconnectLater();
-  };
+  ws.onclose = () => streamLost(ws, openedAt);
 }
 
+// The socket is gone (closed, or silent too long): poll at once and try the stream again later.
+function streamLost(ws, openedAt) {
+  if (state.ws !== ws) return; // already handled
+  state.ws = null;
+  state.subscribed = false;
+  state.sent = new Set();
+  if (Date.now() - openedAt > STEADY_CONNECTION_MS) state.attempts = 0;
+  state.connection = state.httpOk ? "polling" : "down";
+  render();
+  readPrices(false).then(schedulePoll); // prices keep coming while the stream is away
+  reconnectLater();
+}
+
+// Bring the socket's subscription to the pairs shown: what was sent and is no longer shown is
+// unsubscribed (it would count against the connection's 100), what is new is subscribed (answered
+// with a snapshot of those pairs).
 function subscribe() {
-  // Answered with a snapshot; with no pair picked yet, once there is one (choosePairs).
   const ws = state.ws;
-  if (ws && ws.readyState === WebSocket.OPEN && state.pairs.length) {
-    ws.send(JSON.stringify({ action: "subscribe", pairs: state.pairs }));
-  }
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  const removed = [...state.sent].filter((p) => !state.pairs.includes(p));
+  const added = state.pairs.filter((p) => !state.sent.has(p));
+  if (removed.length) ws.send(JSON.stringify({ action: "unsubscribe", pairs: removed }));
+  if (added.length) ws.send(JSON.stringify({ action: "subscribe", pairs: added }));
+  state.sent = new Set(state.pairs);
 }
 
 function reconnectLater() {
@@ -399,15 +442,21 @@ function onStreamMessage(message) {
         if (low <= state.skew.high) state.skew = { low: Math.max(state.skew.low, low), high: state.skew.high };
       }
       break;
+    case "error":
+      state.refused = message.message || message.error || "";
+      break;
     default:
-      break; // errors name a pair the picker sent: nothing to do on the page
+      break;
   }
   render();
 }
 
 function watchdog() {
-  if (state.ws && state.ws.readyState === WebSocket.OPEN && Date.now() - state.lastMessageAt > SILENT_STREAM_MS) {
-    state.ws.close(); // silent too long: a dead socket; onclose reconnects
+  const ws = state.ws;
+  if (ws && ws.readyState === WebSocket.OPEN && Date.now() - state.lastMessageAt > SILENT_STREAM_MS) {
+    // Silent too long: a dead socket. Its close event may take a minute to come; act now.
+    streamLost(ws, 0);
+    ws.close();
   }
   render(); // ages move, and a price can turn stale with no message at all
   const lacking = state.pairs.some((pair) => state.entries.has(pair) && !(state.sparklines.get(pair) || []).some((v) => v !== null));
@@ -435,8 +484,8 @@ async function start() {
     const pairs = pairsFromLocation();
     if (pairs && pairs.join() !== state.pairs.join()) choosePairs(pairs);
   });
-  const remembered = localStorage.getItem("market-data-pairs");
-  state.pairs = pairsFromLocation() || (remembered ? remembered.split(",").filter(Boolean) : []);
+  state.pairs = pairsFromLocation() || remembered();
+  if (state.pairs.length) history.replaceState(null, "", `#pairs=${state.pairs.join(",")}`); // as cleaned
   render();
   await listPairs();
   if (!state.pairs.length) state.pairs = state.listed.slice(0, DEFAULT_PAIRS);
