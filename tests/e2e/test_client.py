@@ -297,7 +297,7 @@ def test_a_server_clock_off_by_10_s_still_shows_fresh_prices_fresh(tmp_path: Pat
         naive_ages = [time.time() * 1000 - entry["timestamp"] for entry in response.json().values()]
         assert all(abs(age + offset_s * 1000) < 5_500 for age in naive_ages), naive_ages
         seen: list[PricesState] = []
-        poll_until(skewed.base, lambda s: len(seen) >= 4, 30, seen, interval_s=1.0, threshold_ms=5_000)
+        poll_until(skewed.base, lambda s: len(seen) >= 4, 30, seen, interval_s=1.0, threshold_ms=7_000)
     finally:
         stop_stack(skewed)
     last = seen[-1]
@@ -306,7 +306,7 @@ def test_a_server_clock_off_by_10_s_still_shows_fresh_prices_fresh(tmp_path: Pat
     for state in seen:
         assert state.status == "polling", (state.status, [v.reason for v in state.pairs.values()])
         for view in state.pairs.values():
-            assert view.age_ms is not None and 0 <= view.age_ms <= 5_000, view
+            assert view.age_ms is not None and 0 <= view.age_ms <= 7_000, view
             ages.append(view.age_ms)
     # Ages that move through the slot: not a clock ahead of ours read as "no age at all".
     assert max(ages) > 1_000, ages

@@ -64,10 +64,22 @@ def test_a_clock_jump_starts_the_estimate_over_instead_of_keeping_contradicting_
     assert skew.offset_ms == pytest.approx(60_000, abs=600)
 
 
-def test_a_server_stamp_only_raises_the_lower_bound_and_an_unreadable_date_changes_nothing() -> None:
+def test_a_server_stamp_alone_starts_the_bounds_so_ages_are_measured_without_any_http_answer() -> None:
     skew = ClockSkew()
-    skew.observe_server_time(NOW_MS, NOW_MS)  # nothing to tighten yet
-    assert not skew.known
+    skew.observe_server_time(NOW_MS + 10_000, NOW_MS + 300)  # a heartbeat from a clock 10 s ahead
+    assert skew.known and skew.bounds is not None
+    assert 9_700 <= skew.bounds.low_ms and skew.bounds.high_ms <= 10_700
+    # A stale price then turns stale by age though no HTTP read ever answered (no Date at all).
+    old = api_entry(timestamp=NOW_MS + 10_000 - 20_000)
+    view = compute_state(
+        ["BTC/USDT"], entries(old), server_now_ms=skew.server_now_ms(NOW_MS + 300),
+        threshold_ms=12_000, outcome="ok", answered=True,
+    ).pairs["BTC/USDT"]  # fmt: skip
+    assert view.stale and view.age_ms is not None and 19_000 < view.age_ms < 21_000
+
+
+def test_a_server_stamp_raises_the_lower_bound_and_an_unreadable_date_changes_nothing() -> None:
+    skew = ClockSkew()
     skew.observe_date(date_header(NOW_MS + 5_000), sent_ms=NOW_MS, received_ms=NOW_MS + 200)
     assert skew.bounds is not None
     high = skew.bounds.high_ms

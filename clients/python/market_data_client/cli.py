@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import httpx
+
 from market_data_client.api import DEFAULT_BASE_URL, normalise_pairs
 from market_data_client.async_client import AsyncPricesClient
 from market_data_client.client import PricesClient
@@ -186,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"unavailable: {exc.message}{retry}", SERVICE_ERROR)
     except MarketDataError as exc:
         return _fail(str(exc), SERVICE_ERROR)
+    except httpx.InvalidURL as exc:
+        return _fail(f"invalid --url: {exc}", USAGE_ERROR)
+    except httpx.HTTPError as exc:  # what the client's own errors do not cover (a body not decodable)
+        return _fail(f"{type(exc).__name__}: {exc}", SERVICE_ERROR)
     except BrokenPipeError:
         return 0
 

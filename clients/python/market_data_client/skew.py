@@ -83,12 +83,14 @@ class ClockSkew:
 
     def observe_server_time(self, server_ms: float, received_ms: float) -> None:
         """A lower bound from a time the server stamped on a message before sending it (a
-        heartbeat's ``at``): the offset is at least ``server_ms - received_ms``. Only tightens
-        bounds that exist; alone it says nothing of how far ahead the server may be."""
-        if self._bounds is None:
-            return
+        heartbeat's ``at``, an update's newest ``fetchedAt``): the offset is at least
+        ``server_ms - received_ms``. With no bounds yet (the stream answered and HTTP never did),
+        it starts them assuming the message took under a second on its way, as a jump does below:
+        ages are then measured, never left unknown while prices flow; the next ``Date`` checks it."""
         low = server_ms - received_ms
-        if low > self._bounds.high_ms:
+        if self._bounds is None:
+            self._bounds = SkewBounds(low, low + DATE_RESOLUTION_MS)
+        elif low > self._bounds.high_ms:
             # A jump: the message was stamped later than the bounds allow. Start over assuming the
             # message took less than a second on its way, as the next ``Date`` will check.
             self.restarts += 1

@@ -103,11 +103,17 @@ class Screen:
         self.out = out
         self.live = out.isatty() if live is None else live
         self._drawn = 0
+        self._last_seen: tuple[object, ...] = ()
 
     def show(self, state: PricesState) -> None:
         if self.live:
             self._redraw(render(state, color=True))
-        elif state.event not in QUIET_EVENTS:
+            return
+        # Piped: a line per answer, and per quiet moment that changed what a reader must know (a
+        # price turning stale by age alone, the connection dropping).
+        seen = (state.status, state.stale_pairs, state.connection)
+        changed, self._last_seen = seen != self._last_seen, seen
+        if state.event not in QUIET_EVENTS or changed:
             stamp = time.strftime("%H:%M:%S")
             self.out.write("".join(f"{stamp} {line}\n" for line in render(state)))
             self.out.flush()
