@@ -477,3 +477,46 @@ def test_tracing_is_off_by_default_and_the_xray_sdk_not_even_imported(
     traced = json.loads(on.stdout.splitlines()[-1])
     assert traced["xray"] is True and traced["status"] == off["status"]
     assert off["status"] in (200, 206, 503, [True, 0])
+
+
+def test_metric_documents_and_log_lines_from_two_threads_never_share_a_line() -> None:
+    # The fetcher's candle roll-up logs from its own thread while the loop prints its documents:
+    # every line of stdout must still be one whole JSON object, or CloudWatch reads neither.
+    script = textwrap.dedent(
+        """
+        import threading
+        from market_data.observability import emit_metrics, logger
+
+        def log():
+            for i in range(3000):
+                logger.info("hourly candles written", hour=i, pairs=0)
+
+        def metrics():
+            for i in range(3000):
+                emit_metrics("fetcher", {"Ticks": 1, "TickDuration": [40.0, 41.0]})
+
+        threads = [threading.Thread(target=log), threading.Thread(target=metrics)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        """
+    )
+    env = {
+        **os.environ, "PYTHONPATH": str(REPO_ROOT / "layers/common"), "POWERTOOLS_SERVICE_NAME": "fetcher",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6000
+    broken = [line[:120] for line in lines if not _whole_json(line)]
+    assert broken == []
+
+
+def _whole_json(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False

@@ -15,8 +15,10 @@ one document per window.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from market_data.contracts import RESPONSES_2XX, RESPONSES_4XX, RESPONSES_5XX, RESPONSES_UNAVAILABLE
 
@@ -145,13 +148,16 @@ def emit_metrics(
             if timestamp_ms is not None:
                 single.set_timestamp(timestamp_ms)
             singles.append(single)
-    # One document per line, whole: printing writes the text and its newline apart, and threads
-    # sharing a process (the local stack's gateway) would otherwise interleave them.
+    # One document per line, whole: Powertools' flush prints the text and its newline in two
+    # writes, and a log line from another thread (the fetcher's candle roll-up, the local stack's
+    # gateway) could land between them, leaving neither readable. One write each, in turn.
+    if is_metrics_disabled():
+        return
     with _PRINTING:
-        if document.metric_set:
-            document.flush_metrics()
-        for single in singles:
-            single.flush_metrics()
+        for each in (document, *singles):
+            if each.metric_set:
+                sys.stdout.write(json.dumps(each.serialize_metric_set(), separators=(",", ":")) + "\n")
+                each.clear_metrics()
 
 
 # Powertools prints a document on its own when a metric reaches 100 values; a window ends one
