@@ -29,6 +29,7 @@ translated = translating(lambda: _REDIS_FAILURES, CacheUnavailableError)
 
 _client: Redis | None = None
 _read_client: Redis | None = None
+_building = threading.Lock()
 
 
 def _options(settings: Settings) -> dict[str, Any]:
@@ -76,13 +77,18 @@ def get_read_client(settings: Settings) -> Redis:
     global _read_client
     if settings.redis_cluster:
         return get_client(settings)
-    if _read_client is None:
-        from redis import Redis
+    client = _read_client
+    if client is None:
+        with _building:  # threads sharing the process (the local stack's) build it once
+            if _read_client is None:
+                from redis import Redis
 
-        _read_client = Redis.from_url(
-            settings.redis_url, single_connection_client=True, health_check_interval=30, **_options(settings)
-        )
-    return _read_client
+                _read_client = Redis.from_url(
+                    settings.redis_url, single_connection_client=True, health_check_interval=30,
+                    **_options(settings),
+                )  # fmt: skip
+            client = _read_client
+    return client
 
 
 class DeferredClient:
