@@ -245,8 +245,11 @@ def run(args: argparse.Namespace) -> int:
         if websocket is not None:
             stream_banner(websocket, base, pair)
         try:
-            while True:  # the API serves in its own thread; Ctrl-C arrives here
-                time.sleep(3600)
+            # The API serves in its own threads; Ctrl-C's handler raises here. Short sleeps: the
+            # kernel may hand the signal to any thread, and then this one runs the handler only
+            # once its sleep ends (a long sleep left the stack running on, now and then).
+            while True:
+                time.sleep(0.25)
         except KeyboardInterrupt:
             say("stopping")
     return 0
