@@ -74,7 +74,12 @@ def test_the_page_names_the_stacks_stream_and_allows_only_it(monkeypatch: pytest
 @pytest.mark.usefixtures("service_env")
 @pytest.mark.parametrize(
     ("path", "content_type", "text"),
-    [("/app.js", "text/javascript", "new WebSocket("), ("/app.css", "text/css", ".card")],
+    [
+        ("/app.js", "text/javascript", "async function start("),
+        ("/view.js", "text/javascript", "function renderCard("),
+        ("/stream.js", "text/javascript", "new WebSocket("),
+        ("/app.css", "text/css", ".card"),
+    ],
 )
 def test_the_script_and_style_are_served_gzip_when_asked_and_revalidated(
     path: str, content_type: str, text: str

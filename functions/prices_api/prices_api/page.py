@@ -21,14 +21,19 @@ PAGE_DIR = Path(__file__).parent / "page"
 PAGE_FILES: dict[str, tuple[str, str]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/view.js": ("view.js", "text/javascript; charset=utf-8"),
+    "/stream.js": ("stream.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
 }
 STREAM_URL_MARKER = "{{STREAM_URL}}"
 # The page names its script and style with their content's hash (?v=...), so they can be kept a
 # day: a new deployment's page names new ones. The page itself is revalidated every time (its ETag
 # makes that a 304), so a new deployment is picked up at once.
-ASSET_VERSION_MARKERS = {"{{APP_JS_VERSION}}": "app.js", "{{APP_CSS_VERSION}}": "app.css"}
-MAX_AGE_S = {"/": 0, "/app.js": 86_400, "/app.css": 86_400}
+ASSET_VERSION_MARKERS = {
+    "{{APP_JS_VERSION}}": "app.js", "{{VIEW_JS_VERSION}}": "view.js", "{{STREAM_JS_VERSION}}": "stream.js",
+    "{{APP_CSS_VERSION}}": "app.css",
+}  # fmt: skip
+MAX_AGE_S = {path: 0 if path == "/" else 86_400 for path in PAGE_FILES}
 
 
 @cache
