@@ -54,7 +54,8 @@ def subscribed(
     """``n`` real clients subscribed to BTC/USDT, with prices in the cache (no broadcaster started
     by the fetcher: the tests call it themselves)."""
     container = make_container()
-    run_slot(container, now_ms() // INTERVAL_MS, "broadcaster-test", LoopSummary())
+    ticked = now_ms() // INTERVAL_MS
+    run_slot(container, ticked, "broadcaster-test", LoopSummary())
     with ExitStack() as stack:
         base = stack.enter_context(local_websocket_stack(monkeypatch))
 
@@ -68,6 +69,7 @@ def subscribed(
                 assert [m["type"] for m in received][:1] == ["snapshot"]
             return opened
 
+        clients.ticked_slot = ticked  # type: ignore[attr-defined]  # the slot whose prices are cached
         yield clients
     container.close()
 
@@ -153,7 +155,8 @@ def test_candle_subscribers_get_each_closed_minute_once_and_the_others_none(
 
     plain = subscribed(2)
     candles = subscribed(2, {"action": "subscribe", "pairs": ["BTC/USDT", "ETH/USDT"], "candles": "1m"})
-    minute = now_ms() // 60_000 * 60_000  # the fixture's tick sampled this minute
+    # The minute the fixture's tick sampled (not now's: a minute may have ended since).
+    minute = subscribed.ticked_slot * INTERVAL_MS // 60_000 * 60_000  # type: ignore[attr-defined]
     next_minute = (minute + 60_000) // INTERVAL_MS
     # The next minute's first two slots: the first pushes the minute just over, the second nothing.
     for slot in (next_minute, next_minute + 1):
